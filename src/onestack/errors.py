@@ -1,0 +1,147 @@
+"""One exception root for onestack; specific errors carry structured fields.
+
+Every error an operator can see derives from :class:`OnestackError`. The CLI
+prints ``str(error)`` (and ``error.hint`` when set) and exits non-zero; it never
+shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class OnestackError(Exception):
+    """Root of every error onestack reports to an operator."""
+
+    hint: str | None = None
+    exit_code: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        """Structured form for ``--json`` output."""
+        return {"error": type(self).__name__, "message": str(self), "hint": self.hint}
+
+
+@dataclass
+class SiteFileError(OnestackError):
+    """The site file is malformed or invalid: names file, line and field."""
+
+    path: str
+    line: int | None
+    field_path: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.field_path}: {self.problem}"
+
+
+@dataclass
+class CatalogError(OnestackError):
+    """Shipped catalog data (release bundle, HCL, architecture) is missing or invalid."""
+
+    what: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.problem}"
+
+
+@dataclass
+class PrerequisiteError(OnestackError):
+    """The host cannot run the operation (not root, no apt, wrong Python...)."""
+
+    problem: str
+    hint_text: str | None = None
+
+    def __post_init__(self) -> None:
+        self.hint = self.hint_text
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+@dataclass
+class PortInUseError(OnestackError):
+    """A port onestack needs is already taken by another process."""
+
+    host: str
+    port: int
+    holder: str
+
+    def __str__(self) -> str:
+        return f"port {self.port} on {self.host} is already in use by {self.holder}"
+
+
+@dataclass
+class CommandError(OnestackError):
+    """A command run on a host failed."""
+
+    command: str
+    returncode: int
+    output: str = ""
+
+    def __str__(self) -> str:
+        tail = "\n".join(self.output.strip().splitlines()[-15:])
+        return f"command failed ({self.returncode}): {self.command}\n{tail}".rstrip()
+
+
+@dataclass
+class PackageInstallError(OnestackError):
+    """A system or Python package could not be installed."""
+
+    packages: list[str]
+    output: str = ""
+
+    def __str__(self) -> str:
+        tail = "\n".join(self.output.strip().splitlines()[-15:])
+        return f"could not install {', '.join(self.packages)}\n{tail}".rstrip()
+
+
+@dataclass
+class ServiceStartError(OnestackError):
+    """A service did not come up; carries its last log lines."""
+
+    service: str
+    reason: str
+    log_tail: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.service} did not come up: {self.reason}"]
+        if self.log_tail:
+            lines.append(f"last log lines of {self.service}:")
+            lines.extend("  " + line for line in self.log_tail)
+        return "\n".join(lines)
+
+
+@dataclass
+class StepFailed(OnestackError):
+    """A plan step failed; wraps the cause with the step name."""
+
+    step: str
+    cause: str
+
+    def __str__(self) -> str:
+        return f"step {self.step} failed: {self.cause}"
+
+
+@dataclass
+class SiteLockedError(OnestackError):
+    """Another onestack operation holds the site lock."""
+
+    site: str
+    holder: str
+
+    def __str__(self) -> str:
+        return f"site {self.site} is locked by another operation ({self.holder})"
+
+
+@dataclass
+class BmcError(OnestackError):
+    """A BMC could not be reached or answered badly."""
+
+    node: str
+    address: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.node} ({self.address}): {self.reason}"
