@@ -1,0 +1,3 @@
+from onestack.cli.main import main
+
+main()

@@ -1,0 +1,62 @@
+"""Where a site's state lives on the controller. Pure path arithmetic, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SitePaths:
+    """The runtime layout under ``$ONESTACK_HOME``."""
+
+    home: Path
+    site_name: str
+
+    @property
+    def releases(self) -> Path:
+        return self.home / "releases"
+
+    def venv(self, series: str) -> Path:
+        """The immutable virtual environment of one release bundle."""
+        return self.releases / series / "venv"
+
+    @property
+    def wheelhouse(self) -> Path:
+        return self.home / "wheelhouse"
+
+    @property
+    def site(self) -> Path:
+        return self.home / "sites" / self.site_name
+
+    @property
+    def site_file(self) -> Path:
+        return self.site / "site.yaml"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.site / "secrets"
+
+    @property
+    def state_db(self) -> Path:
+        return self.site / "state.db"
+
+    def etc(self, series: str) -> Path:
+        """Rendered configuration for one release."""
+        return self.site / "etc" / series
+
+    @property
+    def data(self) -> Path:
+        return self.site / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.site / "log"
+
+    @property
+    def run(self) -> Path:
+        return self.site / "run"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.site / "clouds.yaml"
