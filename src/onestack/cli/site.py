@@ -1,0 +1,165 @@
+"""Site lifecycle commands: up, plan, status, verify, down, credentials."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from onestack.cli.common import CliContext, emit_json, json_option
+from onestack.engine import operations
+from onestack.engine.progress import JsonProgress, PlainProgress, Progress, SilentProgress
+from onestack.engine.step import Plan
+from onestack.plans.deploy import CLOUD_NAME
+
+site_file_option = click.option("--site-file", type=click.Path(path_type=Path), default=None,
+                                help="Site file to use instead of the site's own site.yaml.")
+
+
+def _handle(obj: CliContext, site_file: Path | None) -> operations.SiteHandle:
+    return operations.open_site(obj.home_path, obj.site_name, site_file)
+
+
+def _progress(as_json: bool) -> Progress:
+    return JsonProgress() if as_json else PlainProgress()
+
+
+@click.command()
+@site_file_option
+@json_option
+@click.pass_obj
+def up(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
+    """Deploy the site (default: an all-in-one cloud on this machine), or converge it."""
+    handle = _handle(obj, site_file)
+    t0 = time.monotonic()
+    plan = operations.up(handle, _progress(as_json))
+    seconds = time.monotonic() - t0
+    summary = {"site": handle.site.name, "changes": len(plan.changes),
+               "seconds": round(seconds, 1), "clouds_yaml": str(handle.paths.clouds_yaml),
+               "cloud": CLOUD_NAME}
+    if as_json:
+        emit_json(summary)
+        return
+    what = "nothing to do, already up to date" if plan.is_empty else \
+        f"{len(plan.changes)} steps applied"
+    click.echo(f"site {handle.site.name} is up ({what}) in {seconds:.1f}s")
+    click.echo(f"credentials: {handle.paths.clouds_yaml} (cloud '{CLOUD_NAME}')")
+    click.echo(f"  export OS_CLIENT_CONFIG_FILE={handle.paths.clouds_yaml}")
+    click.echo(f"  openstack --os-cloud {CLOUD_NAME} server list")
+
+
+@click.command()
+@site_file_option
+@json_option
+@click.pass_obj
+def plan(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
+    """Show every step `up` would take on this host, changing nothing."""
+    handle = _handle(obj, site_file)
+    hctx = operations.host_context(handle, SilentProgress())
+    result = operations.plan_up(handle, hctx, generate_secrets=False)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    _render_plan(result)
+
+
+def _render_plan(result: Plan) -> None:
+    if result.is_empty:
+        click.echo("nothing to do: the site is up to date")
+        return
+    changes = result.changes
+    click.echo(f"{len(changes)} of {len(result.steps)} steps to apply:")
+    for index, step in enumerate(changes, start=1):
+        click.echo(f"  {index:>3}. {step.service:<10} {step.summary}")
+
+
+@click.command()
+@site_file_option
+@json_option
+@click.pass_obj
+def status(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
+    """Every service and infrastructure component: version, process, address, health."""
+    from onestack.health.status import collect
+
+    handle = _handle(obj, site_file)
+    data = collect(handle)
+    if as_json:
+        emit_json(data)
+    else:
+        _render_status(data)
+    sys.exit(0 if data["healthy"] else 3)
+
+
+def _render_status(data: dict[str, Any]) -> None:
+    click.echo(f"site {data['site']}  release {data['release']}  "
+               f"supervisor {data['supervisor']}")
+    head = f"{'SERVICE':<10} {'PROCESS':<25} {'STATE':<9} {'PID':>7} {'UPTIME':>9} " \
+           f"{'VERSION':<22} {'HEALTH':<7} ADDRESS"
+    click.echo(head)
+    for c in data["components"]:
+        health = {True: "ok", False: "FAIL", None: "-"}[c["healthy"]]
+        click.echo(f"{c['service']:<10} {c['process']:<25} {c['state']:<9} "
+                   f"{c['pid'] or '-':>7} {c['uptime']:>9} {c['version']:<22} {health:<7} "
+                   f"{c['address']}")
+    run = data.get("last_run")
+    if run:
+        line = f"last run: #{run['id']} {run['operation']} {run['status']}"
+        if run["status"] != "done" and run.get("stopped_at"):
+            line += f" (stopped at {run['stopped_at']}: {run.get('detail') or ''})"
+        click.echo(line.splitlines()[0])
+
+
+@click.command()
+@site_file_option
+@json_option
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds per wait.")
+@click.pass_obj
+def verify(obj: CliContext, site_file: Path | None, as_json: bool, timeout: float) -> None:
+    """Smoke-test the running cloud through openstacksdk; non-zero exit on any failure."""
+    from onestack.health.verify import run
+
+    data = run(_handle(obj, site_file), timeout)
+    if as_json:
+        emit_json(data)
+    else:
+        for c in data["checks"]:
+            mark = "PASS" if c["passed"] else "FAIL"
+            click.echo(f"{mark}  {c['name']:<30} {c['seconds']:6.1f}s  {c['detail']}")
+        click.echo("all checks passed" if data["passed"] else "some checks FAILED")
+    sys.exit(0 if data["passed"] else 1)
+
+
+@click.command()
+@site_file_option
+@click.option("--purge", is_flag=True, help="Also delete the site's state, data and secrets.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
+@click.pass_obj
+def down(obj: CliContext, site_file: Path | None, purge: bool, yes: bool) -> None:
+    """Stop every service of the site cleanly (data is kept unless --purge)."""
+    handle = _handle(obj, site_file)
+    if purge and not yes:
+        click.confirm(f"delete all data, state and secrets of site {handle.site.name} "
+                      f"under {handle.paths.site}?", abort=True)
+    operations.down(handle, PlainProgress(), purge=purge)
+    click.echo(f"site {handle.site.name} is down" + (" and purged" if purge else ""))
+
+
+@click.command()
+@site_file_option
+@click.option("--show-secrets", is_flag=True, help="Also print every generated secret.")
+@click.pass_obj
+def credentials(obj: CliContext, site_file: Path | None, show_secrets: bool) -> None:
+    """Where the admin credentials are; with --show-secrets, the secrets themselves."""
+    handle = _handle(obj, site_file)
+    click.echo(f"clouds.yaml: {handle.paths.clouds_yaml} (cloud '{CLOUD_NAME}')")
+    click.echo(f"secrets:     {handle.paths.secrets_file}")
+    if show_secrets:
+        store = handle.secrets
+        for name in store.names():
+            click.echo(f"  {name} = {store.get(name)}")
+
+
+COMMANDS = [up, plan, status, verify, down, credentials]

@@ -1,0 +1,138 @@
+"""A host and its connection: every action on a machine goes through here.
+
+The lab is one host reached locally. Remote hosts will be reached through an
+existing engine (pyinfra), never a home-made SSH layer; they implement the same
+:class:`HostConnection` protocol so plans do not special-case them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from onestack.errors import CommandError
+
+
+class HostConnection(Protocol):
+    """What the engine needs from a machine."""
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 600, check: bool = True) -> str: ...
+
+    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
+                   owner: str | None = None) -> bool: ...
+
+    def file_digest(self, path: Path) -> str | None: ...
+
+    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None: ...
+
+    def port_holder(self, port: int) -> str | None: ...
+
+    def which(self, program: str) -> str | None: ...
+
+
+def digest(content: str | bytes) -> str:
+    """sha256 of text or bytes, as hex."""
+    data = content.encode() if isinstance(content, str) else content
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalHost:
+    """This machine, reached without a network hop."""
+
+    def __init__(self, name: str = "localhost") -> None:
+        self.name = name
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 600, check: bool = True) -> str:
+        """Run a command; return its combined output; raise CommandError on failure."""
+        full_env = {**os.environ, **(env or {})}
+        try:
+            proc = subprocess.run(list(argv), env=full_env, cwd=cwd, timeout=timeout,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise CommandError(" ".join(argv), 127, f"{argv[0]}: not found") from None
+        except subprocess.TimeoutExpired as exc:
+            out = exc.output if isinstance(exc.output, str) else ""
+            raise CommandError(" ".join(argv), -1, f"timed out after {timeout}s\n{out}") from None
+        if check and proc.returncode != 0:
+            raise CommandError(" ".join(argv), proc.returncode, proc.stdout)
+        return proc.stdout
+
+    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
+                   owner: str | None = None) -> bool:
+        """Write atomically; return True if the content or mode changed."""
+        if self.file_digest(path) == digest(content) and _mode_of(path) == mode:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        if owner:
+            _chown(tmp, owner)
+        os.replace(tmp, path)
+        return True
+
+    def file_digest(self, path: Path) -> str | None:
+        try:
+            return digest(path.read_bytes())
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            return None
+
+    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        os.chmod(path, mode)
+        if owner:
+            _chown(path, owner)
+
+    def port_holder(self, port: int) -> str | None:
+        """Who listens on a TCP port (process name and pid), or None if free."""
+        out = self.run(["ss", "-Hltnp", f"sport = :{port}"], check=False)
+        lines = [line for line in out.splitlines() if line.strip()]
+        if not lines:
+            return _probe_port(port)
+        users = lines[0].split("users:")[-1] if "users:" in lines[0] else "unknown process"
+        return users.strip()
+
+    def which(self, program: str) -> str | None:
+        return shutil.which(program)
+
+
+def _mode_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def _chown(path: Path, owner: str) -> None:
+    pw = pwd.getpwnam(owner)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def _probe_port(port: int) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return "unknown process" if s.connect_ex(("127.0.0.1", port)) == 0 else None
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

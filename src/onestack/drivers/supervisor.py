@@ -1,0 +1,195 @@
+"""The process supervisor (supervisord): starts, restarts and reports services.
+
+See docs/adr/0001-process-supervisor.md for why supervisord. onestack runs its own
+supervisord per site (own socket, own config), started from onestack's tool
+environment; every long-running service of the site is a program in it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from onestack.errors import CommandError, ServiceStartError
+
+
+@dataclass(frozen=True)
+class Program:
+    """A long-running process of a service, as the supervisor runs it."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    directory: str | None = None
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 30
+    startsecs: int = 2
+
+
+def _quote(arg: str) -> str:
+    if not arg or any(c in arg for c in " \t\"'%;#"):
+        return '"' + arg.replace("%", "%%").replace('"', '\\"') + '"'
+    return arg
+
+
+def render_program(program: Program, log_dir: Path) -> str:
+    """The supervisord ``[program:x]`` section of one program."""
+    env = ",".join(f'{k}="{v}"' for k, v in sorted(program.environment.items()))
+    lines = [
+        f"[program:{program.name}]",
+        "command=" + " ".join(_quote(a) for a in program.command),
+        "autostart=false",
+        "autorestart=true",
+        f"startsecs={program.startsecs}",
+        "startretries=5",
+        f"stopsignal={program.stopsignal}",
+        f"stopwaitsecs={program.stopwaitsecs}",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        f"stdout_logfile={log_dir / (program.name + '.log')}",
+        "stdout_logfile_maxbytes=20MB",
+        "stdout_logfile_backups=2",
+    ]
+    if env:
+        lines.append(f"environment={env}")
+    if program.user:
+        lines.append(f"user={program.user}")
+    if program.directory:
+        lines.append(f"directory={program.directory}")
+    return "\n".join(lines) + "\n"
+
+
+def render_supervisord_conf(run_dir: Path, log_dir: Path, programs_dir: Path) -> str:
+    """The supervisord main configuration of a site."""
+    return f"""[unix_http_server]
+file={run_dir / 'supervisor.sock'}
+chmod=0700
+
+[supervisord]
+logfile={log_dir / 'supervisord.log'}
+pidfile={run_dir / 'supervisord.pid'}
+childlogdir={log_dir}
+minfds=65536
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{run_dir / 'supervisor.sock'}
+
+[include]
+files = {programs_dir}/*.conf
+"""
+
+
+class Supervisor:
+    """Client of one site's supervisord over its unix socket."""
+
+    def __init__(self, conf: Path, socket_path: Path) -> None:
+        self.conf = conf
+        self.socket_path = socket_path
+
+    def _proxy(self) -> Any:
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def is_running(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        try:
+            return bool(self._proxy().getState()["statename"] == "RUNNING")
+        except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
+            return False
+
+    def start_daemon(self) -> None:
+        """Start supervisord (daemonized) if it is not running."""
+        if self.is_running():
+            return
+        exe = Path(sys.executable).parent / "supervisord"
+        binary = str(exe) if exe.exists() else (shutil.which("supervisord") or "supervisord")
+        proc = subprocess.run([binary, "-c", str(self.conf)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CommandError(f"{binary} -c {self.conf}", proc.returncode,
+                               proc.stdout + proc.stderr)
+        for _ in range(100):
+            if self.is_running():
+                return
+            time.sleep(0.1)
+        raise ServiceStartError("supervisord", "did not answer on its socket within 10 s")
+
+    def update(self) -> list[str]:
+        """Apply changed program definitions (like ``supervisorctl update``)."""
+        proxy = self._proxy()
+        added, changed, removed = proxy.reloadConfig()[0]
+        for name in changed + removed:
+            self._stop_quietly(name)
+            proxy.removeProcessGroup(name)
+        for name in changed + added:
+            proxy.addProcessGroup(name)
+        return sorted(added + changed + removed)
+
+    def _stop_quietly(self, name: str) -> None:
+        try:
+            self._proxy().stopProcess(name, True)
+        except xmlrpc.client.Fault:
+            pass
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Program name -> supervisord process info (statename, pid, uptime...)."""
+        if not self.is_running():
+            return {}
+        return {info["name"]: info for info in self._proxy().getAllProcessInfo()}
+
+    def state(self, name: str) -> str:
+        return str(self.states().get(name, {}).get("statename", "ABSENT"))
+
+    def start(self, name: str) -> None:
+        """Start a program; raise ServiceStartError with its log tail if it fails."""
+        try:
+            self._proxy().startProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" in fault.faultString:
+                return
+            raise ServiceStartError(name, fault.faultString, self.log_tail(name)) from None
+
+    def stop(self, name: str) -> None:
+        self._stop_quietly(name)
+
+    def restart(self, name: str) -> None:
+        self._stop_quietly(name)
+        self.start(name)
+
+    def signal(self, name: str, signal: str) -> None:
+        self._proxy().signalProcess(name, signal)
+
+    def log_tail(self, name: str, lines: int = 20) -> list[str]:
+        try:
+            text = self._proxy().tailProcessStdoutLog(name, 0, 8000)[0]
+        except (OSError, xmlrpc.client.Fault):
+            return []
+        return [str(line) for line in text.splitlines()[-lines:]]
+
+    def stop_all(self) -> None:
+        if self.is_running():
+            self._proxy().stopAllProcesses(True)
+
+    def shutdown(self) -> None:
+        """Stop every program and supervisord itself; wait for it to exit."""
+        if not self.is_running():
+            return
+        self.stop_all()
+        self._proxy().shutdown()
+        for _ in range(200):
+            if not self.socket_path.exists() or not self.is_running():
+                return
+            time.sleep(0.1)

@@ -1,0 +1,55 @@
+"""Apply a plan step by step, journaling each step before and after it runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from onestack.engine.journal import Journal
+from onestack.engine.progress import Progress
+from onestack.engine.step import Plan, Step
+from onestack.errors import OnestackError, StepFailed
+
+
+def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> int:
+    """Run every needed step in order. Returns the run id.
+
+    A failing step is recorded with its error and raised; the steps already done
+    stay recorded, so running the same operation again resumes after them.
+    """
+    for stale in journal.mark_interrupted():
+        progress.message(f"run {stale.id} ({stale.operation}) was interrupted; resuming")
+    run_id = journal.start_run(plan.operation)
+    changes = plan.changes
+    try:
+        for index, step in enumerate(changes, start=1):
+            _apply_step(step, index, len(changes), ctx, journal, run_id, progress)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        journal.finish_run(run_id, status, str(exc)[:2000])
+        raise
+    journal.finish_run(run_id, "done")
+    return run_id
+
+
+def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
+                run_id: int, progress: Progress) -> None:
+    journal.step_started(run_id, step.id, step.service, step.summary)
+    progress.step_started(step, index, total)
+    t0 = time.monotonic()
+    try:
+        step.action.apply(ctx)
+    except OnestackError as exc:
+        progress.step_failed(step, time.monotonic() - t0, str(exc))
+        journal.step_failed(run_id, step.id, str(exc))
+        raise
+    except KeyboardInterrupt:
+        progress.step_failed(step, time.monotonic() - t0, "interrupted")
+        journal.step_failed(run_id, step.id, "interrupted")
+        raise
+    except Exception as exc:  # a bug or a foreign error: still journaled, still named
+        progress.step_failed(step, time.monotonic() - t0, repr(exc))
+        journal.step_failed(run_id, step.id, repr(exc))
+        raise StepFailed(step.id, repr(exc)) from exc
+    journal.step_finished(run_id, step.id, step.fingerprint())
+    progress.step_done(step, time.monotonic() - t0)

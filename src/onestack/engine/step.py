@@ -1,0 +1,115 @@
+"""Steps and plans: what the engine applies, as data.
+
+A step pairs an operator-facing summary with an :class:`Action`. Planning is two
+pure halves around one read-only probe: services build their candidate steps
+from the site (pure); the engine asks each action to ``probe`` the host (read-only
+facts); :func:`make_plan` keeps the steps whose action is ``needed`` given those
+facts (pure, testable as data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from onestack.drivers.host import digest
+
+
+class ApplyContext(Protocol):
+    """What an action may use while it runs (see engine.context)."""
+
+
+class Action(Protocol):
+    """One change on a host. ``probe`` reads facts; ``needed`` decides; ``apply`` acts."""
+
+    kind: str
+
+    def fingerprint(self) -> str:
+        """Digest of everything that defines the change (no secrets in clear)."""
+        ...
+
+    def probe(self, ctx: Any) -> Any:
+        """Read-only look at the present state, returned as plain data."""
+        ...
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        """Pure: given the probe's fact and the recorded fingerprint, is work needed?"""
+        ...
+
+    def apply(self, ctx: Any) -> None:
+        """Make the change. Raise an OnestackError on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named, journaled unit of work on one host."""
+
+    id: str
+    summary: str
+    service: str
+    host: str
+    action: Action = field(compare=False)
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.id}|{self.action.kind}|{self.action.fingerprint()}")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    step: Step
+    needed: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered steps of an operation, each marked needed or already done."""
+
+    operation: str
+    steps: tuple[PlannedStep, ...]
+
+    @property
+    def changes(self) -> list[Step]:
+        return [p.step for p in self.steps if p.needed]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "changes": len(self.changes),
+            "steps": [
+                {"id": p.step.id, "service": p.step.service, "host": p.step.host,
+                 "summary": p.step.summary, "kind": p.step.action.kind,
+                 "needed": p.needed}
+                for p in self.steps
+            ],
+        }
+
+
+def make_plan(operation: str, steps: list[Step], facts: Mapping[str, Any],
+              done: Mapping[str, str]) -> Plan:
+    """Pure: mark each step needed or not from probed facts and recorded completions.
+
+    Once one step is needed, every later step whose action declares
+    ``after_change`` (restarts, waits) is re-evaluated by the action itself from the
+    facts, so the plan stays data.
+    """
+    _check_unique(steps)
+    planned = []
+    for step in steps:
+        recorded = done.get(step.id)
+        recorded_ok = recorded if recorded == step.fingerprint() else None
+        planned.append(PlannedStep(step, step.action.needed(facts.get(step.id), recorded_ok)))
+    return Plan(operation, tuple(planned))
+
+
+def _check_unique(steps: list[Step]) -> None:
+    seen: set[str] = set()
+    for step in steps:
+        if step.id in seen:
+            raise ValueError(f"duplicate step id {step.id}")
+        seen.add(step.id)

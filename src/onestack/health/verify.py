@@ -1,0 +1,113 @@
+"""``onestack verify``: smoke tests through openstacksdk against the running cloud."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from onestack.drivers import openstack as os_driver
+from onestack.engine.operations import SiteHandle, service_context
+from onestack.services import oslo
+
+PREFIX = "onestack-verify"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    seconds: float
+    detail: str
+
+
+def _timed(name: str, func: Callable[[], str]) -> CheckResult:
+    t0 = time.monotonic()
+    try:
+        detail = func()
+        return CheckResult(name, True, time.monotonic() - t0, detail)
+    except Exception as exc:  # every failure becomes a row, never a traceback
+        return CheckResult(name, False, time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
+
+
+class SmokeTests:
+    """The smoke tests, each a method returning a short description of what it saw."""
+
+    def __init__(self, conn: Any, timeout: float = 120) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.tag = f"{PREFIX}-{os.getpid()}-{int(time.time())}"
+
+    def token(self) -> str:
+        token = self.conn.session.get_token()
+        return f"token issued ({len(token)} chars)"
+
+    def image(self) -> str:
+        payload = os.urandom(256 * 1024)
+        image = self.conn.image.create_image(name=self.tag, data=payload, disk_format="raw",
+                                             container_format="bare", allow_duplicates=True)
+        try:
+            self.conn.image.wait_for_status(image, status="active", wait=self.timeout)
+            got = self.conn.image.download_image(image).content
+            if hashlib.sha256(got).digest() != hashlib.sha256(payload).digest():
+                raise AssertionError("downloaded bytes differ from uploaded bytes")
+            return f"uploaded and downloaded {len(payload)} bytes, identical"
+        finally:
+            self.conn.image.delete_image(image, ignore_missing=True)
+
+    def server(self) -> str:
+        flavor = self._flavor()
+        server = self.conn.compute.create_server(name=self.tag, flavor_id=flavor.id,
+                                                 networks="none")
+        try:
+            server = self.conn.compute.wait_for_server(server, status="ACTIVE",
+                                                       wait=self.timeout, interval=1)
+            host = getattr(server, "hypervisor_hostname", None) or "?"
+        finally:
+            self.conn.compute.delete_server(server, ignore_missing=True)
+        self.conn.compute.wait_for_delete(server, wait=self.timeout, interval=1)
+        return f"server ACTIVE on {host}, deleted"
+
+    def _flavor(self) -> Any:
+        name = f"{PREFIX}-tiny"
+        flavor = self.conn.compute.find_flavor(name)
+        return flavor or self.conn.compute.create_flavor(name=name, ram=64, vcpus=1, disk=0)
+
+    def network(self) -> str:
+        net = self.conn.network.create_network(name=self.tag)
+        try:
+            subnet = self.conn.network.create_subnet(network_id=net.id, ip_version=4,
+                                                     cidr="192.0.2.0/24", name=self.tag)
+            port = self.conn.network.create_port(network_id=net.id, name=self.tag)
+            ips = [ip["ip_address"] for ip in port.fixed_ips]
+            self.conn.network.delete_port(port)
+            self.conn.network.delete_subnet(subnet)
+        finally:
+            self.conn.network.delete_network(net, ignore_missing=True)
+        return f"network, subnet and port (ip {', '.join(ips)}) created and deleted"
+
+
+def run(handle: SiteHandle, timeout: float = 120) -> dict[str, Any]:
+    """Run every smoke test; a failure in one does not stop the others."""
+    ctx = service_context(handle, generate=False)
+    connect = _timed("connect", lambda: _connect_detail(ctx))
+    results = [connect]
+    if connect.passed:
+        conn = os_driver.connect(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
+                                 ctx.site.region)
+        tests = SmokeTests(conn, timeout)
+        results += [_timed("token issue", tests.token),
+                    _timed("image upload/download", tests.image),
+                    _timed("server create/ACTIVE/delete", tests.server),
+                    _timed("network/subnet/port", tests.network)]
+    return {"site": handle.site.name, "passed": all(r.passed for r in results),
+            "checks": [asdict(r) for r in results]}
+
+
+def _connect_detail(ctx: Any) -> str:
+    os_driver.connect(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
+                      ctx.site.region)
+    return f"authenticated as admin at {oslo.keystone_url(ctx)}"

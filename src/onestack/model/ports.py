@@ -1,0 +1,46 @@
+"""The lab's listening ports. APIs listen on their upstream ports at HAProxy;
+the service instances behind it listen on loopback ports of their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# name -> (frontend port at HAProxy, backend port of the blue instance, green instance)
+API_PORTS: dict[str, tuple[int, int, int]] = {
+    "keystone": (5000, 25000, 35000),
+    "glance": (9292, 29292, 39292),
+    "placement": (8778, 28778, 38778),
+    "nova": (8774, 28774, 38774),
+    "neutron": (9696, 29696, 39696),
+}
+
+INFRA_PORTS: dict[str, int] = {
+    "mariadb": 13306,
+    "rabbitmq": 5682,
+    "rabbitmq-dist": 25682,
+    "memcached": 11212,
+    "haproxy-stats": 11936,
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port of a site, shifted by the site's ``port_offset``."""
+
+    offset: int = 0
+
+    def frontend(self, service: str) -> int:
+        return API_PORTS[service][0] + self.offset
+
+    def backend(self, service: str, color: str = "blue") -> int:
+        return API_PORTS[service][1 if color == "blue" else 2] + self.offset
+
+    def infra(self, name: str) -> int:
+        return INFRA_PORTS[name] + self.offset
+
+    def all_listening(self) -> dict[str, int]:
+        """Ports that must be free before a first deploy (blue backends and frontends)."""
+        ports = {f"{n} (api)": self.frontend(n) for n in API_PORTS}
+        ports.update({f"{n} (backend)": self.backend(n) for n in API_PORTS})
+        ports.update({n: p + self.offset for n, p in INFRA_PORTS.items()})
+        return ports

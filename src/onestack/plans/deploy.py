@@ -1,0 +1,91 @@
+"""The deploy plan: every step ``onestack up`` takes, as data (pure, no I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from onestack.drivers.host import digest
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.supervisor import render_supervisord_conf
+from onestack.engine.step import Step
+from onestack.services import oslo, registry
+from onestack.services.base import ServiceContext, step
+from onestack.steps.actions import (
+    CallOnce,
+    CreateReleaseEnv,
+    EnsureDirs,
+    InstallPackages,
+    WriteFile,
+)
+from onestack.steps.context import HostContext
+
+CLOUD_NAME = "onestack"
+
+
+def required_secrets() -> list[str]:
+    """Names of every secret a deploy needs (generated on first use)."""
+    users = ["keystone", *registry.service_users()]
+    return (["keystone.admin", "rabbitmq.openstack"] + [f"db.{u}" for u in users]
+            + [f"keystone.{u}" for u in registry.service_users()])
+
+
+def catalog_entries(ctx: ServiceContext) -> list[CatalogEntry]:
+    return [m.catalog_entry(ctx) for m in registry.OPENSTACK]
+
+
+def _register_catalog(ctx: ServiceContext) -> Step:
+    from onestack.drivers import openstack
+
+    entries = catalog_entries(ctx)
+    auth_url = oslo.keystone_url(ctx) + "/v3"
+    admin_password = ctx.secret("keystone.admin")
+
+    def run(_: HostContext) -> None:
+        conn = openstack.connect(auth_url, admin_password, ctx.site.region)
+        openstack.ensure_catalog(conn, ctx.site.region, entries)
+
+    inputs = digest(repr([(e.name, e.type, e.url, e.user, digest(e.password or ""))
+                          for e in entries]))
+    return step(ctx, "keystone", "catalog", "register service users and endpoints",
+                CallOnce("register catalog", run, inputs=inputs))
+
+
+def clouds_yaml(ctx: ServiceContext) -> str:
+    """clouds.yaml for the standard clients (admin credentials: written 0600)."""
+    cloud = {"auth": {"auth_url": oslo.keystone_url(ctx) + "/v3", "username": "admin",
+                      "password": ctx.secret("keystone.admin"), "project_name": "admin",
+                      "user_domain_name": "Default", "project_domain_name": "Default"},
+             "region_name": ctx.site.region, "identity_api_version": 3,
+             "interface": "public"}
+    return yaml.safe_dump({"clouds": {CLOUD_NAME: cloud}}, sort_keys=False)
+
+
+def _base_steps(ctx: ServiceContext, wheelhouse: Path | None) -> list[Step]:
+    p = ctx.paths
+    programs_dir = p.site / "supervisor"
+    return [
+        step(ctx, "host", "packages", "install infrastructure packages (Debian)",
+             InstallPackages(registry.system_packages())),
+        step(ctx, "host", "dirs", f"create site directories under {p.site}",
+             EnsureDirs(((p.site, None, 0o750), (p.data, None, 0o755), (p.log, None, 0o755),
+                         (p.run, None, 0o755), (programs_dir, None, 0o755)))),
+        step(ctx, "host", "release-env", f"install release {ctx.series} into {ctx.venv}",
+             CreateReleaseEnv(ctx.series, ctx.venv, wheelhouse)),
+        step(ctx, "host", "supervisord-conf", "write supervisord configuration",
+             WriteFile(p.run / "supervisord.conf",
+                       render_supervisord_conf(p.run, p.log, programs_dir))),
+    ]
+
+
+def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None) -> list[Step]:
+    """Every step of an all-in-one deploy, in order."""
+    steps = _base_steps(ctx, wheelhouse)
+    for module in registry.ALL:
+        steps.extend(module.steps(ctx))
+        if module.name == "keystone":
+            steps.append(_register_catalog(ctx))
+    steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
+                      WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
+    return steps

@@ -1,0 +1,109 @@
+"""What every service module provides, and the helpers they share.
+
+A service module knows its configuration, processes, ports, database and
+migrations, health check and place in the upgrade order. Adding a service means
+adding one module and listing it in :mod:`onestack.services.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from onestack.drivers.host import digest
+from onestack.drivers.probes import Probe
+from onestack.drivers.supervisor import Program, render_program
+from onestack.engine.step import Step
+from onestack.model.paths import SitePaths
+from onestack.model.ports import Ports
+from onestack.model.site import Site
+from onestack.steps.actions import StartProgram, UpdateSupervisor, WriteFile
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Everything a service module needs to describe itself. Pure data."""
+
+    site: Site
+    series: str
+    paths: SitePaths
+    secrets: Mapping[str, str]
+    venv: Path
+    ports: Ports
+
+    @property
+    def host(self) -> str:
+        return self.site.controller.name
+
+    @property
+    def address(self) -> str:
+        return str(self.site.controller.address)
+
+    def etc(self, service: str) -> Path:
+        return self.paths.etc(self.series) / service
+
+    def bin(self, program: str) -> str:
+        return str(self.venv / "bin" / program)
+
+    def secret(self, name: str) -> str:
+        return self.secrets[name]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named health probe of a service, used by ``status``."""
+
+    name: str
+    probe: Probe
+
+
+class ServiceModule(Protocol):
+    """One deployed service."""
+
+    name: str
+    kind: str  # "infra" or "openstack"
+
+    def steps(self, ctx: ServiceContext) -> list[Step]: ...
+
+    def programs(self, ctx: ServiceContext) -> list[Program]: ...
+
+    def checks(self, ctx: ServiceContext) -> list[Check]: ...
+
+
+def step(ctx: ServiceContext, service: str, name: str, summary: str, action: object) -> Step:
+    """A step of a service on the controller, id ``service/name``."""
+    return Step(id=f"{service}/{name}", summary=summary, service=service, host=ctx.host,
+                action=action)  # type: ignore[arg-type]
+
+
+def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
+                 mode: int = 0o640, owner: str | None = None) -> list[Step]:
+    """One WriteFile step per configuration file."""
+    return [step(ctx, service, f"config:{path.name}", f"write {path}",
+                 WriteFile(path, content, mode=mode, owner=owner))
+            for path, content in files.items()]
+
+
+def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
+                  configs: Mapping[Path, str], probes: Mapping[str, Probe],
+                  start_timeout: float = 180) -> list[Step]:
+    """Program definitions, supervisor update, then start each program and wait healthy.
+
+    A program restarts when its definition or any of the service's config changes.
+    """
+    paths = ctx.paths
+    rendered = {p.name: render_program(p, paths.log) for p in programs}
+    steps = [step(ctx, service, f"program:{name}", f"define program {name}",
+                  WriteFile(paths.site / "supervisor" / f"{name}.conf", text))
+             for name, text in rendered.items()]
+    all_defs = digest("".join(rendered[k] for k in sorted(rendered)))
+    steps.append(step(ctx, service, "supervisor", "load program definitions",
+                      UpdateSupervisor(all_defs)))
+    config_digest = digest("".join(digest(configs[k]) for k in sorted(configs)))
+    for name, text in rendered.items():
+        steps.append(step(ctx, service, f"start:{name}", f"start {name}",
+                          StartProgram(name, digest(config_digest + text),
+                                       probes.get(name), start_timeout)))
+    return steps

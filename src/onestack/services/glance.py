@@ -1,0 +1,87 @@
+"""Glance: images, stored as files in the site's data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services import mariadb, oslo, uwsgi
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import EnsureDirs, RunOnce
+
+name = "glance"
+kind = "openstack"
+PACKAGE = "glance"
+API_MODULE = "glance.wsgi.api:application"
+
+
+def _stores(ctx: ServiceContext) -> dict[str, Path]:
+    data = ctx.paths.data / name
+    return {"images": data / "images", "staging": data / "staging", "tasks": data / "tasks"}
+
+
+def _conf(ctx: ServiceContext) -> str:
+    stores = _stores(ctx)
+    return oslo.render_ini({
+        "DEFAULT": {**oslo.common_default(ctx, name), "enabled_backends": "fs:file",
+                    "bind_host": "127.0.0.1", "bind_port": str(ctx.ports.backend(name)),
+                    "workers": "1"},
+        "database": {"connection": mariadb.url(ctx, "glance"), "max_retries": "-1"},
+        "keystone_authtoken": oslo.authtoken(ctx, "glance"),
+        "paste_deploy": {"flavor": "keystone", "config_file": str(paste_ini(ctx))},
+        "glance_store": {"default_backend": "fs"},
+        "fs": {"filesystem_store_datadir": str(stores["images"])},
+        "os_glance_staging_store": {"filesystem_store_datadir": str(stores["staging"])},
+        "os_glance_tasks_store": {"filesystem_store_datadir": str(stores["tasks"])},
+        "oslo_concurrency": oslo.lock_path(ctx, name),
+        "oslo_messaging_notifications": {"driver": "noop"},
+    })
+
+
+def paste_ini(ctx: ServiceContext) -> Path:
+    """glance's own paste pipeline, shipped in the (immutable) release environment."""
+    return ctx.venv / "etc" / "glance" / "glance-api-paste.ini"
+
+
+def config(ctx: ServiceContext) -> dict[Path, str]:
+    etc = ctx.etc(name)
+    env = {"OS_GLANCE_CONFIG_DIR": str(etc)}
+    extra = {"http-chunked-input": "true", "http-raw-body": "true",
+             "chunked-input-limit": "10000000", "http-auto-chunked": "true"}
+    return {etc / "glance-api.conf": _conf(ctx),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env, extra=extra)}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    return [uwsgi.program(ctx, name)]
+
+
+def probe(ctx: ServiceContext) -> HttpProbe:
+    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/versions")
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("glance-api", probe(ctx))]
+
+
+def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
+    return CatalogEntry(name, "image", f"http://{ctx.address}:{ctx.ports.frontend(name)}",
+                        "glance", ctx.secret("keystone.glance"))
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    conf = config(ctx)
+    etc = ctx.etc(name)
+    dirs = tuple((p, None, 0o750) for p in _stores(ctx).values())
+    manage = (ctx.bin("glance-manage"), "--config-dir", str(etc))
+    return [
+        step(ctx, name, "dirs", "create image store directories",
+             EnsureDirs(((ctx.paths.data / name / "locks", None, 0o750), *dirs))),
+        *config_steps(ctx, name, conf),
+        step(ctx, name, "db-sync", "migrate the glance database",
+             RunOnce((*manage, "db_sync"), inputs=ctx.series)),
+        *program_steps(ctx, name, programs(ctx), conf, {"glance-api": probe(ctx)}),
+    ]

@@ -1,0 +1,75 @@
+"""HAProxy: every OpenStack API is reached through a frontend here, so a second
+(green) instance can be put behind it during an upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.probes import TcpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.model.ports import API_PORTS
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps
+
+name = "haproxy"
+kind = "infra"
+PACKAGES = ("haproxy",)
+
+HEALTH_PATHS = {"keystone": "/v3", "glance": "/versions", "placement": "/",
+                "nova": "/", "neutron": "/"}
+
+
+def _backend(ctx: ServiceContext, api: str) -> str:
+    return f"""
+frontend {api}
+    bind {ctx.address}:{ctx.ports.frontend(api)}
+    default_backend {api}
+
+backend {api}
+    option httpchk GET {HEALTH_PATHS[api]}
+    http-check expect rstatus ^[23]
+    default-server inter 2s fall 2 rise 1
+    server {api}-blue 127.0.0.1:{ctx.ports.backend(api, 'blue')} check
+    server {api}-green 127.0.0.1:{ctx.ports.backend(api, 'green')} check disabled
+"""
+
+
+def config_path(ctx: ServiceContext) -> Path:
+    return ctx.etc(name) / "haproxy.cfg"
+
+
+def _config(ctx: ServiceContext) -> str:
+    head = f"""global
+    maxconn 4096
+    stats socket {ctx.paths.run / 'haproxy.sock'} mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    option redispatch
+    retries 3
+
+listen stats
+    bind 127.0.0.1:{ctx.ports.infra('haproxy-stats')}
+    stats enable
+    stats uri /
+"""
+    return head + "".join(_backend(ctx, api) for api in API_PORTS)
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    return [Program("haproxy", ["/usr/sbin/haproxy", "-W", "-db", "-f", str(config_path(ctx))],
+                    stopsignal="USR1")]
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("haproxy", TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats")))]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    config = {config_path(ctx): _config(ctx)}
+    probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
+    return [*config_steps(ctx, name, config, mode=0o644),
+            *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]

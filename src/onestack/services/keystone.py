@@ -1,0 +1,94 @@
+"""Keystone: identity, tokens (fernet) and the service catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services import mariadb, oslo, uwsgi
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import EnsureDirs, RunOnce
+
+name = "keystone"
+kind = "openstack"
+PACKAGE = "keystone"
+API_MODULE = "keystone.wsgi.api:application"
+
+
+def _conf(ctx: ServiceContext) -> str:
+    data = ctx.paths.data / name
+    return oslo.render_ini({
+        "DEFAULT": {"debug": "false", "use_stderr": "true"},
+        "database": {"connection": mariadb.url(ctx, "keystone"), "max_retries": "-1"},
+        "token": {"provider": "fernet", "expiration": "14400"},
+        "fernet_tokens": {"key_repository": str(data / "fernet-keys")},
+        "credential": {"key_repository": str(data / "credential-keys")},
+        "cache": oslo.cache(ctx),
+        "oslo_messaging_notifications": {"driver": "noop"},
+    })
+
+
+def config(ctx: ServiceContext) -> dict[Path, str]:
+    etc = ctx.etc(name)
+    env = {"OS_KEYSTONE_CONFIG_DIR": str(etc)}
+    return {etc / "keystone.conf": _conf(ctx),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    return [uwsgi.program(ctx, name)]
+
+
+def probe(ctx: ServiceContext) -> HttpProbe:
+    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/v3")
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("keystone-api", probe(ctx)),
+            Check("keystone (haproxy)", HttpProbe(oslo.keystone_url(ctx) + "/v3"))]
+
+
+def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
+    return CatalogEntry("keystone", "identity", oslo.keystone_url(ctx) + "/v3", None, None)
+
+
+def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
+    return (ctx.bin("keystone-manage"), "--config-file", str(ctx.etc(name) / "keystone.conf"),
+            *args)
+
+
+def _bootstrap(ctx: ServiceContext) -> RunOnce:
+    url = oslo.keystone_url(ctx) + "/v3"
+    argv = _manage(ctx, "bootstrap", "--bootstrap-username", "admin",
+                   "--bootstrap-project-name", "admin", "--bootstrap-role-name", "admin",
+                   "--bootstrap-service-name", "keystone", "--bootstrap-region-id",
+                   ctx.site.region, "--bootstrap-admin-url", url, "--bootstrap-internal-url",
+                   url, "--bootstrap-public-url", url)
+    # The admin password goes through the environment, never the command line.
+    return RunOnce(argv, env=(("OS_BOOTSTRAP_PASSWORD", ctx.secret("keystone.admin")),))
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    data = ctx.paths.data / name
+    conf = config(ctx)
+    return [
+        step(ctx, name, "dirs", "create key repositories",
+             EnsureDirs(((data, None, 0o700), (data / "fernet-keys", None, 0o700),
+                         (data / "credential-keys", None, 0o700)))),
+        *config_steps(ctx, name, conf),
+        step(ctx, name, "db-sync", "migrate the keystone database",
+             RunOnce(_manage(ctx, "db_sync"), inputs=ctx.series)),
+        step(ctx, name, "fernet-setup", "create fernet token keys",
+             RunOnce(_manage(ctx, "fernet_setup", "--keystone-user", "root",
+                             "--keystone-group", "root"))),
+        step(ctx, name, "credential-setup", "create credential keys",
+             RunOnce(_manage(ctx, "credential_setup", "--keystone-user", "root",
+                             "--keystone-group", "root"))),
+        step(ctx, name, "bootstrap", "bootstrap admin user, region and identity endpoints",
+             _bootstrap(ctx)),
+        *program_steps(ctx, name, programs(ctx), conf, {"keystone-api": probe(ctx)}),
+    ]
+

@@ -1,0 +1,100 @@
+"""MariaDB: the site's own instance (own data dir, socket, port), and one database
+per OpenStack service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers import mysql
+from onestack.drivers.probes import TcpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
+from onestack.steps.context import HostContext
+
+name = "mariadb"
+kind = "infra"
+PACKAGES = ("mariadb-server", "mariadb-client")
+
+# service database name -> database user (secret "db.<user>")
+DATABASES: dict[str, str] = {
+    "keystone": "keystone", "glance": "glance", "placement": "placement",
+    "nova_api": "nova", "nova": "nova", "nova_cell0": "nova", "neutron": "neutron",
+}
+
+
+def datadir(ctx: ServiceContext) -> Path:
+    return ctx.paths.data / "mariadb"
+
+
+def socket_path(ctx: ServiceContext) -> Path:
+    return ctx.paths.run / "mysqld" / "mysqld.sock"
+
+
+def url(ctx: ServiceContext, database: str) -> str:
+    """SQLAlchemy URL of a service database, over TCP to the site instance."""
+    user = DATABASES[database]
+    password = ctx.secret(f"db.{user}")
+    return (f"mysql+pymysql://{user}:{password}@127.0.0.1:{ctx.ports.infra('mariadb')}/"
+            f"{database}?charset=utf8mb4")
+
+
+def _my_cnf(ctx: ServiceContext) -> str:
+    return f"""[mysqld]
+datadir = {datadir(ctx)}
+socket = {socket_path(ctx)}
+pid-file = {ctx.paths.run / 'mysqld' / 'mysqld.pid'}
+port = {ctx.ports.infra('mariadb')}
+bind-address = 127.0.0.1
+log-error = {ctx.paths.log / 'mariadb-error.log'}
+max_connections = 1000
+innodb_buffer_pool_size = 256M
+innodb_flush_log_at_trx_commit = 1
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+skip-name-resolve
+"""
+
+
+def _config(ctx: ServiceContext) -> dict[Path, str]:
+    return {ctx.etc(name) / "my.cnf": _my_cnf(ctx)}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    conf = ctx.etc(name) / "my.cnf"
+    return [Program("mariadb", ["/usr/sbin/mariadbd", f"--defaults-file={conf}", "--user=mysql"],
+                    stopwaitsecs=60)]
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("mariadb", TcpProbe("127.0.0.1", ctx.ports.infra("mariadb")))]
+
+
+def _create_databases(ctx: ServiceContext) -> CallOnce:
+    sock = socket_path(ctx)
+    wanted = {db: (user, ctx.secret(f"db.{user}")) for db, user in DATABASES.items()}
+
+    def run(_: HostContext) -> None:
+        for db, (user, password) in wanted.items():
+            mysql.ensure_database(sock, db, user, password)
+
+    return CallOnce("create databases", run, inputs=",".join(sorted(DATABASES)))
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    data = datadir(ctx)
+    init = (f"test -d {data}/mysql || /usr/bin/mariadb-install-db --user=mysql "
+            f"--datadir={data} --auth-root-authentication-method=socket --skip-test-db")
+    config = _config(ctx)
+    return [
+        step(ctx, name, "dirs", "create data and socket directories",
+             EnsureDirs(((data, "mysql", 0o750), (ctx.paths.run / "mysqld", "mysql", 0o755)))),
+        *config_steps(ctx, name, config, mode=0o644),
+        step(ctx, name, "initdb", f"initialise data directory {data}",
+             RunOnce(("sh", "-c", init), inputs=str(data))),
+        *program_steps(ctx, name, programs(ctx), config,
+                       {"mariadb": TcpProbe("127.0.0.1", ctx.ports.infra("mariadb"))}, 60),
+        step(ctx, name, "databases", "create service databases and users",
+             _create_databases(ctx)),
+    ]

@@ -1,0 +1,31 @@
+"""memcached: token and API caches."""
+
+from __future__ import annotations
+
+from onestack.drivers.probes import TcpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services.base import Check, ServiceContext, program_steps
+
+name = "memcached"
+kind = "infra"
+PACKAGES = ("memcached",)
+
+
+def servers(ctx: ServiceContext) -> str:
+    return f"127.0.0.1:{ctx.ports.infra('memcached')}"
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    return [Program("memcached", ["/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1",
+                                  "-p", str(ctx.ports.infra("memcached")), "-m", "128",
+                                  "-c", "4096"])]
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("memcached", TcpProbe("127.0.0.1", ctx.ports.infra("memcached")))]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    probe = TcpProbe("127.0.0.1", ctx.ports.infra("memcached"))
+    return program_steps(ctx, name, programs(ctx), {}, {"memcached": probe}, 30)

@@ -1,0 +1,83 @@
+"""Neutron: ML2 networking. Three processes: the WSGI API, the RPC server and the
+periodic workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services import mariadb, oslo, uwsgi
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import EnsureDirs, RunOnce
+
+name = "neutron"
+kind = "openstack"
+PACKAGE = "neutron"
+API_MODULE = "neutron.wsgi.api:application"
+
+
+def _conf(ctx: ServiceContext) -> str:
+    return oslo.render_ini({
+        "DEFAULT": {**oslo.common_default(ctx, name), "core_plugin": "ml2",
+                    "service_plugins": "", "auth_strategy": "keystone",
+                    "notify_nova_on_port_status_changes": "false",
+                    "notify_nova_on_port_data_changes": "false",
+                    "api_workers": "1", "rpc_workers": "1", "rpc_state_report_workers": "1",
+                    "state_path": str(ctx.paths.data / name),
+                    "api_paste_config": str(ctx.venv / "etc" / "neutron" / "api-paste.ini")},
+        "database": {"connection": mariadb.url(ctx, "neutron"), "max_retries": "-1"},
+        "keystone_authtoken": oslo.authtoken(ctx, "neutron"),
+        "nova": oslo.service_auth(ctx, "nova"),
+        "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+                "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
+        "ml2_type_flat": {"flat_networks": "physnet1"},
+        "ml2_type_vxlan": {"vni_ranges": "1:10000"},
+        "oslo_concurrency": oslo.lock_path(ctx, name),
+        "oslo_messaging_notifications": {"driver": "noop"},
+        "agent": {"report_interval": "30"},
+    })
+
+
+def config(ctx: ServiceContext) -> dict[Path, str]:
+    etc = ctx.etc(name)
+    env = {"OS_NEUTRON_CONFIG_DIR": str(etc)}
+    return {etc / "neutron.conf": _conf(ctx),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env, processes=1,
+                                                 extra={"start-time": "%t"})}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    conf = ("--config-file", str(ctx.etc(name) / "neutron.conf"))
+    return [uwsgi.program(ctx, name),
+            Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf]),
+            Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf])]
+
+
+def probe(ctx: ServiceContext) -> HttpProbe:
+    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("neutron-api", probe(ctx))]
+
+
+def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
+    return CatalogEntry(name, "network", f"http://{ctx.address}:{ctx.ports.frontend(name)}",
+                        "neutron", ctx.secret("keystone.neutron"))
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    conf = config(ctx)
+    manage = (ctx.bin("neutron-db-manage"), "--config-file", str(ctx.etc(name) / "neutron.conf"))
+    return [
+        step(ctx, name, "dirs", "create state directories",
+             EnsureDirs(((ctx.paths.data / name, None, 0o750),
+                         (ctx.paths.data / name / "locks", None, 0o750)))),
+        *config_steps(ctx, name, conf),
+        step(ctx, name, "db-sync", "migrate the neutron database",
+             RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
+        *program_steps(ctx, name, programs(ctx), conf, {"neutron-api": probe(ctx)}),
+    ]

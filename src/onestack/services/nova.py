@@ -1,0 +1,113 @@
+"""Nova: compute API, conductor, scheduler and a compute with the fake driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services import mariadb, memcached, oslo, uwsgi
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import EnsureDirs, RunOnce
+
+name = "nova"
+kind = "openstack"
+PACKAGE = "nova"
+API_MODULE = "nova.wsgi.osapi_compute:application"
+
+
+def _conf(ctx: ServiceContext) -> str:
+    data = ctx.paths.data / name
+    return oslo.render_ini({
+        "DEFAULT": {**oslo.common_default(ctx, name),
+                    "compute_driver": "fake.FakeDriverWithoutFakeNodes",
+                    "host": ctx.host, "my_ip": ctx.address, "state_path": str(data),
+                    "instances_path": str(data / "instances"),
+                    "osapi_compute_workers": "1", "metadata_workers": "1"},
+        "api": {"auth_strategy": "keystone"},
+        "api_database": {"connection": mariadb.url(ctx, "nova_api"), "max_retries": "-1"},
+        "database": {"connection": mariadb.url(ctx, "nova"), "max_retries": "-1"},
+        "keystone_authtoken": oslo.authtoken(ctx, "nova"),
+        "service_user": {"send_service_user_token": "true", **oslo.service_auth(ctx, "nova")},
+        "placement": oslo.service_auth(ctx, "placement"),
+        "neutron": oslo.service_auth(ctx, "neutron"),
+        "glance": {"region_name": ctx.site.region},
+        "cinder": {"os_region_name": ctx.site.region},
+        "upgrade_levels": {"compute": "auto"},
+        "conductor": {"workers": "1"},
+        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "60"},
+        "cache": {**oslo.cache(ctx), "memcache_servers": memcached.servers(ctx)},
+        "wsgi": {"api_paste_config": str(ctx.venv / "etc" / "nova" / "api-paste.ini")},
+        "oslo_concurrency": oslo.lock_path(ctx, name),
+        "oslo_messaging_notifications": {"driver": "noop"},
+        "vnc": {"enabled": "false"},
+        "os_vif_ovs": {"ovsdb_connection": "unix:/var/run/openvswitch/db.sock"},
+    })
+
+
+def config(ctx: ServiceContext) -> dict[Path, str]:
+    etc = ctx.etc(name)
+    env = {"OS_NOVA_CONFIG_DIR": str(etc)}
+    return {etc / "nova.conf": _conf(ctx),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
+    return [uwsgi.program(ctx, name),
+            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf]),
+            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf]),
+            Program("nova-compute", [ctx.bin("nova-compute"), *conf], startsecs=5)]
+
+
+def probe(ctx: ServiceContext) -> HttpProbe:
+    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("nova-api", probe(ctx))]
+
+
+def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
+    return CatalogEntry(name, "compute",
+                        f"http://{ctx.address}:{ctx.ports.frontend(name)}/v2.1",
+                        "nova", ctx.secret("keystone.nova"))
+
+
+def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
+    return (ctx.bin("nova-manage"), "--config-file", str(ctx.etc(name) / "nova.conf"), *args)
+
+
+def _cells(ctx: ServiceContext) -> list[Step]:
+    create_cell1 = (f"{' '.join(_manage(ctx, 'cell_v2', 'list_cells'))} | grep -q ' cell1 ' || "
+                    f"{' '.join(_manage(ctx, 'cell_v2', 'create_cell', '--name', 'cell1'))}")
+    return [
+        step(ctx, name, "api-db-sync", "migrate the nova API database",
+             RunOnce(_manage(ctx, "api_db", "sync"), inputs=ctx.series)),
+        step(ctx, name, "map-cell0", "map cell0",
+             RunOnce(_manage(ctx, "cell_v2", "map_cell0"))),
+        step(ctx, name, "create-cell1", "create cell1", RunOnce(("sh", "-c", create_cell1))),
+        step(ctx, name, "db-sync", "migrate the nova cell databases",
+             RunOnce(_manage(ctx, "db", "sync"), inputs=ctx.series)),
+    ]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    conf = config(ctx)
+    data = ctx.paths.data / name
+    discover = " ".join(_manage(ctx, "cell_v2", "discover_hosts"))
+    hosts = " ".join(_manage(ctx, "cell_v2", "list_hosts"))
+    wait_compute = (f"for i in $(seq 60); do {discover} >/dev/null; "
+                    f"{hosts} | grep -q ' {ctx.host} ' && exit 0; sleep 2; done; exit 1")
+    return [
+        step(ctx, name, "dirs", "create state directories",
+             EnsureDirs(((data, None, 0o750), (data / "instances", None, 0o750),
+                         (data / "locks", None, 0o750)))),
+        *config_steps(ctx, name, conf),
+        *_cells(ctx),
+        *program_steps(ctx, name, programs(ctx), conf, {"nova-api": probe(ctx)}),
+        step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
+             RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),
+    ]

@@ -1,0 +1,64 @@
+"""Configuration pieces every OpenStack service shares (oslo.config INI)."""
+
+from __future__ import annotations
+
+from onestack.services import memcached, rabbitmq
+from onestack.services.base import ServiceContext
+
+Ini = dict[str, dict[str, str]]
+
+
+def render_ini(sections: Ini) -> str:
+    """oslo.config INI text, sections and keys in the given order."""
+    out = []
+    for section, values in sections.items():
+        out.append(f"[{section}]")
+        out.extend(f"{key} = {value}" for key, value in values.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def keystone_url(ctx: ServiceContext, internal: bool = True) -> str:
+    return f"http://{ctx.address}:{ctx.ports.frontend('keystone')}"
+
+
+def service_auth(ctx: ServiceContext, user: str) -> dict[str, str]:
+    """Password auth of a service user in the service project."""
+    return {
+        "auth_type": "password",
+        "auth_url": keystone_url(ctx) + "/v3",
+        "project_domain_name": "Default",
+        "user_domain_name": "Default",
+        "project_name": "service",
+        "username": user,
+        "password": ctx.secret(f"keystone.{user}"),
+        "region_name": ctx.site.region,
+    }
+
+
+def authtoken(ctx: ServiceContext, user: str) -> dict[str, str]:
+    """The ``[keystone_authtoken]`` section of an API service."""
+    return {
+        "www_authenticate_uri": keystone_url(ctx),
+        "memcached_servers": memcached.servers(ctx),
+        "service_token_roles_required": "true",
+        **service_auth(ctx, user),
+    }
+
+
+def common_default(ctx: ServiceContext, service: str) -> dict[str, str]:
+    return {
+        "debug": "false",
+        "transport_url": rabbitmq.transport_url(ctx),
+        "log_dir": "",
+        "use_stderr": "true",
+    }
+
+
+def cache(ctx: ServiceContext) -> dict[str, str]:
+    return {"enabled": "true", "backend": "oslo_cache.memcache_pool",
+            "memcache_servers": memcached.servers(ctx)}
+
+
+def lock_path(ctx: ServiceContext, service: str) -> dict[str, str]:
+    return {"lock_path": str(ctx.paths.data / service / "locks")}

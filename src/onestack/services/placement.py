@@ -1,0 +1,65 @@
+"""Placement: resource providers and allocations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
+from onestack.drivers.supervisor import Program
+from onestack.engine.step import Step
+from onestack.services import mariadb, oslo, uwsgi
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import RunOnce
+
+name = "placement"
+kind = "openstack"
+PACKAGE = "openstack-placement"
+API_MODULE = "placement.wsgi.api:application"
+
+
+def _conf(ctx: ServiceContext) -> str:
+    return oslo.render_ini({
+        "DEFAULT": {"debug": "false", "use_stderr": "true"},
+        "placement_database": {"connection": mariadb.url(ctx, "placement"),
+                               "max_retries": "-1"},
+        "api": {"auth_strategy": "keystone"},
+        "keystone_authtoken": oslo.authtoken(ctx, "placement"),
+        "oslo_policy": {"enforce_new_defaults": "true", "enforce_scope": "true"},
+    })
+
+
+def config(ctx: ServiceContext) -> dict[Path, str]:
+    etc = ctx.etc(name)
+    env = {"OS_PLACEMENT_CONFIG_DIR": str(etc)}
+    return {etc / "placement.conf": _conf(ctx),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    return [uwsgi.program(ctx, name)]
+
+
+def probe(ctx: ServiceContext) -> HttpProbe:
+    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    return [Check("placement-api", probe(ctx))]
+
+
+def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
+    return CatalogEntry(name, "placement",
+                        f"http://{ctx.address}:{ctx.ports.frontend(name)}",
+                        "placement", ctx.secret("keystone.placement"))
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    conf = config(ctx)
+    manage = (ctx.bin("placement-manage"), "--config-file", str(ctx.etc(name) / "placement.conf"))
+    return [
+        *config_steps(ctx, name, conf),
+        step(ctx, name, "db-sync", "migrate the placement database",
+             RunOnce((*manage, "db", "sync"), inputs=ctx.series)),
+        *program_steps(ctx, name, programs(ctx), conf, {"placement-api": probe(ctx)}),
+    ]

@@ -1,0 +1,46 @@
+"""OpenStack APIs as uWSGI applications (the ``pyuwsgi`` wheel), one per color."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.drivers.supervisor import Program
+from onestack.services.base import ServiceContext
+
+
+def ini(ctx: ServiceContext, service: str, module: str, config_env: dict[str, str],
+        color: str = "blue", processes: int = 2, extra: dict[str, str] | None = None) -> str:
+    """The uWSGI ini of one API instance."""
+    lines = {
+        "http-socket": f"127.0.0.1:{ctx.ports.backend(service, color)}",
+        "module": module,
+        "master": "true",
+        "processes": str(processes),
+        "threads": "1",
+        "enable-threads": "true",
+        "lazy-apps": "true",
+        "need-app": "true",
+        "die-on-term": "true",
+        "vacuum": "true",
+        "buffer-size": "65535",
+        "http-keepalive": "false",
+        "add-header": "Connection: close",
+        "thunder-lock": "true",
+        "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
+        "worker-reload-mercy": "30",
+        "procname-prefix": f"{service}-{color}-",
+        **(extra or {}),
+    }
+    text = "[uwsgi]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
+    return text + "".join(f"env = {k}={v}\n" for k, v in config_env.items())
+
+
+def ini_path(ctx: ServiceContext, service: str, color: str = "blue") -> Path:
+    return ctx.etc(service) / f"{service}-api-{color}.ini"
+
+
+def program(ctx: ServiceContext, service: str, color: str = "blue") -> Program:
+    """The supervised uWSGI process of an API instance."""
+    return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
+                   [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))],
+                   stopsignal="TERM", startsecs=1)

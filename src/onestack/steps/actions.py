@@ -1,0 +1,222 @@
+"""The kinds of change a step can make. Each reads facts, decides purely, then acts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onestack.drivers import apt
+from onestack.drivers.host import digest
+from onestack.drivers.probes import Probe, wait_until_healthy
+from onestack.errors import ServiceStartError
+from onestack.steps.context import HostContext
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """A file with exact content and mode (configuration, unit definitions)."""
+
+    path: Path
+    content: str = field(repr=False)
+    mode: int = 0o644
+    owner: str | None = None
+    kind: str = "file"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.path}|{self.mode:o}|{self.owner}|{digest(self.content)}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return [ctx.host.file_digest(self.path), _mode(self.path)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return bool(fact != [digest(self.content), self.mode])
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.write_file(self.path, self.content, mode=self.mode, owner=self.owner)
+
+
+@dataclass(frozen=True)
+class EnsureDirs:
+    """Directories that must exist with an owner and mode."""
+
+    dirs: tuple[tuple[Path, str | None, int], ...]
+    kind: str = "dirs"
+
+    def fingerprint(self) -> str:
+        return digest(json.dumps([[str(p), o, m] for p, o, m in self.dirs]))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return all(p.is_dir() for p, _, _ in self.dirs)
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact or done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        for path, owner, mode in self.dirs:
+            ctx.host.ensure_dir(path, mode=mode, owner=owner)
+
+
+@dataclass(frozen=True)
+class InstallPackages:
+    """Debian packages the site needs."""
+
+    packages: tuple[str, ...]
+    kind: str = "packages"
+
+    def fingerprint(self) -> str:
+        return digest(" ".join(sorted(self.packages)))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return sorted(apt.missing(ctx.host, self.packages))
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return bool(fact)
+
+    def apply(self, ctx: HostContext) -> None:
+        apt.install(ctx.host, self.packages, ctx.progress.message)
+
+
+@dataclass(frozen=True)
+class RunOnce:
+    """A command that must have run once for the present inputs (migrations, bootstrap)."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    inputs: str = ""
+    timeout: float = 900
+    kind: str = "command"
+
+    def fingerprint(self) -> str:
+        return digest(json.dumps([self.argv, self.env, self.inputs]))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return None
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.run(self.argv, env=dict(self.env), timeout=self.timeout)
+
+
+@dataclass(frozen=True)
+class CallOnce:
+    """A library call that must have run once for the present inputs (SQL, API calls)."""
+
+    name: str
+    func: Callable[[HostContext], None] = field(compare=False, repr=False)
+    inputs: str = ""
+    kind: str = "call"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.name}|{self.inputs}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return None
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        self.func(ctx)
+
+
+@dataclass(frozen=True)
+class UpdateSupervisor:
+    """supervisord running, with the present program definitions loaded."""
+
+    programs_digest: str
+    kind: str = "supervisor"
+
+    def fingerprint(self) -> str:
+        return self.programs_digest
+
+    def probe(self, ctx: HostContext) -> Any:
+        return ctx.supervisor.is_running()
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact or done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.supervisor.start_daemon()
+        ctx.supervisor.update()
+
+
+@dataclass(frozen=True)
+class StartProgram:
+    """A supervised program running with its present configuration, and healthy."""
+
+    program: str
+    config_digest: str
+    probe_check: Probe | None = None
+    start_timeout: float = 120
+    kind: str = "process"
+
+    def fingerprint(self) -> str:
+        return self.config_digest
+
+    def probe(self, ctx: HostContext) -> Any:
+        state = ctx.supervisor.state(self.program)
+        healthy = self.probe_check.check()[0] if self.probe_check and state == "RUNNING" else True
+        return [state, healthy]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None or fact != ["RUNNING", True]
+
+    def apply(self, ctx: HostContext) -> None:
+        sup = ctx.supervisor
+        if sup.state(self.program) == "RUNNING":
+            sup.restart(self.program)
+        else:
+            sup.start(self.program)
+        if self.probe_check is None:
+            return
+        ok, detail = wait_until_healthy(self.probe_check, self.start_timeout)
+        if not ok:
+            raise ServiceStartError(self.program, f"not healthy after {self.start_timeout:.0f}s"
+                                    f" ({detail}); state {sup.state(self.program)}",
+                                    sup.log_tail(self.program))
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class CreateReleaseEnv:
+    """The immutable virtual environment of a release bundle, hash-verified."""
+
+    series: str
+    venv: Path
+    wheelhouse: Path | None
+    kind: str = "venv"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.series}|{self.venv}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        from onestack.catalog.releases import load_bundle
+        from onestack.drivers.python_env import venv_matches
+
+        return venv_matches(load_bundle(self.series), self.venv)
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact
+
+    def apply(self, ctx: HostContext) -> None:
+        from onestack.catalog.releases import load_bundle
+        from onestack.drivers.python_env import create_venv, wheelhouse_is_complete
+
+        bundle = load_bundle(self.series)
+        wheelhouse = self.wheelhouse
+        if wheelhouse is not None and not wheelhouse_is_complete(bundle, wheelhouse):
+            ctx.progress.message(f"no complete wheelhouse at {wheelhouse}; installing from the "
+                                 "package index (hashes still verified)")
+            wheelhouse = None
+        create_venv(bundle, self.venv, wheelhouse, ctx.progress.message)

@@ -1,0 +1,20 @@
+"""What actions use while they run on a host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onestack.drivers.host import HostConnection
+from onestack.drivers.supervisor import Supervisor
+from onestack.engine.progress import Progress
+from onestack.model.paths import SitePaths
+
+
+@dataclass
+class HostContext:
+    """A host, the site's paths, its supervisor and a progress reporter."""
+
+    host: HostConnection
+    paths: SitePaths
+    supervisor: Supervisor
+    progress: Progress
