@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import cached_property
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ class FirmwareRef(_Strict):
 class ReleaseBundle(BaseModel):
     """One release bundle: a single version number for the whole stack."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     series: str
     revision: int = Field(ge=0)
@@ -142,10 +142,10 @@ class ReleaseBundle(BaseModel):
         """The bundle version: series plus bundle revision, e.g. ``2026.1.0``."""
         return f"{self.series}.{self.revision}"
 
-    @cached_property
+    @property
     def lock(self) -> ReleaseLock:
         """The parsed lock (every dependency, exact pins, hashes)."""
-        return parse_lock(self.lock_text)
+        return _parse_lock_cached(self.lock_text)
 
     @property
     def lock_sha256(self) -> str:
@@ -173,6 +173,11 @@ def parse_lock(text: str) -> ReleaseLock:
         packages.append(LockedPackage(name=pin.group(1), version=pin.group(2), hashes=hashes))
     digest = hashlib.sha256(text.encode()).hexdigest()
     return ReleaseLock(packages=tuple(packages), sha256=digest)
+
+
+@lru_cache(maxsize=8)
+def _parse_lock_cached(text: str) -> ReleaseLock:
+    return parse_lock(text)
 
 
 def _logical_lines(text: str) -> list[str]:
