@@ -1,6 +1,13 @@
-"""Hardware nodes as declared in the site file (reached through their BMC)."""
+"""Hardware nodes as declared in the site file, and what their BMCs report.
+
+Pure data, no I/O. ``Node`` is what the operator declares; ``NodeInventory`` is
+what discovery read from the node's BMC (and is stored in the site's state).
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,3 +30,131 @@ class Node(BaseModel):
     failure_domain: str | None = None
     role: str | None = None
     verify_tls: bool = True
+
+
+class DiscoveryStatus(StrEnum):
+    """How reading a node's BMC went, in the operator's words."""
+
+    OK = "ok"
+    PARTIAL = "partial"
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    TLS_ERROR = "tls-error"
+    TIMEOUT = "timeout"
+    MALFORMED = "malformed"
+    ERROR = "error"
+    NO_CREDENTIALS = "no-credentials"
+
+    @property
+    def has_data(self) -> bool:
+        """Whether an inventory with this status describes the machine at all."""
+        return self in (DiscoveryStatus.OK, DiscoveryStatus.PARTIAL)
+
+
+class Record(BaseModel):
+    """Base of inventory records: frozen, tolerant of fields added later."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Cpu(Record):
+    socket: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    cores: int | None = None
+    threads: int | None = None
+
+
+class Nic(Record):
+    name: str | None = None
+    mac: str | None = None
+    speed_mbps: int | None = None
+    link: str | None = Field(default=None, description="LinkUp, LinkDown, NoLink or None")
+    model: str | None = None
+    health: str | None = None
+
+
+class NicAdapter(Record):
+    """A network adapter card (what the HCL certifies), as opposed to its ports."""
+
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+
+
+class Drive(Record):
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    capacity_bytes: int | None = None
+    media_type: str | None = Field(default=None, description="HDD or SSD")
+    protocol: str | None = None
+    health: str | None = None
+
+
+class StorageController(Record):
+    name: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    drives: list[Drive] = Field(default_factory=list)
+
+
+class FirmwareComponent(Record):
+    """One piece of firmware: ``component`` is the name the HCL baseline uses."""
+
+    component: str
+    version: str | None = None
+    inventory_uri: str | None = Field(default=None,
+                                      description="FirmwareInventory member, when exposed")
+    updateable: bool | None = None
+
+
+class NodeInventory(Record):
+    """Everything discovery learned about one node, with how complete it is."""
+
+    node: str
+    bmc: str
+    status: DiscoveryStatus
+    reason: str | None = None
+    problems: list[str] = Field(default_factory=list,
+                                description="Parts that could not be read (partial data)")
+    discovered_at: datetime
+    duration_s: float = 0.0
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    power_state: str | None = None
+    health: str | None = None
+    cpus: list[Cpu] = Field(default_factory=list)
+    cpu_summary_count: int | None = None
+    memory_gib: float | None = None
+    nics: list[Nic] = Field(default_factory=list)
+    nic_adapters: list[NicAdapter] = Field(default_factory=list)
+    storage: list[StorageController] = Field(default_factory=list)
+    firmware: list[FirmwareComponent] = Field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        """True when some parts of the machine could not be read."""
+        return bool(self.problems) or self.status is DiscoveryStatus.PARTIAL
+
+    @property
+    def sockets(self) -> int:
+        return len(self.cpus) or (self.cpu_summary_count or 0)
+
+    @property
+    def cores(self) -> int:
+        return sum(c.cores or 0 for c in self.cpus)
+
+    @property
+    def drives(self) -> list[Drive]:
+        return [d for ctl in self.storage for d in ctl.drives]
+
+    def firmware_version(self, component: str) -> str | None:
+        """Version of one firmware component, or None if not reported."""
+        for item in self.firmware:
+            if item.component == component:
+                return item.version
+        return None

@@ -1,0 +1,485 @@
+"""Redfish BMCs through sushy.
+
+This is the only module that imports sushy. Every sushy, requests or JSON error
+is translated here into one of the :mod:`onestack.drivers.redfish_errors`
+classes, so callers see a node status and a reason, never a foreign exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+import sushy
+from sushy import exceptions as sushy_exc
+from sushy.auth import BasicAuth
+from sushy.connector import Connector
+
+from onestack.drivers.redfish_errors import (
+    BmcAuthFailed,
+    BmcFault,
+    BmcMalformedResponse,
+    BmcRequestFailed,
+    BmcTimeout,
+    BmcTlsError,
+    BmcUnreachable,
+)
+from onestack.model.hardware import (
+    Cpu,
+    DiscoveryStatus,
+    Drive,
+    FirmwareComponent,
+    Nic,
+    NicAdapter,
+    Node,
+    NodeInventory,
+    StorageController,
+)
+
+T = TypeVar("T")
+
+# sushy logs every BMC error itself; we report them as node statuses instead, so
+# its records reach an operator only if logging is configured (e.g. verbose mode).
+logging.getLogger("sushy").addHandler(logging.NullHandler())
+
+POWER_ACTIONS = {
+    "on": sushy.ResetType.ON,
+    "off": sushy.ResetType.FORCE_OFF,
+    "shutdown": sushy.ResetType.GRACEFUL_SHUTDOWN,
+    "cycle": sushy.ResetType.FORCE_RESTART,
+}
+BOOT_DEVICES = {
+    "pxe": sushy.BootSource.PXE,
+    "disk": sushy.BootSource.HDD,
+    "cd": sushy.BootSource.CD,
+}
+
+
+@dataclass(frozen=True)
+class BmcLogin:
+    """How to reach one node's BMC: the node, its credentials, and time limits."""
+
+    node: Node
+    username: str
+    password: str
+    request_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+
+
+class Deadline:
+    """A point in time after which a node's remaining reads are skipped."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """The state of a Redfish task (e.g. a firmware update) as last read."""
+
+    done: bool
+    state: str | None
+    status: str | None
+    percent: int | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.done and self.state == "Completed" and self.status in (None, "OK", "Warning")
+
+
+def _inner_cause(exc: BaseException) -> BaseException | None:
+    """The requests exception sushy wrapped (it raises inside ``except``)."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, requests.RequestException):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def _short(text: object, limit: int = 160) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _essence(exc: BaseException) -> str:
+    """The telling part of a urllib3 error chain (``Connection refused``...)."""
+    text = str(exc)
+    for pattern in (r"\[SSL: [^\]]+\][^'\")]*", r"\[Errno -?\d+\] [^'\")]+",
+                    r"certificate verify failed[^'\")]*", r"Connection refused"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return _short(text, 120)
+
+
+def _translate_connection(login: BmcLogin, exc: BaseException) -> BmcFault:
+    node, address = login.node.name, login.node.bmc
+    cause = _inner_cause(exc)
+    if isinstance(cause, requests.exceptions.SSLError):
+        return BmcTlsError(node, address, f"TLS failure: {_essence(cause)}")
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return BmcUnreachable(node, address,
+                              f"no connection within {login.connect_timeout_s:g}s")
+    if isinstance(cause, requests.exceptions.Timeout):
+        return BmcTimeout(node, address,
+                          f"no answer within {login.request_timeout_s:g}s")
+    if "Timeout" in str(exc):
+        return BmcTimeout(node, address, _short(exc))
+    return BmcUnreachable(node, address, f"cannot connect: {_essence(cause or exc)}")
+
+
+def translate(login: BmcLogin, exc: BaseException) -> BmcFault:
+    """Turn a sushy, requests or JSON exception into an onestack BMC error."""
+    node, address = login.node.name, login.node.bmc
+    if isinstance(exc, BmcFault):
+        return exc
+    if isinstance(exc, sushy_exc.AccessError):
+        return BmcAuthFailed(node, address, f"credentials refused (HTTP {exc.status_code})")
+    if isinstance(exc, json.JSONDecodeError):
+        return BmcMalformedResponse(node, address, f"invalid JSON: {_short(exc)}")
+    if isinstance(exc, sushy_exc.ConnectionError | requests.RequestException):
+        return _translate_connection(login, exc)
+    if isinstance(exc, sushy_exc.HTTPError):
+        detail = getattr(exc, "detail", None) or "no detail"
+        return BmcRequestFailed(node, address, f"HTTP {exc.status_code}: {_short(detail)}")
+    if isinstance(exc, ValueError):
+        return BmcMalformedResponse(node, address, f"bad value in payload: {_short(exc)}")
+    if isinstance(exc, sushy_exc.MissingAttributeError | sushy_exc.MalformedAttributeError):
+        return BmcMalformedResponse(node, address, _short(exc))
+    if isinstance(exc, sushy_exc.UnknownDefaultError):
+        return BmcRequestFailed(node, address,
+                                f"{_short(exc)}; set system_id for this node in the site file")
+    if isinstance(exc, KeyError | TypeError | AttributeError | IndexError):
+        return BmcMalformedResponse(node, address,
+                                    f"unexpected payload shape ({type(exc).__name__}: {exc})")
+    return BmcRequestFailed(node, address, f"{type(exc).__name__}: {_short(exc)}")
+
+
+def _enum_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class RedfishBmc:
+    """One open connection to one node's BMC.
+
+    Use :func:`open_bmc` as a context manager; every public method raises only
+    :class:`BmcFault` subclasses.
+    """
+
+    def __init__(self, login: BmcLogin) -> None:
+        self.login = login
+        base = login.node.bmc.rstrip("/")
+        for suffix in ("/redfish/v1", "/redfish"):
+            base = base.removesuffix(suffix)
+        self._conn = Connector(
+            base, verify=login.node.verify_tls, server_side_retries=1,
+            server_side_retries_delay=0, default_request_timeout=login.request_timeout_s,
+            connect_timeout=login.connect_timeout_s)
+        self._root: Any = None
+        self._system: Any = None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            raise translate(self.login, exc) from exc
+
+    def connect(self) -> None:
+        """Read the service root (no credentials needed there)."""
+        with self._translated():
+            auth = BasicAuth(self.login.username, self.login.password)
+            self._root = sushy.Sushy(self._conn._url, auth=auth, connector=self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def system(self) -> Any:
+        """The node's ComputerSystem (the only one, or ``system_id``)."""
+        if self._system is None:
+            with self._translated():
+                wanted = self.login.node.system_id
+                if wanted and not wanted.startswith("/"):
+                    wanted = f"{self._root._systems_path.rstrip('/')}/{wanted}"
+                self._system = self._root.get_system(wanted)
+        return self._system
+
+    # -- discovery -------------------------------------------------------------
+
+    def read_inventory(self, deadline: Deadline, started: float) -> NodeInventory:
+        """Read everything discovery needs; sections that fail are listed as problems."""
+        system = self.system()
+        with self._translated():
+            record = _system_record(system)
+        problems: list[str] = []
+        for section, reader in self._sections(system):
+            if deadline.expired():
+                problems.append(f"{section}: not read, node deadline of {deadline.seconds:g}s "
+                                "passed")
+                continue
+            try:
+                with self._translated():
+                    record.update(reader())
+            except BmcFault as fault:
+                problems.append(f"{section}: {fault.reason}")
+                if isinstance(fault, BmcTimeout | BmcUnreachable | BmcAuthFailed):
+                    deadline.at = 0.0  # the BMC is gone; do not wait again per section
+        record["firmware"] = _merge_firmware(record.pop("_bios", None), record.pop("_bmc", None),
+                                             record.pop("_inventory", []))
+        status = DiscoveryStatus.PARTIAL if problems else DiscoveryStatus.OK
+        return NodeInventory(node=self.login.node.name, bmc=self.login.node.bmc, status=status,
+                             problems=problems, discovered_at=datetime.now(UTC),
+                             duration_s=round(time.monotonic() - started, 3), **record)
+
+    def _sections(self, system: Any) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        return [
+            ("processors", lambda: {"cpus": _read_cpus(system)}),
+            ("network interfaces", lambda: {"nics": _read_nics(system)}),
+            ("network adapters", lambda: {"nic_adapters": _read_adapters(system)}),
+            ("storage", lambda: {"storage": _read_storage(system)}),
+            ("BMC firmware", lambda: {"_bmc": _read_bmc_version(system)}),
+            ("firmware inventory", lambda: {"_inventory": self._read_firmware_inventory()}),
+        ]
+
+    def _read_firmware_inventory(self) -> list[FirmwareComponent]:
+        if not self._root._update_service_path:
+            return []
+        service = self._root.get_update_service()
+        if not service._firmware_inventory_path:
+            return []
+        return [_firmware_item(m) for m in service.firmware_inventory.get_members()]
+
+    # -- power and boot -------------------------------------------------------
+
+    def power_state(self) -> str | None:
+        """Re-read and return the node's power state (``On``/``Off``/...)."""
+        with self._translated():
+            system = self.system()
+            system.refresh()
+            return _enum_value(system.power_state)
+
+    def reset(self, action: str) -> None:
+        """Send a power action: ``on``, ``off``, ``shutdown`` or ``cycle``."""
+        with self._translated():
+            self.system().reset_system(POWER_ACTIONS[action])
+
+    def set_boot_once(self, device: str) -> None:
+        """Boot from ``pxe``, ``disk`` or ``cd`` on the next boot only."""
+        with self._translated():
+            self.system().set_system_boot_options(
+                target=BOOT_DEVICES[device], enabled=sushy.BootSourceOverrideEnabled.ONCE)
+
+    def boot_target(self) -> str | None:
+        """Re-read and return the boot override target (``Pxe``, ``Hdd``, ``Cd``)."""
+        with self._translated():
+            system = self.system()
+            system.refresh()
+            return _enum_value(system.boot.target)
+
+    def insert_virtual_media(self, image_url: str) -> None:
+        """Insert an ISO image into the node's virtual CD drive."""
+        with self._translated():
+            for media in self.system().virtual_media.get_members():
+                types = {_enum_value(t) for t in (media.media_types or [])}
+                if types & {"CD", "DVD"}:
+                    media.insert_media(image_url, inserted=True, write_protected=True)
+                    return
+        raise BmcRequestFailed(self.login.node.name, self.login.node.bmc,
+                               "no virtual CD/DVD drive exposed")
+
+    # -- firmware -------------------------------------------------------------
+
+    def firmware(self) -> list[FirmwareComponent]:
+        """Re-read the node's firmware versions."""
+        system = self.system()
+        with self._translated():
+            system.refresh()
+            bios = system.bios_version
+            bmc = _read_bmc_version(system)
+            items = self._read_firmware_inventory()
+        return _merge_firmware(bios, bmc, items)
+
+    def start_firmware_update(self, image_uri: str, targets: list[str]) -> str:
+        """Start a SimpleUpdate; return the task monitor URI to watch."""
+        with self._translated():
+            service = self._root.get_update_service()
+            protocol = (sushy.UpdateTransferProtocolType.HTTPS if image_uri.startswith("https:")
+                        else sushy.UpdateTransferProtocolType.HTTP)
+            monitor = service.simple_update(image_uri, targets=targets or None,
+                                            transfer_protocol=protocol)
+            return str(monitor.task_monitor_uri)
+
+    def task_progress(self, monitor_uri: str) -> TaskProgress:
+        """Read a task monitor once: 202 means still running."""
+        with self._translated():
+            response = self._conn.get(path=monitor_uri)
+            doc: dict[str, Any] = response.json() if response.content else {}
+            messages = [str(m.get("Message", m.get("MessageId", "")))
+                        for m in doc.get("Messages", []) if isinstance(m, dict)]
+            done = response.status_code != 202 and doc.get("TaskState") not in (
+                "Running", "New", "Starting", "Pending", "Stopping")
+            return TaskProgress(done=done, state=doc.get("TaskState"),
+                                status=doc.get("TaskStatus"),
+                                percent=_int(doc.get("PercentComplete")), messages=messages)
+
+
+@contextmanager
+def open_bmc(login: BmcLogin) -> Iterator[RedfishBmc]:
+    """Connect to a BMC (reads its service root) and close it afterwards."""
+    bmc = RedfishBmc(login)
+    try:
+        bmc.connect()
+        yield bmc
+    finally:
+        bmc.close()
+
+
+def read_node(login: BmcLogin, deadline: Deadline) -> NodeInventory:
+    """Discover one node; a BMC fault becomes an inventory with that status."""
+    started = time.monotonic()
+    try:
+        with open_bmc(login) as bmc:
+            return bmc.read_inventory(deadline, started)
+    except BmcFault as fault:
+        return failed_inventory(login.node, fault.status, fault.reason, started)
+
+
+def failed_inventory(node: Node, status: DiscoveryStatus, reason: str,
+                     started: float | None = None) -> NodeInventory:
+    """An inventory that records why a node could not be read at all."""
+    took = time.monotonic() - started if started is not None else 0.0
+    return NodeInventory(node=node.name, bmc=node.bmc, status=status, reason=reason,
+                         discovered_at=datetime.now(UTC), duration_s=round(took, 3))
+
+
+# -- translating sushy resources into inventory records --------------------------
+
+
+def _system_record(system: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = system.json or {}
+    status = _mapping(doc.get("Status"))
+    summary = _mapping(doc.get("ProcessorSummary"))
+    memory = system.memory_summary
+    return {
+        "manufacturer": system.manufacturer, "model": system.model,
+        "serial": system.serial_number, "power_state": _enum_value(system.power_state),
+        "health": status.get("HealthRollup") or status.get("HealthRollUp") or status.get("Health"),
+        "cpu_summary_count": _int(summary.get("Count")),
+        "memory_gib": float(memory.size_gib) if memory and memory.size_gib is not None else None,
+        "_bios": system.bios_version,
+    }
+
+
+def _read_cpus(system: Any) -> list[Cpu]:
+    return [Cpu(socket=p.socket, manufacturer=p.manufacturer, model=p.model,
+                cores=_int(p.total_cores), threads=_int(p.total_threads))
+            for p in system.processors.get_members()
+            if _enum_value(p.processor_type) in (None, "CPU")]
+
+
+def _read_nics(system: Any) -> list[Nic]:
+    nics = []
+    for iface in system.ethernet_interfaces.get_members():
+        doc = iface.json or {}
+        nics.append(Nic(name=iface.name or iface.identity,
+                        mac=(iface.mac_address or iface.permanent_mac_address or "").lower()
+                        or None,
+                        speed_mbps=_int(iface.speed_mbps), link=doc.get("LinkStatus"),
+                        health=_enum_value(iface.status.health) if iface.status else None))
+    return nics
+
+
+def _read_adapters(system: Any) -> list[NicAdapter]:
+    adapters = []
+    for chassis in system.chassis:
+        if not (chassis.json or {}).get("NetworkAdapters"):
+            continue
+        for adapter in chassis.network_adapters.get_members():
+            controllers = (adapter.json or {}).get("Controllers") or [{}]
+            version = controllers[0].get("FirmwarePackageVersion") if controllers else None
+            adapters.append(NicAdapter(name=adapter.name, manufacturer=adapter.manufacturer,
+                                       model=adapter.model, firmware_version=version))
+    return adapters
+
+
+def _read_storage(system: Any) -> list[StorageController]:
+    result = []
+    for storage in system.storage.get_members():
+        controllers = (storage.json or {}).get("StorageControllers") or [{}]
+        first = controllers[0] if isinstance(controllers[0], dict) else {}
+        drives = [_drive(d) for d in storage.drives]
+        result.append(StorageController(name=storage.name or storage.identity,
+                                        model=first.get("Model"),
+                                        firmware_version=first.get("FirmwareVersion"),
+                                        drives=drives))
+    return result
+
+
+def _drive(drive: Any) -> Drive:
+    return Drive(name=drive.name or drive.identity, manufacturer=drive.manufacturer,
+                 model=drive.model, serial=drive.serial_number,
+                 capacity_bytes=_int(drive.capacity_bytes),
+                 media_type=_enum_value(drive.media_type),
+                 protocol=_enum_value(drive.protocol),
+                 health=_enum_value(drive.status.health) if drive.status else None)
+
+
+def _read_bmc_version(system: Any) -> str | None:
+    managers = system.managers
+    return str(managers[0].firmware_version) if managers and managers[0].firmware_version \
+        else None
+
+
+def _firmware_item(member: Any) -> FirmwareComponent:
+    doc: dict[str, Any] = member.json or {}
+    related = " ".join(str(r.get("@odata.id", "")) for r in doc.get("RelatedItem") or []
+                       if isinstance(r, dict))
+    label = f"{member.identity} {member.name}".lower()
+    if "bios" in label or ("/Systems/" in related and "uefi" in label):
+        component = "BIOS"
+    elif "/Managers/" in related or "bmc" in label:
+        component = "BMC"
+    else:
+        component = str(member.name)
+    return FirmwareComponent(component=component, version=member.version,
+                             inventory_uri=member.path, updateable=member.updateable)
+
+
+def _merge_firmware(bios: str | None, bmc: str | None,
+                    items: list[FirmwareComponent]) -> list[FirmwareComponent]:
+    """BIOS and BMC versions from the system and manager, the rest from the inventory."""
+    merged: dict[str, FirmwareComponent] = {}
+    if bios:
+        merged["BIOS"] = FirmwareComponent(component="BIOS", version=bios)
+    if bmc:
+        merged["BMC"] = FirmwareComponent(component="BMC", version=bmc)
+    for item in items:
+        known = merged.get(item.component)
+        version = item.version or (known.version if known else None)
+        merged[item.component] = item.model_copy(update={"version": version})
+    return sorted(merged.values(), key=lambda c: c.component)
