@@ -18,11 +18,12 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.support.redfish.emulator import free_ports, running_fleet  # noqa: E402
+from tests.support.redfish.fleet import FakeBmc, secrets_for, site_yaml  # noqa: E402
+
 from onestack.cli.main import cli  # noqa: E402
 from onestack.drivers.secrets import SecretStore  # noqa: E402
 from onestack.model.paths import SitePaths  # noqa: E402
-from tests.support.redfish.emulator import free_ports, running_fleet  # noqa: E402
-from tests.support.redfish.fleet import FakeBmc, secrets_for, site_yaml  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 HPE_PARTS = {

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onestack.hardware.hcl import (
     FirmwareBaseline,
-    baseline_applies,
     HardwareCompatibilityList,
     RoleMinimums,
+    baseline_applies,
     normalise,
     version_below,
 )
