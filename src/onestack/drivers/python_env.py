@@ -306,15 +306,18 @@ def _make_venv(bundle: ReleaseBundle, target: Path, uv: str | None) -> None:
 
 
 def _install(bundle: ReleaseBundle, target: Path, reqs: Path, wheelhouse: Path | None,
-             uv: str | None) -> None:
+             uv: str | None, compile_bytecode: bool) -> None:
     source = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse else []
     what = f"release {bundle.version}"
     if uv:
+        extra = ["--offline"] if wheelhouse else []
+        extra += ["--compile-bytecode"] if compile_bytecode else []
         _run([uv, "pip", "install", "--python", target / "bin" / "python",
-              "--require-hashes", *source, "-r", reqs], what)
+              "--require-hashes", *extra, *source, "-r", reqs], what)
     else:
+        extra = [] if compile_bytecode else ["--no-compile"]
         _run([target / "bin" / "python", "-m", "pip", "install", "--require-hashes",
-              "--no-deps", *source, "-r", reqs], what)
+              "--no-deps", *extra, *source, "-r", reqs], what)
 
 
 def _check_commands(bundle: ReleaseBundle, target: Path) -> None:
@@ -336,11 +339,13 @@ def _point_at(venv: Path, target: Path) -> None:
 
 
 def create_venv(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None = None,
-                progress: Progress | None = None) -> None:
+                progress: Progress | None = None, compile_bytecode: bool = True) -> None:
     """Create the immutable venv of a bundle at ``venv``, hash-verified, idempotent.
 
     With ``wheelhouse`` the install is offline (no index); otherwise from the index,
     still verified against the lock. Uses uv when available, pip otherwise.
+    ``compile_bytecode`` (default) pre-compiles every module: ~15 s more to install, and
+    each service process starts seconds faster, with nothing written into the venv later.
     """
     report = progress or _quiet
     if venv_matches(bundle, venv):
@@ -349,13 +354,13 @@ def create_venv(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None = Non
     venv.parent.mkdir(parents=True, exist_ok=True)
     target = release_dir_for(bundle, venv)
     if not venv_matches(bundle, target):
-        _build_release_dir(bundle, target, wheelhouse, report)
+        _build_release_dir(bundle, target, wheelhouse, report, compile_bytecode)
     _point_at(venv, target)
     report(f"venv of release {bundle.version} ready at {venv}")
 
 
 def _build_release_dir(bundle: ReleaseBundle, target: Path, wheelhouse: Path | None,
-                       report: Progress) -> None:
+                       report: Progress, compile_bytecode: bool) -> None:
     if target.exists():
         shutil.rmtree(target)  # a partial build from an interrupted run
     uv = find_uv()
@@ -368,7 +373,7 @@ def _build_release_dir(bundle: ReleaseBundle, target: Path, wheelhouse: Path | N
         where = f"wheelhouse {wheelhouse}" if wheelhouse else "the package index"
         report(f"installing {len(bundle.lock.packages)} packages from {where} "
                f"with {'uv' if uv else 'pip'} (hashes verified)")
-        _install(bundle, target, reqs, wheelhouse, uv)
+        _install(bundle, target, reqs, wheelhouse, uv, compile_bytecode)
         _check_commands(bundle, target)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -376,6 +381,7 @@ def _build_release_dir(bundle: ReleaseBundle, target: Path, wheelhouse: Path | N
     _write_json_atomic(target / MARKER_FILE, {
         "bundle": bundle.version, "series": bundle.series, "lock_sha256": bundle.lock_sha256,
         "installer": "uv" if uv else "pip", "offline": wheelhouse is not None,
+        "bytecode": compile_bytecode,
         "seconds": round(time.monotonic() - started, 1)})
     report(f"installed release {bundle.version} in {time.monotonic() - started:.1f}s")
 

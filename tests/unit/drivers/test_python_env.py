@@ -101,7 +101,7 @@ def test_tampered_wheel_is_refused(wheelhouse: Path, tmp_path: Path) -> None:
     make_wheel(wheelhouse, "beta", "2.0", script="evil")  # same name, other bytes
     venv = tmp_path / "venv"
     with pytest.raises(PackageInstallError) as caught:
-        python_env.create_venv(bundle, venv, wheelhouse)
+        python_env.create_venv(bundle, venv, wheelhouse, compile_bytecode=False)
     assert "hash" in str(caught.value).lower()
     assert not venv.exists()
     assert not python_env.release_dir_for(bundle, venv).exists()
@@ -126,7 +126,7 @@ def test_pip_fallback(wheelhouse: Path, tmp_path: Path, monkeypatch: pytest.Monk
     bundle = tiny_bundle(wheelhouse)
     write_manifest(bundle, wheelhouse)
     venv = tmp_path / "venv"
-    python_env.create_venv(bundle, venv, wheelhouse)
+    python_env.create_venv(bundle, venv, wheelhouse, compile_bytecode=False)
     assert python_env.read_marker(venv)["installer"] == "pip"  # type: ignore[index]
     assert python_env.lock_mismatches(bundle, venv) == {}
 
