@@ -34,8 +34,9 @@ class HardwareContext:
     def logins(self, names: Sequence[str]) -> list[BmcLogin]:
         """Logins for the named nodes; fails naming nodes without credentials."""
         logins, missing = [], {}
+        secrets = hw.SecretsSnapshot(self.secrets)
         for node in hw.select_nodes(self.site, list(names)):
-            login = hw.login_for(node, self.secrets, hw.Timeouts())
+            login = hw.login_for(node, secrets, hw.Timeouts())
             if isinstance(login, NodeInventory):
                 missing[node.name] = login.reason or "no credentials"
             else:

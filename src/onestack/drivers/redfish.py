@@ -191,12 +191,14 @@ class RedfishBmc:
     :class:`BmcFault` subclasses.
     """
 
-    def __init__(self, login: BmcLogin) -> None:
+    def __init__(self, login: BmcLogin, connector: Any = None) -> None:
         self.login = login
         base = login.node.bmc.rstrip("/")
         for suffix in ("/redfish/v1", "/redfish"):
             base = base.removesuffix(suffix)
-        self._conn = Connector(
+        self._base = base
+        # One retry at most: a dead BMC must not cost sushy's default 10 x 3 s.
+        self._conn = connector or Connector(
             base, verify=login.node.verify_tls, server_side_retries=1,
             server_side_retries_delay=0, default_request_timeout=login.request_timeout_s,
             connect_timeout=login.connect_timeout_s)
@@ -214,7 +216,7 @@ class RedfishBmc:
         """Read the service root (no credentials needed there)."""
         with self._translated():
             auth = BasicAuth(self.login.username, self.login.password)
-            self._root = sushy.Sushy(self._conn._url, auth=auth, connector=self._conn)
+            self._root = sushy.Sushy(self._base, auth=auth, connector=self._conn)
 
     def close(self) -> None:
         self._conn.close()
@@ -349,9 +351,12 @@ class RedfishBmc:
 
 
 @contextmanager
-def open_bmc(login: BmcLogin) -> Iterator[RedfishBmc]:
-    """Connect to a BMC (reads its service root) and close it afterwards."""
-    bmc = RedfishBmc(login)
+def open_bmc(login: BmcLogin, connector: Any = None) -> Iterator[RedfishBmc]:
+    """Connect to a BMC (reads its service root) and close it afterwards.
+
+    ``connector`` replaces sushy's HTTP connector (tests feed recorded payloads).
+    """
+    bmc = RedfishBmc(login, connector)
     try:
         bmc.connect()
         yield bmc
@@ -359,11 +364,11 @@ def open_bmc(login: BmcLogin) -> Iterator[RedfishBmc]:
         bmc.close()
 
 
-def read_node(login: BmcLogin, deadline: Deadline) -> NodeInventory:
+def read_node(login: BmcLogin, deadline: Deadline, connector: Any = None) -> NodeInventory:
     """Discover one node; a BMC fault becomes an inventory with that status."""
     started = time.monotonic()
     try:
-        with open_bmc(login) as bmc:
+        with open_bmc(login, connector) as bmc:
             return bmc.read_inventory(deadline, started)
     except BmcFault as fault:
         return failed_inventory(login.node, fault.status, fault.reason, started)

@@ -32,7 +32,22 @@ def select_nodes(site: Site, names: list[str] | None) -> list[Node]:
     return [n for n in site.nodes if n.name in wanted]
 
 
-def login_for(node: Node, secrets: SecretStore, timeouts: Timeouts) -> BmcLogin | NodeInventory:
+class SecretsSnapshot:
+    """The site's secrets read once, for looking up many nodes' credentials.
+
+    ``SecretStore.get`` re-reads the file on every call, which for a thousand
+    nodes means thousands of YAML parses.
+    """
+
+    def __init__(self, store: SecretStore) -> None:
+        self._values = store._read()  # one read; SecretStore has no public bulk read
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name)
+
+
+def login_for(node: Node, secrets: SecretStore | SecretsSnapshot,
+              timeouts: Timeouts) -> BmcLogin | NodeInventory:
     """A BMC login, or an inventory saying why there is none (missing credentials)."""
     username = secrets.get(f"{node.credentials}.username")
     password = secrets.get(f"{node.credentials}.password")

@@ -7,7 +7,7 @@ from functools import partial
 
 from onestack.drivers.redfish import BmcLogin, Deadline, failed_inventory, read_node
 from onestack.drivers.secrets import SecretStore
-from onestack.hardware.access import Timeouts, login_for
+from onestack.hardware.access import SecretsSnapshot, Timeouts, login_for
 from onestack.hardware.fanout import Progress, for_each_node
 from onestack.model.hardware import DiscoveryStatus, Node, NodeInventory
 
@@ -30,8 +30,9 @@ def discover_nodes(nodes: list[Node], secrets: SecretStore, timeouts: Timeouts |
     timeouts = timeouts or Timeouts()
     tasks: dict[str, Callable[[], NodeInventory]] = {}
     ready: dict[str, NodeInventory] = {}
+    snapshot = SecretsSnapshot(secrets)
     for node in nodes:
-        login = login_for(node, secrets, timeouts)
+        login = login_for(node, snapshot, timeouts)
         if isinstance(login, NodeInventory):
             ready[node.name] = login
         else:
