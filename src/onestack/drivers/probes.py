@@ -6,6 +6,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -45,11 +46,15 @@ class TcpProbe:
 Probe = HttpProbe | TcpProbe
 
 
-def wait_until_healthy(probe: Probe, timeout: float, interval: float = 0.25) -> tuple[bool, str]:
-    """Poll a probe until it passes or the timeout expires; return the last result."""
+def wait_until_healthy(probe: Probe, timeout: float, interval: float = 0.25,
+                       stop_if: Callable[[], bool] | None = None) -> tuple[bool, str]:
+    """Poll a probe until it passes, ``stop_if`` says waiting is pointless, or the
+    timeout expires; return the last result."""
     deadline = time.monotonic() + timeout
     ok, detail = probe.check()
     while not ok and time.monotonic() < deadline:
+        if stop_if is not None and stop_if():
+            return False, detail
         time.sleep(interval)
         ok, detail = probe.check()
     return ok, detail

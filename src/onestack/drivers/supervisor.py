@@ -79,7 +79,7 @@ chmod=0700
 logfile={log_dir / 'supervisord.log'}
 pidfile={run_dir / 'supervisord.pid'}
 childlogdir={log_dir}
-minfds=65536
+minfds=4096
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface

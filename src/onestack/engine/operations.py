@@ -145,7 +145,7 @@ def check_ports(handle: SiteHandle, hctx: HostContext) -> None:
     states = hctx.supervisor.states()
     for label, port in ports.all_listening().items():
         owner = _port_owner(port, ports)
-        if states.get(owner, {}).get("statename") == "RUNNING":
+        if states.get(owner, {}).get("statename") in ("RUNNING", "STARTING", "BACKOFF"):
             continue
         holder = hctx.host.port_holder(port)
         if holder:

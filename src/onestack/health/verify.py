@@ -60,8 +60,17 @@ class SmokeTests:
 
     def server(self) -> str:
         flavor = self._flavor()
+        image = self.conn.image.create_image(name=f"{self.tag}-boot", data=b"\0" * 65536,
+                                             disk_format="raw", container_format="bare",
+                                             allow_duplicates=True)
+        try:
+            return self._boot(flavor, image)
+        finally:
+            self.conn.image.delete_image(image, ignore_missing=True)
+
+    def _boot(self, flavor: Any, image: Any) -> str:
         server = self.conn.compute.create_server(name=self.tag, flavor_id=flavor.id,
-                                                 networks="none")
+                                                 image_id=image.id, networks="none")
         try:
             server = self.conn.compute.wait_for_server(server, status="ACTIVE",
                                                        wait=self.timeout, interval=1)

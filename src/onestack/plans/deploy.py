@@ -69,7 +69,7 @@ def _base_steps(ctx: ServiceContext, wheelhouse: Path | None) -> list[Step]:
         step(ctx, "host", "packages", "install infrastructure packages (Debian)",
              InstallPackages(registry.system_packages())),
         step(ctx, "host", "dirs", f"create site directories under {p.site}",
-             EnsureDirs(((p.site, None, 0o750), (p.data, None, 0o755), (p.log, None, 0o755),
+             EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
                          (p.run, None, 0o755), (programs_dir, None, 0o755)))),
         step(ctx, "host", "release-env", f"install release {ctx.series} into {ctx.venv}",
              CreateReleaseEnv(ctx.series, ctx.venv, wheelhouse)),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from onestack.drivers.host import digest
-from onestack.drivers.probes import Probe
+from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
 from onestack.engine.step import Step
 from onestack.model.paths import SitePaths
@@ -72,6 +72,12 @@ class ServiceModule(Protocol):
     def checks(self, ctx: ServiceContext) -> list[Check]: ...
 
 
+def api_probes(ctx: ServiceContext, service: str, path: str) -> tuple[Probe, ...]:
+    """An API is up when its instance answers and HAProxy routes to it."""
+    return (HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(service)}{path}"),
+            HttpProbe(f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}"))
+
+
 def step(ctx: ServiceContext, service: str, name: str, summary: str, action: object) -> Step:
     """A step of a service on the controller, id ``service/name``."""
     return Step(id=f"{service}/{name}", summary=summary, service=service, host=ctx.host,
@@ -87,7 +93,7 @@ def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
 
 
 def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
-                  configs: Mapping[Path, str], probes: Mapping[str, Probe],
+                  configs: Mapping[Path, str], probes: Mapping[str, Probe | tuple[Probe, ...]],
                   start_timeout: float = 180) -> list[Step]:
     """Program definitions, supervisor update, then start each program and wait healthy.
 
@@ -103,7 +109,9 @@ def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
                       UpdateSupervisor(all_defs)))
     config_digest = digest("".join(digest(configs[k]) for k in sorted(configs)))
     for name, text in rendered.items():
+        probe = probes.get(name, ())
+        checks = probe if isinstance(probe, tuple) else (probe,)
         steps.append(step(ctx, service, f"start:{name}", f"start {name}",
-                          StartProgram(name, digest(config_digest + text),
-                                       probes.get(name), start_timeout)))
+                          StartProgram(name, digest(config_digest + text), checks,
+                                       start_timeout)))
     return steps

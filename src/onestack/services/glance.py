@@ -9,7 +9,14 @@ from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    api_probes,
+    config_steps,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "glance"
@@ -48,11 +55,10 @@ def paste_ini(ctx: ServiceContext) -> Path:
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    env = {"OS_GLANCE_CONFIG_DIR": str(etc)}
     extra = {"http-chunked-input": "true", "http-raw-body": "true",
              "chunked-input-limit": "10000000", "http-auto-chunked": "true"}
     return {etc / "glance-api.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env, extra=extra)}
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, extra=extra)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -83,5 +89,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *config_steps(ctx, name, conf),
         step(ctx, name, "db-sync", "migrate the glance database",
              RunOnce((*manage, "db_sync"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"glance-api": probe(ctx)}),
+        *program_steps(ctx, name, programs(ctx), conf, {"glance-api": api_probes(ctx, name, "/versions")}),
     ]

@@ -9,7 +9,14 @@ from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    api_probes,
+    config_steps,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "keystone"
@@ -33,9 +40,8 @@ def _conf(ctx: ServiceContext) -> str:
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    env = {"OS_KEYSTONE_CONFIG_DIR": str(etc)}
     return {etc / "keystone.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -89,6 +95,6 @@ def steps(ctx: ServiceContext) -> list[Step]:
                              "--keystone-group", "root"))),
         step(ctx, name, "bootstrap", "bootstrap admin user, region and identity endpoints",
              _bootstrap(ctx)),
-        *program_steps(ctx, name, programs(ctx), conf, {"keystone-api": probe(ctx)}),
+        *program_steps(ctx, name, programs(ctx), conf, {"keystone-api": api_probes(ctx, name, "/v3")}),
     ]
 

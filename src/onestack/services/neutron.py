@@ -10,7 +10,14 @@ from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    api_probes,
+    config_steps,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "neutron"
@@ -31,26 +38,37 @@ def _conf(ctx: ServiceContext) -> str:
         "database": {"connection": mariadb.url(ctx, "neutron"), "max_retries": "-1"},
         "keystone_authtoken": oslo.authtoken(ctx, "neutron"),
         "nova": oslo.service_auth(ctx, "nova"),
-        "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
-                "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
-        "ml2_type_flat": {"flat_networks": "physnet1"},
-        "ml2_type_vxlan": {"vni_ranges": "1:10000"},
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"report_interval": "30"},
     })
 
 
+def _ml2_conf() -> str:
+    return oslo.render_ini({
+        "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+                "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
+        "ml2_type_flat": {"flat_networks": "physnet1"},
+        "ml2_type_vxlan": {"vni_ranges": "1:10000"},
+    })
+
+
+def _conf_args(ctx: ServiceContext) -> tuple[str, ...]:
+    etc = ctx.etc(name)
+    return ("--config-file", str(etc / "neutron.conf"),
+            "--config-file", str(etc / "plugins" / "ml2" / "ml2_conf.ini"))
+
+
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    env = {"OS_NEUTRON_CONFIG_DIR": str(etc)}
     return {etc / "neutron.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env, processes=1,
+            etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(),
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, processes=1,
                                                  extra={"start-time": "%t"})}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    conf = ("--config-file", str(ctx.etc(name) / "neutron.conf"))
+    conf = _conf_args(ctx)
     return [uwsgi.program(ctx, name),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf]),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf])]
@@ -71,7 +89,7 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
 
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
-    manage = (ctx.bin("neutron-db-manage"), "--config-file", str(ctx.etc(name) / "neutron.conf"))
+    manage = (ctx.bin("neutron-db-manage"), *_conf_args(ctx))
     return [
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((ctx.paths.data / name, None, 0o750),
@@ -79,5 +97,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *config_steps(ctx, name, conf),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"neutron-api": probe(ctx)}),
+        *program_steps(ctx, name, programs(ctx), conf, {"neutron-api": api_probes(ctx, name, "/")}),
     ]

@@ -9,8 +9,15 @@ from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, memcached, oslo, uwsgi
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
-from onestack.steps.actions import EnsureDirs, RunOnce
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    api_probes,
+    config_steps,
+    program_steps,
+    step,
+)
+from onestack.steps.actions import CopyFile, EnsureDirs, RunOnce
 
 name = "nova"
 kind = "openstack"
@@ -39,7 +46,7 @@ def _conf(ctx: ServiceContext) -> str:
         "conductor": {"workers": "1"},
         "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "60"},
         "cache": {**oslo.cache(ctx), "memcache_servers": memcached.servers(ctx)},
-        "wsgi": {"api_paste_config": str(ctx.venv / "etc" / "nova" / "api-paste.ini")},
+        "wsgi": {"api_paste_config": str(ctx.etc(name) / "api-paste.ini")},
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
@@ -49,9 +56,8 @@ def _conf(ctx: ServiceContext) -> str:
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    env = {"OS_NOVA_CONFIG_DIR": str(etc)}
     return {etc / "nova.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -106,8 +112,11 @@ def steps(ctx: ServiceContext) -> list[Step]:
              EnsureDirs(((data, None, 0o750), (data / "instances", None, 0o750),
                          (data / "locks", None, 0o750)))),
         *config_steps(ctx, name, conf),
+        step(ctx, name, "config:api-paste.ini", "copy nova's API paste pipeline",
+             CopyFile(ctx.venv / "etc" / "nova" / "api-paste.ini",
+                      ctx.etc(name) / "api-paste.ini")),
         *_cells(ctx),
-        *program_steps(ctx, name, programs(ctx), conf, {"nova-api": probe(ctx)}),
+        *program_steps(ctx, name, programs(ctx), conf, {"nova-api": api_probes(ctx, name, "/")}),
         step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
              RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),
     ]

@@ -9,7 +9,14 @@ from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    api_probes,
+    config_steps,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import RunOnce
 
 name = "placement"
@@ -31,9 +38,8 @@ def _conf(ctx: ServiceContext) -> str:
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    env = {"OS_PLACEMENT_CONFIG_DIR": str(etc)}
     return {etc / "placement.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, env)}
+            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -61,5 +67,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *config_steps(ctx, name, conf),
         step(ctx, name, "db-sync", "migrate the placement database",
              RunOnce((*manage, "db", "sync"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"placement-api": probe(ctx)}),
+        *program_steps(ctx, name, programs(ctx), conf, {"placement-api": api_probes(ctx, name, "/")}),
     ]

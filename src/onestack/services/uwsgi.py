@@ -8,8 +8,7 @@ from onestack.drivers.supervisor import Program
 from onestack.services.base import ServiceContext
 
 
-def ini(ctx: ServiceContext, service: str, module: str, config_env: dict[str, str],
-        color: str = "blue", processes: int = 2, extra: dict[str, str] | None = None) -> str:
+def ini(ctx: ServiceContext, service: str, module: str, color: str = "blue", processes: int = 2, extra: dict[str, str] | None = None) -> str:
     """The uWSGI ini of one API instance."""
     lines = {
         "http-socket": f"127.0.0.1:{ctx.ports.backend(service, color)}",
@@ -31,8 +30,7 @@ def ini(ctx: ServiceContext, service: str, module: str, config_env: dict[str, st
         "procname-prefix": f"{service}-{color}-",
         **(extra or {}),
     }
-    text = "[uwsgi]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
-    return text + "".join(f"env = {k}={v}\n" for k, v in config_env.items())
+    return "[uwsgi]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
 def ini_path(ctx: ServiceContext, service: str, color: str = "blue") -> Path:
@@ -40,7 +38,13 @@ def ini_path(ctx: ServiceContext, service: str, color: str = "blue") -> Path:
 
 
 def program(ctx: ServiceContext, service: str, color: str = "blue") -> Program:
-    """The supervised uWSGI process of an API instance."""
+    """The supervised uWSGI process of an API instance.
+
+    The service finds its configuration through ``OS_<SERVICE>_CONFIG_DIR``. It is
+    set in the process environment, not with uWSGI's ``env`` option: pyuwsgi starts
+    Python before it reads its ini, so ``os.environ`` would never see it.
+    """
+    env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
     return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
                    [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))],
-                   stopsignal="TERM", startsecs=1)
+                   environment=env, stopsignal="TERM", startsecs=1)

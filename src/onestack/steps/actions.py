@@ -151,7 +151,7 @@ class StartProgram:
 
     program: str
     config_digest: str
-    probe_check: Probe | None = None
+    probe_checks: tuple[Probe, ...] = ()
     start_timeout: float = 120
     kind: str = "process"
 
@@ -160,7 +160,7 @@ class StartProgram:
 
     def probe(self, ctx: HostContext) -> Any:
         state = ctx.supervisor.state(self.program)
-        healthy = self.probe_check.check()[0] if self.probe_check and state == "RUNNING" else True
+        healthy = state == "RUNNING" and all(p.check()[0] for p in self.probe_checks)
         return [state, healthy]
 
     def needed(self, fact: Any, done: str | None) -> bool:
@@ -172,9 +172,16 @@ class StartProgram:
             sup.restart(self.program)
         else:
             sup.start(self.program)
-        if self.probe_check is None:
-            return
-        ok, detail = wait_until_healthy(self.probe_check, self.start_timeout)
+        for probe in self.probe_checks:
+            self._wait(ctx, probe)
+
+    def _wait(self, ctx: HostContext, probe: Probe) -> None:
+        sup = ctx.supervisor
+
+        def gave_up() -> bool:
+            return sup.state(self.program) in ("FATAL", "STOPPED", "EXITED")
+
+        ok, detail = wait_until_healthy(probe, self.start_timeout, stop_if=gave_up)
         if not ok:
             raise ServiceStartError(self.program, f"not healthy after {self.start_timeout:.0f}s"
                                     f" ({detail}); state {sup.state(self.program)}",
@@ -220,3 +227,25 @@ class CreateReleaseEnv:
                                  "package index (hashes still verified)")
             wheelhouse = None
         create_venv(bundle, self.venv, wheelhouse, ctx.progress.message)
+
+
+@dataclass(frozen=True)
+class CopyFile:
+    """A copy of a file shipped in the release environment (e.g. a paste pipeline)."""
+
+    source: Path
+    path: Path
+    mode: int = 0o644
+    kind: str = "copy"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.source}|{self.path}|{self.mode:o}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return [ctx.host.file_digest(self.source), ctx.host.file_digest(self.path)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return fact is None or fact[0] is None or fact[0] != fact[1]
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.write_file(self.path, self.source.read_text(), mode=self.mode)
