@@ -1,0 +1,31 @@
+"""Shared fixtures for deploy-side unit tests: a pure service context with fake secrets."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from onestack.model.paths import SitePaths
+from onestack.model.ports import Ports
+from onestack.model.site import Site, default_lab_site
+from onestack.plans.deploy import required_secrets
+from onestack.services.base import ServiceContext
+
+ContextFactory = Callable[..., ServiceContext]
+
+
+@pytest.fixture
+def make_service_context(tmp_path: Path) -> ContextFactory:
+    """Build a ServiceContext under tmp_path; every secret is a recognisable random value."""
+
+    def build(site: Site | None = None, series: str = "2026.1") -> ServiceContext:
+        site = site or default_lab_site()
+        paths = SitePaths(tmp_path / "home", site.name)
+        values = {n: f"sekrit{secrets.token_hex(8)}" for n in required_secrets()}
+        return ServiceContext(site=site, series=series, paths=paths, secrets=values,
+                              venv=paths.venv(series), ports=Ports(site.port_offset))
+
+    return build
