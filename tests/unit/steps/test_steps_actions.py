@@ -1,0 +1,271 @@
+"""Actions: the pure ``needed`` rules, and apply against a real LocalHost or fakes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onestack.drivers.host import LocalHost, digest
+from onestack.engine.progress import SilentProgress
+from onestack.errors import PrerequisiteError, ServiceStartError
+from onestack.model.paths import SitePaths
+from onestack.steps.actions import (
+    CallOnce,
+    CopyFile,
+    EnsureDirs,
+    InstallPackages,
+    RunOnce,
+    StartProgram,
+    UpdateSupervisor,
+    WriteFile,
+)
+from onestack.steps.context import HostContext
+
+P = Path("/x")
+
+
+class FakeSupervisor:
+    """Program states in a dict; records every call."""
+
+    def __init__(self, states: dict[str, str] | None = None, running: bool = True) -> None:
+        self.program_states = states or {}
+        self.running = running
+        self.calls: list[str] = []
+
+    def is_running(self) -> bool:
+        return self.running
+
+    def start_daemon(self) -> None:
+        self.calls.append("start_daemon")
+        self.running = True
+
+    def update(self) -> list[str]:
+        self.calls.append("update")
+        return []
+
+    def state(self, name: str) -> str:
+        return self.program_states.get(name, "ABSENT")
+
+    def start(self, name: str) -> None:
+        self.calls.append(f"start {name}")
+        self.program_states[name] = "RUNNING"
+
+    def restart(self, name: str) -> None:
+        self.calls.append(f"restart {name}")
+
+    def log_tail(self, name: str, lines: int = 20) -> list[str]:
+        return ["ERROR cannot bind", "exiting"]
+
+
+class FakeProbe:
+    def __init__(self, results: Sequence[bool]) -> None:
+        self.results = list(results)
+
+    def check(self, timeout: float = 1.0) -> tuple[bool, str]:
+        ok = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        return ok, "GET /v3 -> 200" if ok else "connection refused"
+
+
+class FakeHost:
+    """Just enough of HostConnection for apt: which() and a canned dpkg-query."""
+
+    name = "aio"
+
+    def __init__(self, dpkg_output: str, has_apt: bool = True) -> None:
+        self.dpkg_output = dpkg_output
+        self.has_apt = has_apt
+        self.commands: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 600, check: bool = True) -> str:
+        self.commands.append(list(argv))
+        return self.dpkg_output
+
+    def which(self, program: str) -> str | None:
+        return f"/usr/bin/{program}" if self.has_apt else None
+
+
+def _ctx(tmp_path: Path, host: Any = None, supervisor: Any = None) -> HostContext:
+    return HostContext(host or LocalHost("aio"), SitePaths(tmp_path, "lab"),
+                       supervisor or FakeSupervisor(), SilentProgress())
+
+
+# --- needed(fact, done): pure rules ------------------------------------------------
+
+NEEDED_CASES: list[tuple[str, Any, Any, str | None, bool]] = [
+    ("file missing", WriteFile(P, "a"), [None, None], "fp", True),
+    ("file same", WriteFile(P, "a", 0o600), [digest("a"), 0o600], None, False),
+    ("file other content", WriteFile(P, "a"), [digest("b"), 0o644], "fp", True),
+    ("file other mode", WriteFile(P, "a", 0o600), [digest("a"), 0o644], "fp", True),
+    ("dirs missing", EnsureDirs(((P, None, 0o755),)), False, "fp", True),
+    ("dirs present, never recorded", EnsureDirs(((P, None, 0o755),)), True, None, True),
+    ("dirs present and recorded", EnsureDirs(((P, None, 0o755),)), True, "fp", False),
+    ("packages missing", InstallPackages(("a", "b")), ["b"], "fp", True),
+    ("packages all there", InstallPackages(("a", "b")), [], None, False),
+    ("command never ran", RunOnce(("true",)), None, None, True),
+    ("command ran", RunOnce(("true",)), None, "fp", False),
+    ("call never ran", CallOnce("c", lambda _: None), None, None, True),
+    ("call ran", CallOnce("c", lambda _: None), None, "fp", False),
+    ("supervisor down", UpdateSupervisor("d"), False, "fp", True),
+    ("supervisor up, defs changed", UpdateSupervisor("d"), True, None, True),
+    ("supervisor up, defs loaded", UpdateSupervisor("d"), True, "fp", False),
+    ("program healthy, same config", StartProgram("p", "c"), ["RUNNING", True], "fp", False),
+    ("program healthy, config changed", StartProgram("p", "c"), ["RUNNING", True], None,
+     True),
+    ("program running, unhealthy", StartProgram("p", "c"), ["RUNNING", False], "fp", True),
+    ("program stopped", StartProgram("p", "c"), ["STOPPED", False], "fp", True),
+    ("copy: source missing", CopyFile(P, P), [None, None], "fp", True),
+    ("copy: target missing", CopyFile(P, P), ["s", None], "fp", True),
+    ("copy: target differs", CopyFile(P, P), ["s", "t"], "fp", True),
+    ("copy: target same", CopyFile(P, P), ["s", "s"], None, False),
+]
+
+
+@pytest.mark.parametrize(("name", "action", "fact", "done", "expected"), NEEDED_CASES,
+                         ids=[c[0] for c in NEEDED_CASES])
+def test_needed(name: str, action: Any, fact: Any, done: str | None, expected: bool) -> None:
+    assert action.needed(fact, done) is expected
+
+
+def test_fingerprints_hide_secrets_but_track_them() -> None:
+    a = RunOnce(("manage", "bootstrap"), env=(("PASSWORD", "hunter22"),))
+    b = RunOnce(("manage", "bootstrap"), env=(("PASSWORD", "other"),))
+    assert "hunter22" not in a.fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    assert "hunter22" not in repr(WriteFile(P, "password = hunter22"))
+
+
+# --- apply on a real LocalHost in tmp_path -----------------------------------------
+
+def test_write_file_apply_mode_content_idempotent(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    target = tmp_path / "etc" / "svc" / "svc.conf"
+    action = WriteFile(target, "[DEFAULT]\ndebug = false\n", mode=0o600)
+    assert action.needed(action.probe(ctx), None)
+
+    action.apply(ctx)
+    assert target.read_text() == "[DEFAULT]\ndebug = false\n"
+    assert target.stat().st_mode & 0o7777 == 0o600
+    assert not action.needed(action.probe(ctx), None)
+
+    inode = target.stat().st_ino
+    assert ctx.host.write_file(target, action.content, mode=0o600) is False
+    assert target.stat().st_ino == inode  # nothing rewritten
+    assert not list(target.parent.glob(".*.tmp"))
+
+
+def test_write_file_repairs_mode_drift(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    target = tmp_path / "clouds.yaml"
+    action = WriteFile(target, "secret", mode=0o600)
+    action.apply(ctx)
+    os.chmod(target, 0o644)
+    assert action.needed(action.probe(ctx), "fp")
+    action.apply(ctx)
+    assert target.stat().st_mode & 0o7777 == 0o600
+
+
+def test_copy_file_apply(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    source = tmp_path / "venv" / "etc" / "api-paste.ini"
+    source.parent.mkdir(parents=True)
+    source.write_text("[pipeline:main]\n")
+    target = tmp_path / "etc" / "nova" / "api-paste.ini"
+    action = CopyFile(source, target, mode=0o640)
+
+    assert action.needed(action.probe(ctx), None)
+    action.apply(ctx)
+    assert target.read_text() == "[pipeline:main]\n"
+    assert target.stat().st_mode & 0o7777 == 0o640
+    assert not action.needed(action.probe(ctx), None)
+
+    source.write_text("[pipeline:main]\npipeline = new\n")  # a new release ships a new one
+    assert action.needed(action.probe(ctx), "fp")
+
+
+def test_ensure_dirs_apply(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    keys, data = tmp_path / "data" / "keys", tmp_path / "data"
+    action = EnsureDirs(((data, None, 0o755), (keys, None, 0o700)))
+    assert action.probe(ctx) is False
+    action.apply(ctx)
+    assert action.probe(ctx) is True
+    assert keys.stat().st_mode & 0o777 == 0o700
+
+
+def test_run_once_passes_env_not_argv(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    action = RunOnce(("sh", "-c", f'printf %s "$SECRET" > {out}'), env=(("SECRET", "s3"),))
+    action.apply(_ctx(tmp_path))
+    assert out.read_text() == "s3"
+
+
+def test_call_once_calls_with_context(tmp_path: Path) -> None:
+    seen: list[HostContext] = []
+    ctx = _ctx(tmp_path)
+    CallOnce("register", seen.append).apply(ctx)
+    assert seen == [ctx]
+
+
+# --- apply with fakes of our own protocols -----------------------------------------
+
+def test_install_packages_probe_reports_missing(tmp_path: Path) -> None:
+    host = FakeHost("haproxy ii \nmemcached un \n")
+    action = InstallPackages(("memcached", "haproxy", "rabbitmq-server"))
+    assert action.probe(_ctx(tmp_path, host)) == ["memcached", "rabbitmq-server"]
+    assert host.commands[0][0] == "dpkg-query"
+
+
+def test_install_packages_without_apt_is_a_prerequisite_error(tmp_path: Path) -> None:
+    action = InstallPackages(("haproxy",))
+    ctx = _ctx(tmp_path, FakeHost("", has_apt=False))
+    assert action.probe(ctx) == ["haproxy"]
+    with pytest.raises(PrerequisiteError, match="apt-get not found"):
+        action.apply(ctx)
+
+
+def test_update_supervisor_apply(tmp_path: Path) -> None:
+    sup = FakeSupervisor(running=False)
+    ctx = _ctx(tmp_path, supervisor=sup)
+    action = UpdateSupervisor("d")
+    assert action.probe(ctx) is False
+    action.apply(ctx)
+    assert sup.calls == ["start_daemon", "update"]
+    assert action.probe(ctx) is True
+
+
+def test_start_program_starts_then_waits_healthy(tmp_path: Path) -> None:
+    sup = FakeSupervisor()
+    action = StartProgram("keystone-api", "c", (FakeProbe([False, True]),), start_timeout=5)  # type: ignore[arg-type]
+    action.apply(_ctx(tmp_path, supervisor=sup))
+    assert sup.calls == ["start keystone-api"]
+
+
+def test_start_program_restarts_a_running_program(tmp_path: Path) -> None:
+    sup = FakeSupervisor({"keystone-api": "RUNNING"})
+    action = StartProgram("keystone-api", "c", (FakeProbe([True]),))  # type: ignore[arg-type]
+    ctx = _ctx(tmp_path, supervisor=sup)
+    assert action.probe(ctx) == ["RUNNING", True]
+    action.apply(ctx)
+    assert sup.calls == ["restart keystone-api"]
+
+
+def test_start_program_gives_up_with_log_tail(tmp_path: Path) -> None:
+    class Crashing(FakeSupervisor):
+        def start(self, name: str) -> None:
+            self.calls.append(f"start {name}")
+            self.program_states[name] = "FATAL"
+
+    sup = Crashing()
+    action = StartProgram("glance-api", "c", (FakeProbe([False]),), start_timeout=30)  # type: ignore[arg-type]
+    with pytest.raises(ServiceStartError) as info:
+        action.apply(_ctx(tmp_path, supervisor=sup))
+    err = info.value
+    assert err.service == "glance-api"
+    assert "state FATAL" in err.reason and "connection refused" in err.reason
+    assert "ERROR cannot bind" in str(err)
+    assert action.probe(_ctx(tmp_path, supervisor=sup)) == ["FATAL", False]
