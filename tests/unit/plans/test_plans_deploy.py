@@ -1,0 +1,214 @@
+"""The all-in-one deploy plan of the default lab site, as data."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ContextFactory
+from onestack.drivers.host import LocalHost
+from onestack.engine.progress import SilentProgress
+from onestack.engine.step import Step, make_plan
+from onestack.model.site import default_lab_site
+from onestack.plans.deploy import CLOUD_NAME, deploy_steps, required_secrets
+from onestack.services import registry
+from onestack.services.base import ServiceContext
+from onestack.steps.actions import WriteFile
+from onestack.steps.context import HostContext
+
+
+@pytest.fixture
+def ctx(make_service_context: ContextFactory) -> ServiceContext:
+    return make_service_context()
+
+
+@pytest.fixture
+def steps(ctx: ServiceContext) -> list[Step]:
+    return deploy_steps(ctx)
+
+
+def _index(steps: list[Step], step_id: str) -> int:
+    return [s.id for s in steps].index(step_id)
+
+
+def _first(steps: list[Step], service: str) -> int:
+    return next(i for i, s in enumerate(steps) if s.service == service)
+
+
+def _last(steps: list[Step], service: str) -> int:
+    return max(i for i, s in enumerate(steps) if s.service == service)
+
+
+def _files(steps: list[Step]) -> dict[str, WriteFile]:
+    return {s.id: s.action for s in steps if isinstance(s.action, WriteFile)}
+
+
+def _ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_step_ids_unique_and_services_known(steps: list[Step]) -> None:
+    ids = [s.id for s in steps]
+    assert len(ids) == len(set(ids))
+    known = {m.name for m in registry.ALL} | {"host"}
+    assert {s.service for s in steps} == known
+    assert all(s.id.startswith(s.service + "/") for s in steps)
+    assert all(s.host == "aio" for s in steps)
+
+
+def test_packages_come_first(steps: list[Step]) -> None:
+    assert steps[0].id == "host/packages"
+    assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
+        "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy"}
+
+
+def test_infrastructure_before_keystone(steps: list[Step]) -> None:
+    keystone = _first(steps, "keystone")
+    for infra in ("mariadb", "rabbitmq", "memcached", "haproxy"):
+        assert _last(steps, infra) < keystone, infra
+    assert _index(steps, "mariadb/databases") < _index(steps, "keystone/db-sync")
+
+
+def test_catalog_right_after_keystone_start_and_before_placement(steps: list[Step]) -> None:
+    catalog = _index(steps, "keystone/catalog")
+    assert catalog == _index(steps, "keystone/start:keystone-api") + 1
+    assert catalog < _first(steps, "placement")
+
+
+def test_service_order(steps: list[Step]) -> None:
+    assert _last(steps, "placement") < _first(steps, "nova")
+    assert _last(steps, "glance") < _first(steps, "nova")
+    assert _last(steps, "neutron") < _first(steps, "nova")
+    assert [s.id for s in steps[-2:]] == ["nova/discover-hosts", "host/clouds-yaml"]
+
+
+def test_each_service_writes_programs_before_loading_then_starts(steps: list[Step]) -> None:
+    for module in registry.ALL:
+        own = [s.id.split("/", 1)[1] for s in steps if s.service == module.name]
+        sup = own.index("supervisor")
+        assert all(own.index(n) < sup for n in own if n.startswith("program:")), module.name
+        assert all(own.index(n) > sup for n in own if n.startswith("start:")), module.name
+        assert all(own.index(n) < sup for n in own if n.startswith("config:")), module.name
+
+
+@pytest.mark.parametrize("service", [m.name for m in registry.OPENSTACK if m.name != "keystone"])
+def test_openstack_config_has_authtoken_and_database(ctx: ServiceContext, steps: list[Step],
+                                                     service: str) -> None:
+    main = next(a for i, a in _files(steps).items()
+                if i.startswith(f"{service}/config:") and a.path.name.endswith(".conf"))
+    conf = _ini(main.content)
+    auth = conf["keystone_authtoken"]
+    assert auth["www_authenticate_uri"] == "http://127.0.0.1:5000"
+    assert auth["auth_url"] == "http://127.0.0.1:5000/v3"
+    assert auth["username"] == service
+    assert auth["password"] == ctx.secret(f"keystone.{service}")
+    assert auth["memcached_servers"] == "127.0.0.1:11212"
+    section = "placement_database" if service == "placement" else "database"
+    assert f":{ctx.secret(f'db.{service}')}@127.0.0.1:13306/" in conf[section]["connection"]
+    assert main.mode == 0o640
+
+
+def test_messaging_services_have_transport_url(ctx: ServiceContext, steps: list[Step]) -> None:
+    files = _files(steps)
+    for step_id in ("nova/config:nova.conf", "neutron/config:neutron.conf"):
+        url = _ini(files[step_id].content)["DEFAULT"]["transport_url"]
+        assert url == f"rabbit://openstack:{ctx.secret('rabbitmq.openstack')}@127.0.0.1:5682/"
+
+
+def test_keystone_config(ctx: ServiceContext, steps: list[Step]) -> None:
+    conf = _ini(_files(steps)["keystone/config:keystone.conf"].content)
+    assert conf["token"]["provider"] == "fernet"
+    assert ctx.secret("db.keystone") in conf["database"]["connection"]
+
+
+def test_no_secret_in_summaries_or_plan_output(ctx: ServiceContext, steps: list[Step]) -> None:
+    plan = make_plan("up", steps, {}, {})
+    shown = json.dumps(plan.to_dict()) + "".join(s.summary + s.id for s in steps)
+    shown += "".join(s.fingerprint() for s in steps)
+    for name, value in ctx.secrets.items():
+        assert value not in shown, name
+
+
+def test_files_with_secrets_are_not_world_readable(ctx: ServiceContext,
+                                                   steps: list[Step]) -> None:
+    values = list(ctx.secrets.values())
+    holding = {i: a for i, a in _files(steps).items() if any(v in a.content for v in values)}
+    assert "host/clouds-yaml" in holding and "nova/config:nova.conf" in holding
+    for step_id, action in holding.items():
+        assert action.mode & 0o007 == 0, step_id
+
+
+def test_admin_password_only_via_environment(ctx: ServiceContext, steps: list[Step]) -> None:
+    bootstrap = steps[_index(steps, "keystone/bootstrap")].action
+    assert ctx.secret("keystone.admin") not in " ".join(bootstrap.argv)  # type: ignore[attr-defined]
+    assert ("OS_BOOTSTRAP_PASSWORD", ctx.secret("keystone.admin")) in bootstrap.env  # type: ignore[attr-defined]
+
+
+def test_plan_is_deterministic(ctx: ServiceContext) -> None:
+    first = [(s.id, s.fingerprint()) for s in deploy_steps(ctx)]
+    assert first == [(s.id, s.fingerprint()) for s in deploy_steps(ctx)]
+
+
+@pytest.mark.parametrize(("secret", "expected"), [
+    ("keystone.admin", {"keystone/bootstrap"}),
+    ("keystone.nova", {"keystone/catalog"}),
+])
+def test_changed_secret_makes_dependent_steps_needed(ctx: ServiceContext, secret: str,
+                                                     expected: set[str]) -> None:
+    done = {s.id: s.fingerprint() for s in deploy_steps(ctx)}
+    changed = ServiceContext(ctx.site, ctx.series, ctx.paths,
+                             {**ctx.secrets, secret: "changed"}, ctx.venv, ctx.ports)
+    plan = make_plan("up", deploy_steps(changed), {}, done)
+    assert {s.id for s in plan.changes if s.action.kind in ("command", "call")} == expected
+
+
+def _port_values(text: str) -> set[int]:
+    return {int(p) for p in re.findall(r"(?:127\.0\.0\.1:|port = )(\d+)", text)}
+
+
+def test_port_offset_shifts_rendered_ports(make_service_context: ContextFactory) -> None:
+    site = default_lab_site().model_copy(update={"port_offset": 1000})
+    files = _files(deploy_steps(make_service_context(site)))
+    haproxy = files["haproxy/config:haproxy.cfg"].content
+    assert "bind 127.0.0.1:6000" in haproxy
+    assert "server keystone-blue 127.0.0.1:26000 check" in haproxy
+    assert "server keystone-green 127.0.0.1:36000 check disabled" in haproxy
+    assert "bind 127.0.0.1:5000\n" not in haproxy
+    assert "port = 14306" in files["mariadb/config:my.cnf"].content
+    assert "http-socket = 127.0.0.1:29778" in files[
+        "placement/config:placement-api-blue.ini"].content
+    nova = _ini(files["nova/config:nova.conf"].content)
+    assert nova["keystone_authtoken"]["auth_url"] == "http://127.0.0.1:6000/v3"
+    assert nova["DEFAULT"]["transport_url"].endswith("@127.0.0.1:6682/")
+    assert nova["cache"]["memcache_servers"] == "127.0.0.1:12212"
+    clouds = yaml.safe_load(files["host/clouds-yaml"].content)
+    assert clouds["clouds"][CLOUD_NAME]["auth"]["auth_url"] == "http://127.0.0.1:6000/v3"
+    unshifted = files["nova/config:nova.conf"].content
+    assert not _port_values(unshifted) & {5000, 13306, 5682, 11212}
+
+
+def test_clouds_yaml_written_0600(ctx: ServiceContext, steps: list[Step],
+                                  tmp_path: Path) -> None:
+    action = _files(steps)["host/clouds-yaml"]
+    assert action.path == ctx.paths.clouds_yaml
+    hctx = HostContext(LocalHost("aio"), ctx.paths, None, SilentProgress())  # type: ignore[arg-type]
+    action.apply(hctx)
+    assert ctx.paths.clouds_yaml.stat().st_mode & 0o777 == 0o600
+    cloud = yaml.safe_load(ctx.paths.clouds_yaml.read_text())["clouds"][CLOUD_NAME]
+    assert cloud["auth"]["password"] == ctx.secret("keystone.admin")
+    assert cloud["auth"]["auth_url"] == "http://127.0.0.1:5000/v3"
+    assert cloud["region_name"] == "RegionOne"
+
+
+def test_required_secrets_cover_every_service_user() -> None:
+    names = set(required_secrets())
+    for user in registry.service_users():
+        assert {f"db.{user}", f"keystone.{user}"} <= names
+    assert {"keystone.admin", "rabbitmq.openstack", "db.keystone"} <= names
