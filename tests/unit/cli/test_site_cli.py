@@ -1,0 +1,100 @@
+"""``onestack plan`` and site-file errors through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from onestack.cli.main import cli, main
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+          *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["onestack", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_plan_json_on_fresh_home_reads_only(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    needed = {s["id"]: s["needed"] for s in data["steps"]}
+    assert data["operation"] == "up"
+    assert data["changes"] == sum(needed.values())
+    for step_id in ("keystone/db-sync", "nova/start:nova-api", "host/clouds-yaml"):
+        assert needed[step_id] is True
+    # plan only reads: no secrets generated, no journal, no site directory.
+    assert not (tmp_path / "sites" / "lab" / "secrets").exists()
+    assert not (tmp_path / "sites" / "lab" / "state.db").exists()
+    assert not (tmp_path / "sites").exists()
+
+
+def test_plan_text_lists_steps(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.endswith("steps to apply:")
+    assert "keystone   migrate the keystone database" in result.output
+
+
+def test_plan_with_site_file_uses_its_ports(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text('name: edge\nrelease: "2026.1"\nport_offset: 300\nhosts:\n  - name: ctl\n')
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan", "--json",
+                                      "--site-file", str(site)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.output)["steps"]
+    assert {s["host"] for s in steps} == {"ctl"}
+    assert any(str(tmp_path / "sites" / "edge") in s["summary"] for s in steps)
+
+
+def test_malformed_site_file_names_file_line_field(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text('name: lab\nrelease: "2026.1"\nhosts:\n  - name: aio\n    rolez: [x]\n')
+    code, out, err = _main(monkeypatch, capsys, "--home", str(tmp_path), "plan",
+                           "--site-file", str(site))
+    assert code == 1
+    assert f"error: {site}:5: hosts.0.rolez: Extra inputs are not permitted" in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert not (tmp_path / "sites").exists()
+
+
+def test_yaml_syntax_error_through_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("name: lab\nhosts: [aio\n")
+    code, _, err = _main(monkeypatch, capsys, "--home", str(tmp_path), "plan", "--site-file",
+                         str(site))
+    assert code == 1
+    assert f"{site}:" in err and "(syntax): not valid YAML" in err
+
+
+def test_missing_site_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _main(monkeypatch, capsys, "--home", str(tmp_path), "plan", "--site-file",
+                         str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert "cannot read site file" in err and "nope.yaml" in err
+
+
+def test_credentials_hides_secrets_unless_asked(tmp_path: Path) -> None:
+    secrets = tmp_path / "sites" / "lab" / "secrets"
+    secrets.parent.mkdir(parents=True)
+    secrets.write_text("keystone.admin: topsecretvalue\n")
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["--home", str(tmp_path), "credentials"]).output
+    assert "topsecretvalue" not in shown and str(secrets) in shown
+    asked = runner.invoke(cli, ["--home", str(tmp_path), "credentials", "--show-secrets"])
+    assert "keystone.admin = topsecretvalue" in asked.output
