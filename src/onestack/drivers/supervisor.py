@@ -64,8 +64,8 @@ def render_program(program: Program, log_dir: Path) -> str:
         lines.append(f"environment={env}")
     if program.user:
         lines.append(f"user={program.user}")
-    if program.directory:
-        lines.append(f"directory={program.directory}")
+    # Programs run from the site's log directory, never from wherever onestack was started.
+    lines.append(f"directory={program.directory or log_dir}")
     return "\n".join(lines) + "\n"
 
 
@@ -90,6 +90,9 @@ serverurl=unix://{run_dir / 'supervisor.sock'}
 [include]
 files = {programs_dir}/*.conf
 """
+
+
+_ACTIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
 class Supervisor:
@@ -178,6 +181,21 @@ class Supervisor:
         except (OSError, xmlrpc.client.Fault):
             return []
         return [str(line) for line in text.splitlines()[-lines:]]
+
+    def stop_many(self, names: list[str], timeout: float = 60) -> None:
+        """Stop several programs at once and wait until none is running."""
+        proxy = self._proxy()
+        for name in names:
+            try:
+                proxy.stopProcess(name, False)
+            except xmlrpc.client.Fault:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.states()
+            if all(states.get(n, {}).get("statename") not in _ACTIVE for n in names):
+                return
+            time.sleep(0.2)
 
     def stop_all(self) -> None:
         if self.is_running():

@@ -183,13 +183,28 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
     with site_lock(handle.paths.site, handle.site.name, "down"):
         sup = handle.supervisor()
         if sup.is_running():
-            for name in reversed(list(sup.states())):
-                progress.message(f"stopping {name}")
+            _stop_in_order(handle, sup, progress)
             sup.shutdown()
         _stop_epmd_if_unused(progress)
     if purge and handle.paths.site.exists():
         progress.message(f"removing {handle.paths.site}")
         shutil.rmtree(handle.paths.site)
+
+
+def _stop_in_order(handle: SiteHandle, sup: Supervisor, progress: Progress) -> None:
+    """OpenStack services first (together), then infrastructure in reverse deploy order."""
+    from onestack.services import registry
+
+    ctx = service_context(handle, generate=False)
+    running = set(sup.states())
+    openstack = [p.name for m in registry.OPENSTACK for p in m.programs(ctx) if p.name in running]
+    progress.message(f"stopping {', '.join(openstack) or 'no OpenStack services'}")
+    sup.stop_many(openstack)
+    for module in reversed(registry.INFRASTRUCTURE):
+        names = [p.name for p in module.programs(ctx) if p.name in running]
+        if names:
+            progress.message(f"stopping {', '.join(names)}")
+            sup.stop_many(names)
 
 
 def _stop_epmd_if_unused(progress: Progress) -> None:

@@ -52,6 +52,9 @@ def common_default(ctx: ServiceContext, service: str) -> dict[str, str]:
         "transport_url": rabbitmq.transport_url(ctx),
         "log_dir": "",
         "use_stderr": "true",
+        # oslo.service waits 60 s by default for in-flight work on SIGTERM; the lab
+        # stops services in order and wants them gone in seconds.
+        "graceful_shutdown_timeout": "5",
     }
 
 

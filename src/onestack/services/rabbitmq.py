@@ -56,8 +56,12 @@ def _config(ctx: ServiceContext) -> dict[Path, str]:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [Program("rabbitmq", ["/usr/sbin/rabbitmq-server"], environment(ctx),
-                    stopwaitsecs=60, startsecs=3)]
+    # The broker script itself, run as the rabbitmq user: the /usr/sbin wrapper
+    # switches user with su, which puts the broker outside the supervisor's
+    # process group, so stopping it would leave the broker running.
+    env = {**environment(ctx), "HOME": "/var/lib/rabbitmq"}
+    return [Program("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env,
+                    user="rabbitmq", stopwaitsecs=60, startsecs=3)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
