@@ -5,12 +5,12 @@ from __future__ import annotations
 import configparser
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ContextFactory
 from onestack.drivers.host import LocalHost
 from onestack.engine.progress import SilentProgress
 from onestack.engine.step import Step, make_plan
@@ -20,6 +20,9 @@ from onestack.services import registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import WriteFile
 from onestack.steps.context import HostContext
+
+# The make_service_context fixture (tests/conftest.py) builds these.
+ContextFactory = Callable[..., ServiceContext]
 
 
 @pytest.fixture

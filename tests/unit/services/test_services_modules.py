@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import ContextFactory
 from onestack.drivers.probes import HttpProbe, TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.ports import API_PORTS
@@ -15,6 +15,9 @@ from onestack.plans.deploy import catalog_entries
 from onestack.services import haproxy, mariadb, rabbitmq, registry, uwsgi
 from onestack.services.base import ServiceContext, program_steps
 from onestack.steps.actions import StartProgram, UpdateSupervisor, WriteFile
+
+# The make_service_context fixture (tests/conftest.py) builds these.
+ContextFactory = Callable[..., ServiceContext]
 
 
 @pytest.fixture
