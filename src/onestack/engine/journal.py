@@ -110,7 +110,7 @@ class Journal:
 
     def mark_interrupted(self) -> list[RunRecord]:
         """Runs left 'running' by a process that no longer exists become 'interrupted'."""
-        stale = [r for r in self.runs(100) if r.status == "running" and not _alive(r.pid)]
+        stale = [r for r in self.runs(100) if r.status == "running" and not process_alive(r.pid)]
         for run in stale:
             self.finish_run(run.id, "interrupted", "the onestack process died during the run")
         return stale
@@ -124,7 +124,8 @@ class Journal:
         return json.loads(row[0]) if row else default
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (our own pid counts as alive)."""
     if pid == os.getpid():
         return True
     try:

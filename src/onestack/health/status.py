@@ -9,6 +9,7 @@ from onestack.drivers import apt
 from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe, TcpProbe
 from onestack.drivers.python_env import installed_versions
+from onestack.engine.journal import process_alive
 from onestack.engine.operations import SiteHandle, series_of, service_context
 from onestack.services import registry
 from onestack.services.base import ServiceContext
@@ -98,7 +99,10 @@ def _last_run(handle: SiteHandle) -> dict[str, Any] | None:
         run = runs[0]
         steps = journal.steps_of(run.id)
         failed = [s for s in steps if s["status"] != "done"]
-        return {"id": run.id, "operation": run.operation, "status": run.status,
+        status = run.status
+        if status == "running" and not process_alive(run.pid):
+            status = "interrupted"
+        return {"id": run.id, "operation": run.operation, "status": status,
                 "detail": run.detail, "stopped_at": failed[-1]["step"] if failed else None}
     finally:
         journal.close()

@@ -1,0 +1,182 @@
+"""End to end: the README's `onestack up` on this machine, with real services and clients.
+
+One ordered scenario (the tests share one cloud, so they run in file order):
+port taken -> interrupted up -> resumed up -> plan empty -> idempotent up -> status ->
+verify -> resources through the `openstack` CLI -> down -> up -> data intact -> purge.
+The site runs under its own ONESTACK_HOME with a port offset so it never touches
+an operator's lab on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+HOME = Path(os.environ.get("ONESTACK_E2E_HOME", "/var/tmp/onestack-e2e"))
+SITE = "e2e"
+OFFSET = 100
+SITE_FILE = HOME / "e2e-site.yaml"
+SITE_YAML = f"""name: {SITE}
+release: "2026.1"
+port_offset: {OFFSET}
+hosts:
+  - name: aio
+    address: 127.0.0.1
+"""
+
+
+def onestack(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    cmd = [str(REPO / "onestack"), "--home", str(HOME), "--site", SITE, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    sys.stdout.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr[-4000:]}\n")
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {proc.returncode}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def openstack_cli(*args: str) -> str:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(HOME / "sites" / SITE / "clouds.yaml")}
+    cmd = [str(REPO / ".venv" / "bin" / "openstack"), "--os-cloud", "onestack", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_site() -> Iterator[None]:
+    if (HOME / "sites" / SITE).exists():
+        onestack("down", "--purge", "--yes", "--site-file", str(SITE_FILE), check=False)
+    HOME.mkdir(parents=True, exist_ok=True)
+    SITE_FILE.write_text(SITE_YAML)
+    yield
+    if os.environ.get("ONESTACK_E2E_KEEP") != "1":
+        onestack("down", "--purge", "--yes", check=False)
+
+
+def _steps_started() -> list[str]:
+    db = HOME / "sites" / SITE / "state.db"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return [r[0] for r in conn.execute("SELECT step_id FROM run_steps")]
+    except sqlite3.Error:
+        return []
+
+
+def test_port_taken_is_named() -> None:
+    port = 11212 + OFFSET  # the site's memcached port
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        proc = onestack("up", "--site-file", str(SITE_FILE), check=False)
+    assert proc.returncode != 0
+    assert f"port {port}" in proc.stderr and "memcached" in proc.stderr
+
+
+def test_killed_up_resumes_and_finishes() -> None:
+    cmd = [str(REPO / "onestack"), "--home", str(HOME), "--site", SITE, "up",
+           "--site-file", str(SITE_FILE)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while "keystone/db-sync" not in _steps_started():
+        assert proc.poll() is None, "up ended before it reached keystone"
+        assert time.monotonic() < deadline, "up never reached keystone"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads(onestack("status", "--json", check=False).stdout)
+    assert status["last_run"]["status"] == "interrupted"
+    t0 = time.monotonic()
+    out = onestack("up")
+    assert "is up" in out.stdout
+    assert "clouds.yaml" in out.stdout
+    print(f"resumed up took {time.monotonic() - t0:.1f}s")
+
+
+def test_plan_shows_nothing_to_do() -> None:
+    out = onestack("plan")
+    assert "nothing to do" in out.stdout
+    data = json.loads(onestack("plan", "--json").stdout)
+    assert data["changes"] == 0 and len(data["steps"]) > 50
+
+
+def test_second_up_changes_nothing_and_is_fast() -> None:
+    t0 = time.monotonic()
+    out = onestack("up")
+    elapsed = time.monotonic() - t0
+    assert "nothing to do" in out.stdout
+    assert elapsed < 30, f"idempotent up took {elapsed:.1f}s"
+
+
+def test_status_reports_every_component_healthy() -> None:
+    data = json.loads(onestack("status", "--json").stdout)
+    assert data["release"] == "2026.1"
+    processes = {c["process"]: c for c in data["components"]}
+    for name in ("mariadb", "rabbitmq", "memcached", "haproxy", "keystone-api",
+                 "placement-api", "glance-api", "neutron-api", "neutron-rpc-server",
+                 "neutron-periodic-workers", "nova-api", "nova-conductor", "nova-scheduler",
+                 "nova-compute"):
+        assert processes[name]["state"] == "RUNNING", name
+        assert processes[name]["healthy"] is True, (name, processes[name]["detail"])
+    assert processes["keystone-api"]["version"] == "29.1.0"
+    assert processes["nova-api"]["version"] == "33.0.2"
+
+
+def test_verify_passes() -> None:
+    data = json.loads(onestack("verify", "--json").stdout)
+    failed = [c for c in data["checks"] if not c["passed"]]
+    assert not failed, failed
+    assert {c["name"] for c in data["checks"]} >= {"token issue", "image upload/download",
+                                                   "server create/ACTIVE/delete",
+                                                   "network/subnet/port"}
+
+
+IMAGE = HOME / "e2e-image.raw"
+
+
+def test_resources_survive_down_and_up() -> None:
+    IMAGE.write_bytes(os.urandom(300_000))
+    openstack_cli("image", "create", "--file", str(IMAGE), "--disk-format", "raw",
+                  "--container-format", "bare", "e2e-image")
+    openstack_cli("flavor", "create", "--ram", "64", "--vcpus", "1", "--disk", "0", "e2e-flavor")
+    openstack_cli("network", "create", "e2e-net")
+    openstack_cli("subnet", "create", "--network", "e2e-net", "--subnet-range",
+                  "198.51.100.0/24", "e2e-subnet")
+
+    onestack("down")
+    status = json.loads(onestack("status", "--json", check=False).stdout)
+    assert status["supervisor"] == "stopped"
+    assert not any(c["state"] == "RUNNING" for c in status["components"])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", 5000 + OFFSET)) != 0, "keystone still answers"
+
+    onestack("up")
+    saved = HOME / "e2e-image.back"
+    openstack_cli("image", "save", "--file", str(saved), "e2e-image")
+    assert saved.read_bytes() == IMAGE.read_bytes()
+    assert "e2e-flavor" in openstack_cli("flavor", "list", "-f", "value", "-c", "Name")
+    assert "e2e-net" in openstack_cli("network", "list", "-f", "value", "-c", "Name")
+    assert "198.51.100.0/24" in openstack_cli("subnet", "show", "e2e-subnet", "-f", "value",
+                                              "-c", "cidr")
+    data = json.loads(onestack("verify", "--json").stdout)
+    assert data["passed"], data
+
+
+def test_down_purge_removes_state() -> None:
+    onestack("down", "--purge", "--yes")
+    assert not (HOME / "sites" / SITE).exists()
