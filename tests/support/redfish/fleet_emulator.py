@@ -29,7 +29,6 @@ import base64
 import itertools
 import json
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 import flask
 from sushy_tools.emulator import main as emulator
+from sushy_tools.emulator import memoize
 from sushy_tools.emulator.resources.systems import fakedriver
 from werkzeug.serving import make_server
 
@@ -50,17 +50,17 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 OPEN_PATHS = {"", "redfish", "redfish/v1"}
 
 
-class FleetDriver(fakedriver.FakeDriver):
-    """The fake driver, plus processors, memory and firmware from the fleet spec.
+class InMemory(dict):  # type: ignore[type-arg]
+    """Replaces sushy-tools' PersistentDict: emulator state lives in this process only.
 
-    State lives in memory: the fake driver otherwise keeps it in a SQLite file
-    under /tmp shared by every emulator process and kept across runs (a test
-    would see the power state a previous run left), and reads it per request.
+    PersistentDict keeps state in SQLite files under /tmp, shared by every
+    emulator process and kept across runs (a test would see the power state a
+    previous run left), opened per access (slow and memory-hungry under load).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._systems = {uuid: dict(system) for uuid, system in self._systems.items()}
+
+class FleetDriver(fakedriver.FakeDriver):
+    """The fake driver, plus processors, memory and firmware from the fleet spec."""
 
     def get_processors(self, identity: str) -> list[dict[str, Any]]:
         bmc = BY_UUID[self.uuid(identity)]
@@ -318,6 +318,7 @@ def build_app(fleet: dict[str, Any]) -> flask.Flask:
     for bmc in fleet["bmcs"]:
         BY_PORT[int(bmc["port"])] = bmc
         BY_UUID[bmc["uuid"]] = bmc
+    memoize.PersistentDict = InMemory  # type: ignore[misc]
     fakedriver.FakeDriver = FleetDriver  # type: ignore[misc]
     app: flask.Flask = emulator.app
     app.configure(extra_config=_emulator_config(fleet["bmcs"]))
@@ -352,7 +353,6 @@ def _emulator_config(bmcs: list[dict[str, Any]]) -> dict[str, Any]:
         chassis.append({"Id": bmc["chassis_uuid"], "Name": f"{bmc['name']}-chassis",
                         "UUID": bmc["chassis_uuid"]})
     return {"SUSHY_EMULATOR_FAKE_DRIVER": True, "SUSHY_EMULATOR_FAKE_SYSTEMS": systems,
-            "SUSHY_EMULATOR_STATE_DIR": tempfile.mkdtemp(prefix="onestack-fake-bmc-"),
             "SUSHY_EMULATOR_STORAGE": storage, "SUSHY_EMULATOR_DRIVES": drives,
             "SUSHY_EMULATOR_CHASSIS": chassis}
 

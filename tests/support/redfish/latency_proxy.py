@@ -39,18 +39,44 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes, byt
     return lines[0], head, body
 
 
+IDLE: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+
 async def _backend(port: int, backends: list[int], head: bytes, body: bytes) -> bytes:
-    """Forward one request (closing the connection) and return the raw response."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", backends[port % len(backends)])
+    """Forward one request over a pooled keep-alive connection; return the raw response.
+
+    Pooling matters: a new connection per request would run the machine out of
+    ephemeral ports (TIME_WAIT) within one 1,000-node pass.
+    """
+    backend = backends[port % len(backends)]
+    pool = IDLE.setdefault(backend, [])
+    reader, writer = pool.pop() if pool else await asyncio.open_connection("127.0.0.1", backend)
     lines = [line for line in head.split(b"\r\n") if line and not line.lower().startswith(
         (b"connection:", b"keep-alive:"))]
-    lines += [b"Connection: close", f"X-Onestack-Bmc-Port: {port}".encode()]
+    lines.append(f"X-Onestack-Bmc-Port: {port}".encode())
     writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
     await writer.drain()
-    raw = await reader.read()
-    writer.close()
+    raw, reusable = await _read_response(reader)
+    if reusable:
+        pool.append((reader, writer))
+    else:
+        writer.close()
     STATE["backend"] += 1
     return _keep_alive(raw)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length, close = None, head.startswith(b"HTTP/1.0")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+        elif name.strip().lower() == b"connection" and b"close" in value.lower():
+            close = True
+    if length is None:
+        return head + await reader.read(), False
+    return head + await reader.readexactly(length), not close
 
 
 def _keep_alive(raw: bytes) -> bytes:
