@@ -61,6 +61,8 @@ class LocalHost:
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, stdin=subprocess.DEVNULL)
         except FileNotFoundError:
+            if not check:
+                return f"{argv[0]}: not found"
             raise CommandError(" ".join(argv), 127, f"{argv[0]}: not found") from None
         except subprocess.TimeoutExpired as exc:
             out = exc.output if isinstance(exc.output, str) else ""

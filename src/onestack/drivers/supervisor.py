@@ -36,14 +36,29 @@ class Program:
 
 
 def _quote(arg: str) -> str:
-    if not arg or any(c in arg for c in " \t\"'%;#"):
-        return '"' + arg.replace("%", "%%").replace('"', '\\"') + '"'
-    return arg
+    """One command argument for supervisord: %-escaped, and double-quoted when needed."""
+    arg = arg.replace("%", "%%")
+    if arg and not any(c in arg for c in " \t\"'\\;#"):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _env_value(value: str) -> str:
+    """An environment value for supervisord, which splits ``K="v",...`` with a
+    non-POSIX shlex: no escapes, so the quote character must not occur inside."""
+    value = value.replace("%", "%%")
+    if value[:1] in "'\"" and value or value[-1:] in ("'", '"'):
+        raise ValueError("supervisord strips quotes at either end of an environment value")
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise ValueError("an environment value cannot hold both kinds of quote for supervisord")
 
 
 def render_program(program: Program, log_dir: Path) -> str:
     """The supervisord ``[program:x]`` section of one program."""
-    env = ",".join(f'{k}="{v}"' for k, v in sorted(program.environment.items()))
+    env = ",".join(f"{k}={_env_value(v)}" for k, v in sorted(program.environment.items()))
     lines = [
         f"[program:{program.name}]",
         "command=" + " ".join(_quote(a) for a in program.command),

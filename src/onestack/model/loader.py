@@ -30,6 +30,22 @@ def _line_of(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
     return current.start_mark.line + 1
 
 
+def _reject_duplicate_keys(node: yaml.Node, path: str, where: tuple[str, ...]) -> None:
+    """YAML silently keeps the last of two equal keys; a site file must not."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            field = ".".join((*where, str(key.value)))
+            if key.value in seen:
+                raise SiteFileError(path, key.start_mark.line + 1, field,
+                                    "duplicate key (it is already set above)")
+            seen.add(key.value)
+            _reject_duplicate_keys(value, path, (*where, str(key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _reject_duplicate_keys(item, path, (*where, str(index)))
+
+
 def parse_site(text: str, path: str) -> Site:
     """Validate site-file text. Raises SiteFileError with file, line and field."""
     try:
@@ -42,6 +58,7 @@ def parse_site(text: str, path: str) -> Site:
         raise SiteFileError(path, line, "(syntax)", f"not valid YAML: {problem}") from None
     if root is None or not isinstance(data, dict):
         raise SiteFileError(path, 1, "(top)", "expected a mapping of site settings")
+    _reject_duplicate_keys(root, path, ())
     try:
         return Site.model_validate(data)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers import mysql
+from onestack.drivers.host import digest
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
@@ -79,7 +80,9 @@ def _create_databases(ctx: ServiceContext) -> CallOnce:
         for db, (user, password) in wanted.items():
             mysql.ensure_database(sock, db, user, password)
 
-    return CallOnce("create databases", run, inputs=",".join(sorted(DATABASES)))
+    # The password digests are inputs: new secrets mean the users must be updated.
+    inputs = digest(repr(sorted((db, user, digest(pw)) for db, (user, pw) in wanted.items())))
+    return CallOnce("create databases", run, inputs=inputs)
 
 
 def steps(ctx: ServiceContext) -> list[Step]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestack.drivers.host import digest
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
@@ -90,7 +91,7 @@ def _ensure_user(ctx: ServiceContext) -> CallOnce:
                                exc.output.replace(password, "***")) from None
         hc.host.run(perms, env=env)
 
-    return CallOnce("rabbitmq user", run, inputs=USER)
+    return CallOnce("rabbitmq user", run, inputs=f"{USER}|{digest(password)}")
 
 
 def steps(ctx: ServiceContext) -> list[Step]:

@@ -79,21 +79,22 @@ def test_explicit_directory_wins(tmp_path: Path) -> None:
     assert pc.directory == "/srv"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: '%' in an environment value is not escaped; "
-                   "supervisord rejects the program file")
 def test_environment_value_with_percent(tmp_path: Path) -> None:
     env = {"PASSWORD": "50%off"}
     assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment == env
 
 
-@pytest.mark.xfail(strict=True, reason="bug: '\"' in an environment value is not escaped; "
-                   "the value is truncated")
 def test_environment_value_with_quote(tmp_path: Path) -> None:
-    env = {"GREETING": 'say "hi"'}
+    env = {"GREETING": 'say "hi" now'}
     assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment == env
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a backslash in a command argument is dropped")
+def test_environment_value_ending_in_quote_is_refused() -> None:
+    # supervisord strips quote characters at both ends: refuse rather than corrupt.
+    with pytest.raises(ValueError):
+        render_program(Program("p", ["/bin/true"], {"GREETING": 'say "hi"'}), Path("/l"))
+
+
 def test_command_argument_with_backslash(tmp_path: Path) -> None:
     pc = _load(tmp_path, Program("p", ["/bin/echo", "a\\b"]))["p"]
     assert shlex.split(pc.command) == ["/bin/echo", "a\\b"]

@@ -95,6 +95,5 @@ def test_empty_or_non_mapping_file(text: str) -> None:
     assert "expected a mapping" in err.problem
 
 
-@pytest.mark.xfail(strict=True, reason="bug: duplicate YAML keys are accepted, last one wins")
 def test_duplicate_key_is_rejected() -> None:
     _error('name: lab\nname: other\nrelease: "2026.1"\nhosts:\n  - name: aio\n')
