@@ -117,7 +117,7 @@ def show_inventories(inventories: list[NodeInventory]) -> None:
 @click.argument("nodes", nargs=-1)
 @site_file_option
 @json_option
-@click.option("--workers", default=128, show_default=True, help="BMCs read at once.")
+@click.option("--workers", default=256, show_default=True, help="BMCs read at once.")
 @click.option("--timeout", "request_timeout", default=10.0, show_default=True,
               help="Seconds to wait for each BMC answer.")
 @click.option("--node-deadline", default=60.0, show_default=True,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from onestack.cli import common, hardware, release, site
+from onestack.cli import common, hardware, release, site, upgrade
 from onestack.errors import OnestackError
 
 
@@ -21,7 +21,7 @@ def cli(ctx: click.Context, site_name: str, home: str | None) -> None:
     ctx.obj = common.CliContext(site_name=site_name, home=home)
 
 
-for command in site.COMMANDS:
+for command in [*site.COMMANDS, *upgrade.COMMANDS]:
     cli.add_command(command)
 cli.add_command(release.release)
 cli.add_command(hardware.hardware)

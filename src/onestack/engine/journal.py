@@ -84,6 +84,11 @@ class Journal:
             self.db.execute("INSERT OR REPLACE INTO completed_steps VALUES (?, ?, ?)",
                             (step_id, fingerprint, now))
 
+    def record_completed(self, step_id: str, fingerprint: str) -> None:
+        """Adopt a step as done (its effect was achieved by another operation)."""
+        self.db.execute("INSERT OR REPLACE INTO completed_steps VALUES (?, ?, ?)",
+                        (step_id, fingerprint, time.time()))
+
     def step_failed(self, run_id: int, step_id: str, error: str) -> None:
         self.db.execute("UPDATE run_steps SET status='failed', finished=?, error=? "
                         "WHERE run_id=? AND step_id=?", (time.time(), error, run_id, step_id))

@@ -66,21 +66,31 @@ def open_site(home: Path, name: str, site_file: Path | None = None,
     return SiteHandle(site, SitePaths(home, site.name), source)
 
 
+def recorded_fact(handle: SiteHandle, key: str) -> Any:
+    """A fact the journal keeps about the site (release in force, live API colors...)."""
+    if not handle.paths.state_db.exists():
+        return None
+    journal = handle.journal()
+    try:
+        return journal.fact(key)
+    finally:
+        journal.close()
+
+
 def series_of(handle: SiteHandle) -> str:
     """The release the site runs now (recorded), or the one its site file asks for."""
-    if handle.paths.state_db.exists():
-        journal = handle.journal()
-        try:
-            recorded = journal.fact("release")
-        finally:
-            journal.close()
-        if recorded:
-            return str(recorded)
-    return handle.site.release
+    recorded = recorded_fact(handle, "release")
+    return str(recorded) if recorded else handle.site.release
+
+
+def colors_of(handle: SiteHandle) -> dict[str, str]:
+    """Which instance (blue/green) of each API is live."""
+    return dict(recorded_fact(handle, "api_colors") or {})
 
 
 def service_context(handle: SiteHandle, series: str | None = None,
-                    generate: bool = True) -> ServiceContext:
+                    generate: bool = True,
+                    colors: dict[str, str] | None = None) -> ServiceContext:
     """The pure context services describe themselves from (secrets generated if asked)."""
     store = handle.secrets
     names = required_secrets()
@@ -88,7 +98,8 @@ def service_context(handle: SiteHandle, series: str | None = None,
               else {n: store.get(n) or "" for n in names})
     chosen = series or series_of(handle)
     return ServiceContext(site=handle.site, series=chosen, paths=handle.paths, secrets=values,
-                          venv=handle.paths.venv(chosen), ports=Ports(handle.site.port_offset))
+                          venv=handle.paths.venv(chosen), ports=Ports(handle.site.port_offset),
+                          colors=colors_of(handle) if colors is None else colors)
 
 
 def host_context(handle: SiteHandle, progress: Progress) -> HostContext:

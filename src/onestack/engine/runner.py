@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
+import signal
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from onestack.engine.journal import Journal
@@ -32,12 +36,39 @@ def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> in
     return run_id
 
 
+@dataclass
+class InjectedFault(OnestackError):
+    """A failure injected on purpose (tests only: ONESTACK_FAULT=fail:<step>)."""
+
+    step: str
+
+    def __str__(self) -> str:
+        return f"injected failure at {self.step}"
+
+
+def inject_fault(step_id: str) -> None:
+    """Test-only fault injection, named by ``ONESTACK_FAULT``.
+
+    ``fail:<pattern>`` raises at the first step matching the glob; ``kill:<pattern>``
+    SIGKILLs onestack itself there, after the step is journaled as started.
+    """
+    spec = os.environ.get("ONESTACK_FAULT", "")
+    kind, _, pattern = spec.partition(":")
+    if not pattern or not fnmatch.fnmatchcase(step_id, pattern):
+        return
+    if kind == "fail":
+        raise InjectedFault(step_id)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
                 run_id: int, progress: Progress) -> None:
     journal.step_started(run_id, step.id, step.service, step.summary)
     progress.step_started(step, index, total)
     t0 = time.monotonic()
     try:
+        inject_fault(step.id)
         step.action.apply(ctx)
     except OnestackError as exc:
         progress.step_failed(step, time.monotonic() - t0, str(exc))

@@ -11,7 +11,7 @@ from onestack.hardware.access import SecretsSnapshot, Timeouts, login_for
 from onestack.hardware.fanout import Progress, for_each_node
 from onestack.model.hardware import DiscoveryStatus, Node, NodeInventory
 
-DEFAULT_WORKERS = 128
+DEFAULT_WORKERS = 256
 
 
 def _read(login: BmcLogin, deadline_s: float) -> NodeInventory:

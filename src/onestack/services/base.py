@@ -8,7 +8,7 @@ adding one module and listing it in :mod:`onestack.services.registry`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +32,15 @@ class ServiceContext:
     secrets: Mapping[str, str]
     venv: Path
     ports: Ports
+    colors: Mapping[str, str] = field(default_factory=dict)
+
+    def color(self, service: str) -> str:
+        """Which instance of an API (blue or green) is the live one."""
+        return self.colors.get(service, "blue")
+
+    def backend_port(self, service: str) -> int:
+        """Port of the live instance of an API."""
+        return self.ports.backend(service, self.color(service))
 
     @property
     def host(self) -> str:
@@ -42,7 +51,12 @@ class ServiceContext:
         return str(self.site.controller.address)
 
     def etc(self, service: str) -> Path:
+        """Configuration of an OpenStack service for this context's release."""
         return self.paths.etc(self.series) / service
+
+    def etc_infra(self, service: str) -> Path:
+        """Configuration of infrastructure, which outlives any one release."""
+        return self.paths.site / "etc" / "infra" / service
 
     def bin(self, program: str) -> str:
         return str(self.venv / "bin" / program)
@@ -74,7 +88,7 @@ class ServiceModule(Protocol):
 
 def api_probes(ctx: ServiceContext, service: str, path: str) -> tuple[Probe, ...]:
     """An API is up when its instance answers and HAProxy routes to it."""
-    return (HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(service)}{path}"),
+    return (HttpProbe(f"http://127.0.0.1:{ctx.backend_port(service)}{path}"),
             HttpProbe(f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}"))
 
 

@@ -34,7 +34,7 @@ def _conf(ctx: ServiceContext) -> str:
     stores = _stores(ctx)
     return oslo.render_ini({
         "DEFAULT": {**oslo.common_default(ctx, name), "enabled_backends": "fs:file",
-                    "bind_host": "127.0.0.1", "bind_port": str(ctx.ports.backend(name)),
+                    "bind_host": "127.0.0.1", "bind_port": str(ctx.backend_port(name)),
                     "workers": "1"},
         "database": {"connection": mariadb.url(ctx, "glance"), "max_retries": "-1"},
         "keystone_authtoken": oslo.authtoken(ctx, "glance"),
@@ -58,15 +58,16 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
     extra = {"http-chunked-input": "true", "http-raw-body": "true",
              "chunked-input-limit": "10000000", "http-auto-chunked": "true"}
     return {etc / "glance-api.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, extra=extra)}
+            uwsgi.ini_path(ctx, name, ctx.color(name)):
+                uwsgi.ini(ctx, name, API_MODULE, extra=extra)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name)]
+    return [uwsgi.program(ctx, name, ctx.color(name))]
 
 
 def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/versions")
+    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/versions")
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -78,16 +79,39 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
                         "glance", ctx.secret("keystone.glance"))
 
 
+def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
+    return (ctx.bin("glance-manage"), "--config-dir", str(ctx.etc(name)), *args)
+
+
+def configure(ctx: ServiceContext) -> list[Step]:
+    """Configuration files of this release."""
+    return config_steps(ctx, name, config(ctx))
+
+
+def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
+    return (ctx.bin("glance-status"), "--config-dir", str(ctx.etc(name)), "upgrade", "check")
+
+
+def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    """glance's zero-downtime migration: expand, then migrate data."""
+    return [("db-expand", _manage(ctx, "db", "expand")),
+            ("db-migrate", _manage(ctx, "db", "migrate"))]
+
+
+def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    return [("db-contract", _manage(ctx, "db", "contract"))]
+
+
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
-    etc = ctx.etc(name)
     dirs = tuple((p, None, 0o750) for p in _stores(ctx).values())
-    manage = (ctx.bin("glance-manage"), "--config-dir", str(etc))
+    manage = _manage(ctx)
     return [
         step(ctx, name, "dirs", "create image store directories",
              EnsureDirs(((ctx.paths.data / name / "locks", None, 0o750), *dirs))),
-        *config_steps(ctx, name, conf),
+        *configure(ctx),
         step(ctx, name, "db-sync", "migrate the glance database",
              RunOnce((*manage, "db_sync"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"glance-api": api_probes(ctx, name, "/versions")}),
+        *program_steps(ctx, name, programs(ctx), conf,
+                       {"glance-api": api_probes(ctx, name, "/versions")}),
     ]

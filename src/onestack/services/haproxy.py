@@ -29,16 +29,23 @@ backend {api}
     option httpchk GET {HEALTH_PATHS[api]}
     http-check expect rstatus ^[23]
     default-server inter 2s fall 2 rise 1
-    server {api}-blue 127.0.0.1:{ctx.ports.backend(api, 'blue')} check
-    server {api}-green 127.0.0.1:{ctx.ports.backend(api, 'green')} check disabled
+{_server(ctx, api, "blue")}
+{_server(ctx, api, "green")}
 """
 
 
+def _server(ctx: ServiceContext, api: str, color: str) -> str:
+    """A backend server line; only the live color takes traffic after a (re)start."""
+    disabled = "" if ctx.color(api) == color else " disabled"
+    return f"    server {api}-{color} 127.0.0.1:{ctx.ports.backend(api, color)} check{disabled}"
+
+
 def config_path(ctx: ServiceContext) -> Path:
-    return ctx.etc(name) / "haproxy.cfg"
+    return ctx.etc_infra(name) / "haproxy.cfg"
 
 
-def _config(ctx: ServiceContext) -> str:
+def render(ctx: ServiceContext) -> str:
+    """haproxy.cfg for the site, with the live color of every API enabled."""
     head = f"""global
     maxconn 4096
     stats socket {ctx.paths.run / 'haproxy.sock'} mode 600 level admin
@@ -69,7 +76,7 @@ def checks(ctx: ServiceContext) -> list[Check]:
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
-    config = {config_path(ctx): _config(ctx)}
+    config = {config_path(ctx): render(ctx)}
     probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
     return [*config_steps(ctx, name, config, mode=0o644),
             *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]

@@ -41,15 +41,16 @@ def _conf(ctx: ServiceContext) -> str:
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
     return {etc / "keystone.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
+            uwsgi.ini_path(ctx, name, ctx.color(name)):
+                uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name)]
+    return [uwsgi.program(ctx, name, ctx.color(name))]
 
 
 def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/v3")
+    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/v3")
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -77,6 +78,26 @@ def _bootstrap(ctx: ServiceContext) -> RunOnce:
     return RunOnce(argv, env=(("OS_BOOTSTRAP_PASSWORD", ctx.secret("keystone.admin")),))
 
 
+def configure(ctx: ServiceContext) -> list[Step]:
+    """Configuration files of this release."""
+    return config_steps(ctx, name, config(ctx))
+
+
+def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
+    return _manage(ctx, "doctor")
+
+
+def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    """Schema changes the old code tolerates (rolling upgrade: expand, then migrate)."""
+    return [("db-expand", _manage(ctx, "db_sync", "--expand")),
+            ("db-migrate", _manage(ctx, "db_sync", "--migrate"))]
+
+
+def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    """Schema changes only the new code tolerates: after every instance is upgraded."""
+    return [("db-contract", _manage(ctx, "db_sync", "--contract"))]
+
+
 def steps(ctx: ServiceContext) -> list[Step]:
     data = ctx.paths.data / name
     conf = config(ctx)
@@ -84,7 +105,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "dirs", "create key repositories",
              EnsureDirs(((data, None, 0o700), (data / "fernet-keys", None, 0o700),
                          (data / "credential-keys", None, 0o700)))),
-        *config_steps(ctx, name, conf),
+        *configure(ctx),
         step(ctx, name, "db-sync", "migrate the keystone database",
              RunOnce(_manage(ctx, "db_sync"), inputs=ctx.series)),
         step(ctx, name, "fernet-setup", "create fernet token keys",
@@ -95,6 +116,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
                              "--keystone-group", "root"))),
         step(ctx, name, "bootstrap", "bootstrap admin user, region and identity endpoints",
              _bootstrap(ctx)),
-        *program_steps(ctx, name, programs(ctx), conf, {"keystone-api": api_probes(ctx, name, "/v3")}),
+        *program_steps(ctx, name, programs(ctx), conf,
+                       {"keystone-api": api_probes(ctx, name, "/v3")}),
     ]
 

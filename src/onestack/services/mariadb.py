@@ -59,11 +59,11 @@ skip-name-resolve
 
 
 def _config(ctx: ServiceContext) -> dict[Path, str]:
-    return {ctx.etc(name) / "my.cnf": _my_cnf(ctx)}
+    return {ctx.etc_infra(name) / "my.cnf": _my_cnf(ctx)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    conf = ctx.etc(name) / "my.cnf"
+    conf = ctx.etc_infra(name) / "my.cnf"
     return [Program("mariadb", ["/usr/sbin/mariadbd", f"--defaults-file={conf}", "--user=mysql"],
                     stopwaitsecs=60)]
 

@@ -63,19 +63,20 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
     return {etc / "neutron.conf": _conf(ctx),
             etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE, processes=1,
+            uwsgi.ini_path(ctx, name, ctx.color(name)):
+                uwsgi.ini(ctx, name, API_MODULE, processes=1,
                                                  extra={"start-time": "%t"})}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
-    return [uwsgi.program(ctx, name),
+    return [uwsgi.program(ctx, name, ctx.color(name)),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf]),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf])]
 
 
 def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -87,6 +88,25 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
                         "neutron", ctx.secret("keystone.neutron"))
 
 
+def configure(ctx: ServiceContext) -> list[Step]:
+    """Configuration files of this release."""
+    return config_steps(ctx, name, config(ctx))
+
+
+def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
+    return (ctx.bin("neutron-status"), *_conf_args(ctx), "upgrade", "check")
+
+
+def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    return [("db-expand", (ctx.bin("neutron-db-manage"), *_conf_args(ctx), "upgrade",
+                           "--expand"))]
+
+
+def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    return [("db-contract", (ctx.bin("neutron-db-manage"), *_conf_args(ctx), "upgrade",
+                             "--contract"))]
+
+
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     manage = (ctx.bin("neutron-db-manage"), *_conf_args(ctx))
@@ -94,8 +114,9 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((ctx.paths.data / name, None, 0o750),
                          (ctx.paths.data / name / "locks", None, 0o750)))),
-        *config_steps(ctx, name, conf),
+        *configure(ctx),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"neutron-api": api_probes(ctx, name, "/")}),
+        *program_steps(ctx, name, programs(ctx), conf,
+                       {"neutron-api": api_probes(ctx, name, "/")}),
     ]

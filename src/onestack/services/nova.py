@@ -57,19 +57,20 @@ def _conf(ctx: ServiceContext) -> str:
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
     return {etc / "nova.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
+            uwsgi.ini_path(ctx, name, ctx.color(name)):
+                uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
-    return [uwsgi.program(ctx, name),
+    return [uwsgi.program(ctx, name, ctx.color(name)),
             Program("nova-conductor", [ctx.bin("nova-conductor"), *conf]),
             Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf]),
             Program("nova-compute", [ctx.bin("nova-compute"), *conf], startsecs=5)]
 
 
 def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -100,6 +101,30 @@ def _cells(ctx: ServiceContext) -> list[Step]:
     ]
 
 
+def configure(ctx: ServiceContext) -> list[Step]:
+    """Configuration files of this release, with nova's own paste pipeline."""
+    return [*config_steps(ctx, name, config(ctx)),
+            step(ctx, name, "config:api-paste.ini", "copy nova's API paste pipeline",
+                 CopyFile(ctx.venv / "etc" / "nova" / "api-paste.ini",
+                          ctx.etc(name) / "api-paste.ini"))]
+
+
+def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
+    return (ctx.bin("nova-status"), "--config-file", str(ctx.etc(name) / "nova.conf"),
+            "upgrade", "check")
+
+
+def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    """nova's schema migrations only add within a SLURP step, so old services keep
+    running on the new schema ([upgrade_levels] compute=auto pins RPC)."""
+    return [("api-db-sync", _manage(ctx, "api_db", "sync")),
+            ("db-sync", _manage(ctx, "db", "sync"))]
+
+
+def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    return [("online-data-migrations", _manage(ctx, "db", "online_data_migrations"))]
+
+
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     data = ctx.paths.data / name
@@ -111,12 +136,10 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((data, None, 0o750), (data / "instances", None, 0o750),
                          (data / "locks", None, 0o750)))),
-        *config_steps(ctx, name, conf),
-        step(ctx, name, "config:api-paste.ini", "copy nova's API paste pipeline",
-             CopyFile(ctx.venv / "etc" / "nova" / "api-paste.ini",
-                      ctx.etc(name) / "api-paste.ini")),
+        *configure(ctx),
         *_cells(ctx),
-        *program_steps(ctx, name, programs(ctx), conf, {"nova-api": api_probes(ctx, name, "/")}),
+        *program_steps(ctx, name, programs(ctx), conf,
+                       {"nova-api": api_probes(ctx, name, "/")}),
         step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
              RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),
     ]

@@ -39,15 +39,16 @@ def _conf(ctx: ServiceContext) -> str:
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
     return {etc / "placement.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name): uwsgi.ini(ctx, name, API_MODULE)}
+            uwsgi.ini_path(ctx, name, ctx.color(name)):
+                uwsgi.ini(ctx, name, API_MODULE)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name)]
+    return [uwsgi.program(ctx, name, ctx.color(name))]
 
 
 def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.ports.backend(name)}/")
+    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -60,12 +61,36 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
                         "placement", ctx.secret("keystone.placement"))
 
 
+def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
+    return (ctx.bin("placement-manage"), "--config-file",
+            str(ctx.etc(name) / "placement.conf"), *args)
+
+
+def configure(ctx: ServiceContext) -> list[Step]:
+    """Configuration files of this release."""
+    return config_steps(ctx, name, config(ctx))
+
+
+def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
+    return (ctx.bin("placement-status"), "--config-file",
+            str(ctx.etc(name) / "placement.conf"), "upgrade", "check")
+
+
+def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    """placement's migrations only add, so the old code runs on the new schema."""
+    return [("db-sync", _manage(ctx, "db", "sync"))]
+
+
+def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
+    return [("online-data-migrations", _manage(ctx, "db", "online_data_migrations"))]
+
+
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
-    manage = (ctx.bin("placement-manage"), "--config-file", str(ctx.etc(name) / "placement.conf"))
     return [
-        *config_steps(ctx, name, conf),
+        *configure(ctx),
         step(ctx, name, "db-sync", "migrate the placement database",
-             RunOnce((*manage, "db", "sync"), inputs=ctx.series)),
-        *program_steps(ctx, name, programs(ctx), conf, {"placement-api": api_probes(ctx, name, "/")}),
+             RunOnce(_manage(ctx, "db", "sync"), inputs=ctx.series)),
+        *program_steps(ctx, name, programs(ctx), conf,
+                       {"placement-api": api_probes(ctx, name, "/")}),
     ]

@@ -41,18 +41,18 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
         "RABBITMQ_DIST_PORT": str(ctx.ports.infra("rabbitmq-dist")),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(ctx.paths.log / "rabbitmq"),
-        "RABBITMQ_CONFIG_FILE": str(ctx.etc(name) / "rabbitmq"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(ctx.etc(name) / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(ctx.etc_infra(name) / "rabbitmq"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(ctx.etc_infra(name) / "enabled_plugins"),
         "RABBITMQ_LOGS": "-",
     }
 
 
 def _config(ctx: ServiceContext) -> dict[Path, str]:
     return {
-        ctx.etc(name) / "rabbitmq.conf": ("loopback_users = none\n"
+        ctx.etc_infra(name) / "rabbitmq.conf": ("loopback_users = none\n"
                                           "disk_free_limit.absolute = 200MB\n"
                                           "vm_memory_high_watermark.relative = 0.2\n"),
-        ctx.etc(name) / "enabled_plugins": "[].\n",
+        ctx.etc_infra(name) / "enabled_plugins": "[].\n",
     }
 
 

@@ -8,8 +8,10 @@ from onestack.drivers.supervisor import Program
 from onestack.services.base import ServiceContext
 
 
-def ini(ctx: ServiceContext, service: str, module: str, color: str = "blue", processes: int = 2, extra: dict[str, str] | None = None) -> str:
+def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None,
+        processes: int = 2, extra: dict[str, str] | None = None) -> str:
     """The uWSGI ini of one API instance."""
+    color = color or ctx.color(service)
     lines = {
         "http-socket": f"127.0.0.1:{ctx.ports.backend(service, color)}",
         "module": module,

@@ -1,0 +1,416 @@
+"""Upgrade, rollback and restore of a whole site (facade for the CLI and the API).
+
+The journal keeps one ``upgrade`` fact: from, to, the live API colors before and
+after, the backup, and the status (running, committing, done, rolled-back,
+rollback-failed, restored). Every step is journaled, so ``upgrade apply`` resumes and
+``rollback`` finishes after a crash at any point.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onestack.catalog.releases import check_upgrade, load_bundle
+from onestack.drivers import mysql
+from onestack.engine.lock import site_lock
+from onestack.engine.operations import (
+    SiteHandle,
+    check_prerequisites,
+    colors_of,
+    default_wheelhouse,
+    gather_facts,
+    host_context,
+    plan_up,
+    recorded_fact,
+    series_of,
+    service_context,
+)
+from onestack.engine.progress import Progress
+from onestack.engine.runner import apply_plan
+from onestack.engine.step import Plan, make_plan
+from onestack.errors import OnestackError
+from onestack.plans.deploy import deploy_steps
+from onestack.plans.upgrade import (
+    flipped,
+    phase_of,
+    rollback_prefix,
+    rollback_steps,
+    upgrade_prefix,
+    upgrade_steps,
+)
+from onestack.services import mariadb, registry
+from onestack.services.base import ServiceContext
+from onestack.steps.context import HostContext
+from onestack.steps.upgrade_actions import UpgradeCheckFailed
+
+
+@dataclass
+class UpgradeRefused(OnestackError):
+    """The upgrade cannot start (or rollback cannot run); nothing was changed."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass
+class UpgradeRolledBack(OnestackError):
+    """The upgrade failed and the site was returned to its previous release."""
+
+    step: str
+    cause: str
+    release: str
+
+    def __str__(self) -> str:
+        return (f"upgrade failed at {self.step}: {self.cause}\n"
+                f"rolled back: the site runs {self.release} again, with all its data")
+
+
+def _state(handle: SiteHandle) -> dict[str, Any] | None:
+    value = recorded_fact(handle, "upgrade")
+    return dict(value) if value else None
+
+
+def _save_state(handle: SiteHandle, state: dict[str, Any]) -> None:
+    journal = handle.journal()
+    try:
+        journal.set_fact("upgrade", state)
+    finally:
+        journal.close()
+
+
+def _contexts(handle: SiteHandle, state: dict[str, Any]) -> tuple[ServiceContext, ServiceContext]:
+    old = service_context(handle, state["from"], colors=dict(state["old_colors"]))
+    new = service_context(handle, state["to"], colors=dict(state["new_colors"]))
+    return old, new
+
+
+def _backup_dir(handle: SiteHandle, backup_id: str) -> Path:
+    return handle.paths.site / "backups" / backup_id
+
+
+def _new_state(handle: SiteHandle, to: str) -> dict[str, Any]:
+    current = series_of(handle)
+    old_colors = {m.name: colors_of(handle).get(m.name, "blue") for m in registry.OPENSTACK}
+    backup_id = time.strftime("%Y%m%dT%H%M%S") + f"-{current}-to-{to}"
+    return {"from": current, "to": to, "old_colors": old_colors,
+            "new_colors": flipped(old_colors), "backup": backup_id,
+            "status": "running", "started": time.time()}
+
+
+def validate_target(handle: SiteHandle, to: str) -> None:
+    """Refuse unknown bundles, downgrades and skipped releases before anything changes."""
+    current = series_of(handle)
+    if current == to:
+        raise UpgradeRefused(f"site {handle.site.name} already runs {to}")
+    try:
+        target = load_bundle(to)
+    except OnestackError as exc:
+        raise UpgradeRefused(f"cannot upgrade to {to}: {exc}") from None
+    try:
+        check_upgrade(load_bundle(current).version, target)
+    except OnestackError as exc:
+        raise UpgradeRefused(str(exc)) from None
+
+
+def preflight(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
+    """Checks shown by ``upgrade plan``: path, health, disk space, upstream checks."""
+    from onestack.health.status import collect
+
+    results = []
+    try:
+        validate_target(handle, to)
+        results.append(_check("upgrade path", True, f"{series_of(handle)} -> {to} allowed"))
+    except UpgradeRefused as exc:
+        return [_check("upgrade path", False, str(exc))]
+    status = collect(handle)
+    bad = [c["process"] for c in status["components"] if not c["healthy"]]
+    results.append(_check("all services healthy", not bad,
+                          "all healthy" if not bad else f"unhealthy: {', '.join(bad)}"))
+    results.append(_disk_check(handle))
+    results += _upstream_checks(handle, to)
+    return results
+
+
+def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
+    return {"check": name, "passed": passed, "detail": detail}
+
+
+def _disk_check(handle: SiteHandle) -> dict[str, Any]:
+    data = handle.paths.data / "mariadb"
+    db_bytes = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.exists() \
+        else 0
+    need = db_bytes + 1_500 * 2**20  # dump (uncompressed, worst case) + a release env
+    free = shutil.disk_usage(handle.paths.home).free
+    return _check("disk space", free > need, f"{free / 2**30:.1f} GiB free, "
+                  f"{need / 2**30:.1f} GiB needed (backup + {to_gib(1_500 * 2**20)} env)")
+
+
+def to_gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _upstream_checks(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
+    """Run each service's status check with the newest code installed on the host."""
+    from onestack.drivers.host import LocalHost
+    from onestack.errors import CommandError
+
+    new_ctx = service_context(handle, to, generate=False)
+    use_new = (new_ctx.venv / "bin" / "python").exists() and new_ctx.etc("nova").exists()
+    ctx = new_ctx if use_new else service_context(handle, generate=False)
+    results = []
+    for module in registry.OPENSTACK:
+        label = f"{module.name} upgrade check ({ctx.series} code)"
+        try:
+            LocalHost().run(module.upgrade_check(ctx), timeout=300)
+            results.append(_check(label, True, "passed"))
+        except CommandError as exc:
+            tail = " | ".join(exc.output.strip().splitlines()[-3:])
+            results.append(_check(label, exc.returncode == 1,
+                                  ("warnings: " if exc.returncode == 1 else "") + tail))
+    return results
+
+
+def _hooks(handle: SiteHandle, state: dict[str, Any]) -> tuple[Any, Any]:
+    def smoke_test(_: HostContext) -> None:
+        from onestack.health.verify import run
+
+        result = run(handle)
+        failed = [c["name"] + ": " + c["detail"] for c in result["checks"] if not c["passed"]]
+        if failed:
+            raise UpgradeCheckFailed("smoke tests", "; ".join(failed))
+
+    def on_commit(_: HostContext) -> None:
+        _save_state(handle, {**state, "status": "committing"})
+
+    return smoke_test, on_commit
+
+
+def plan_upgrade(handle: SiteHandle, to: str, hctx: HostContext) -> Plan:
+    """The upgrade plan as it would run now (resuming a started upgrade if there is one)."""
+    state = _state(handle)
+    if not (state and state["to"] == to and state["status"] in ("running", "committing")):
+        validate_target(handle, to)
+        state = _new_state(handle, to)
+    return _upgrade_plan(handle, state, hctx)
+
+
+def _upgrade_plan(handle: SiteHandle, state: dict[str, Any], hctx: HostContext) -> Plan:
+    old, new = _contexts(handle, state)
+    smoke, on_commit = _hooks(handle, state)
+    steps = upgrade_steps(old, new, _backup_dir(handle, state["backup"]),
+                          default_wheelhouse(handle, state["to"]), smoke, on_commit)
+    journal = handle.journal()
+    try:
+        done = journal.completed()
+    finally:
+        journal.close()
+    return make_plan("upgrade", steps, gather_facts(steps, hctx), done)
+
+
+def apply_upgrade(handle: SiteHandle, to: str, progress: Progress) -> dict[str, Any]:
+    """Upgrade the site to ``to``; on a failure before commit, roll back automatically."""
+    check_prerequisites()
+    with site_lock(handle.paths.site, handle.site.name, f"upgrade to {to}"):
+        state = _state(handle)
+        if state and state["to"] == to and state["status"] == "done":
+            return state
+        if not (state and state["to"] == to and state["status"] in ("running", "committing")):
+            validate_target(handle, to)
+            _refuse_if_unhealthy(handle)
+            state = _new_state(handle, to)
+            _forget(handle, upgrade_prefix(to), rollback_prefix(to))
+            _save_state(handle, state)
+        else:
+            progress.message(f"resuming the upgrade {state['from']} -> {to}")
+        hctx = host_context(handle, progress)
+        plan = _upgrade_plan(handle, state, hctx)
+        journal = handle.journal()
+        try:
+            apply_plan(plan, hctx, journal, progress)
+        except OnestackError as exc:
+            journal.close()
+            _recover(handle, state, progress, exc)
+            raise  # _recover raises UpgradeRolledBack; this keeps mypy's flow happy
+        journal.close()
+        return _finish(handle, state, hctx)
+
+
+def _refuse_if_unhealthy(handle: SiteHandle) -> None:
+    from onestack.health.status import collect
+
+    bad = [c["process"] for c in collect(handle)["components"] if not c["healthy"]]
+    if bad:
+        raise UpgradeRefused(f"the site is not healthy ({', '.join(bad)}); run `onestack "
+                             "status` and fix it (or `onestack up`) before upgrading")
+
+
+def _recover(handle: SiteHandle, state: dict[str, Any], progress: Progress,
+             exc: OnestackError) -> None:
+    step = _failed_step(handle) or "?"
+    current = _state(handle) or state
+    if current["status"] == "committing":
+        progress.message("the upgrade failed after its point of no return; run `onestack "
+                         "upgrade apply` again to finish it, or `onestack restore`")
+        raise exc
+    progress.message(f"upgrade failed at {step}; rolling back to {state['from']}")
+    _rollback(handle, current, progress)
+    raise UpgradeRolledBack(step, str(exc), state["from"]) from exc
+
+
+def _failed_step(handle: SiteHandle) -> str | None:
+    journal = handle.journal()
+    try:
+        runs = journal.runs(1)
+        steps = journal.steps_of(runs[0].id) if runs else []
+    finally:
+        journal.close()
+    failed = [s["step"] for s in steps if s["status"] != "done"]
+    return failed[-1] if failed else None
+
+
+def _forget(handle: SiteHandle, *prefixes: str) -> None:
+    journal = handle.journal()
+    try:
+        for prefix in prefixes:
+            journal.forget(prefix + "/")
+    finally:
+        journal.close()
+
+
+def _finish(handle: SiteHandle, state: dict[str, Any], hctx: HostContext) -> dict[str, Any]:
+    """The site now runs the new release: record it, and adopt the new deploy plan's
+    steps as done so ``up`` finds nothing to change."""
+    old, new = _contexts(handle, state)
+    journal = handle.journal()
+    try:
+        journal.set_fact("release", state["to"])
+        journal.set_fact("api_colors", state["new_colors"])
+        for step in deploy_steps(new, default_wheelhouse(handle, state["to"])):
+            journal.record_completed(step.id, step.fingerprint())
+        done = {**state, "status": "done", "finished": time.time()}
+        journal.set_fact("upgrade", done)
+    finally:
+        journal.close()
+    return done
+
+
+def rollback(handle: SiteHandle, progress: Progress) -> dict[str, Any]:
+    """Return the site to the release it ran before the upgrade (before commit only)."""
+    check_prerequisites()
+    with site_lock(handle.paths.site, handle.site.name, "rollback"):
+        state = _state(handle)
+        if not state or state["status"] in ("rolled-back", "restored"):
+            raise UpgradeRefused("no upgrade to roll back")
+        if state["status"] in ("committing", "done"):
+            raise UpgradeRefused(
+                f"the upgrade to {state['to']} is committed (schemas contracted): going back "
+                f"means restoring backup {state['backup']}, which loses every write since; "
+                f"use `onestack restore --backup {state['backup']}`")
+        return _rollback(handle, state, progress)
+
+
+def _rollback(handle: SiteHandle, state: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    old, new = _contexts(handle, state)
+    steps = rollback_steps(old, new)
+    hctx = host_context(handle, progress)
+    journal = handle.journal()
+    try:
+        plan = make_plan("rollback", steps, gather_facts(steps, hctx), journal.completed())
+        try:
+            apply_plan(plan, hctx, journal, progress)
+        except OnestackError:
+            journal.set_fact("upgrade", {**state, "status": "rollback-failed"})
+            raise
+        for prefix in (upgrade_prefix(state["to"]), rollback_prefix(state["to"])):
+            journal.forget(prefix + "/")
+        result = {**state, "status": "rolled-back", "finished": time.time()}
+        journal.set_fact("upgrade", result)
+    finally:
+        journal.close()
+    return result
+
+
+def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
+    """Current phase and step, what is done, what is next."""
+    state = _state(handle)
+    result: dict[str, Any] = {"site": handle.site.name, "release": series_of(handle),
+                              "upgrade": state}
+    if not state:
+        return result
+    journal = handle.journal()
+    try:
+        done = journal.completed()
+        runs = [r for r in journal.runs(20) if r.operation in ("upgrade", "rollback")]
+        last = journal.steps_of(runs[0].id) if runs else []
+    finally:
+        journal.close()
+    result["last_run"] = ({"operation": runs[0].operation, "status": runs[0].status,
+                           "detail": runs[0].detail} if runs else None)
+    if state["status"] in ("running", "committing"):
+        old, new = _contexts(handle, state)
+        smoke, on_commit = _hooks(handle, state)
+        steps = upgrade_steps(old, new, _backup_dir(handle, state["backup"]), None, smoke,
+                              on_commit)
+        finished = [s.id for s in steps if s.id in done]
+        pending = [s.id for s in steps if s.id not in done]
+        result["phase"] = phase_of(pending[0]) if pending else "commit"
+        result["done"] = len(finished)
+        result["total"] = len(steps)
+        result["next"] = pending[:5]
+    failed = [s for s in last if s["status"] != "done"]
+    result["stopped_at"] = failed[-1]["step"] if failed else None
+    return result
+
+
+def list_backups(handle: SiteHandle) -> list[dict[str, Any]]:
+    import json
+
+    root = handle.paths.site / "backups"
+    backups = []
+    for meta in sorted(root.glob("*/backup.json")) if root.exists() else []:
+        backups.append({"id": meta.parent.name, **json.loads(meta.read_text())})
+    return backups
+
+
+def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str, Any]:
+    """Restore the databases and release of a backup. Loses writes made since."""
+    check_prerequisites()
+    backup = next((b for b in list_backups(handle) if b["id"] == backup_id), None)
+    if backup is None:
+        raise UpgradeRefused(f"no backup {backup_id} (see `onestack upgrade backups`)")
+    colors = dict(kv.split("=") for kv in backup.get("colors", "").split(",") if "=" in kv)
+    with site_lock(handle.paths.site, handle.site.name, "restore"):
+        sup = handle.supervisor()
+        openstack = [name for name in sup.states()
+                     if not any(name == p.name for m in registry.INFRASTRUCTURE
+                                for p in m.programs(service_context(handle, generate=False)))]
+        progress.message(f"stopping {', '.join(openstack)}")
+        sup.stop_many(openstack)
+        ctx = service_context(handle, generate=False)
+        progress.message(f"loading databases from backup {backup_id}")
+        mysql.restore_all(mariadb.socket_path(ctx), _backup_dir(handle, backup_id) /
+                          backup["file"])
+        journal = handle.journal()
+        try:
+            journal.set_fact("release", backup["from"])
+            journal.set_fact("api_colors", colors)
+            journal.forget("")
+            state = _state(handle) or {}
+            journal.set_fact("upgrade", {**state, "status": "restored",
+                                         "restored_backup": backup_id})
+        finally:
+            journal.close()
+    from onestack.engine.operations import up
+
+    up(handle, progress)
+    return {"restored": backup_id, "release": backup["from"]}
+
+
+__all__ = ["apply_upgrade", "plan_upgrade", "preflight", "rollback", "restore",
+           "upgrade_status", "list_backups", "plan_up"]

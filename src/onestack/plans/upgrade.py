@@ -1,0 +1,187 @@
+"""The upgrade and rollback plans, as data (pure, no I/O).
+
+An upgrade from release N to N+1 runs in four phases (docs/upgrade.md):
+
+* prepare: N+1 environment side by side, database backup, N+1 configuration,
+  upstream pre-upgrade checks with the N+1 code, schema *expand* (old code still runs);
+* roll: service by service in upstream order, each API swapped blue/green behind
+  HAProxy, the other processes restarted on N+1 code;
+* verify: health gates and the smoke tests;
+* commit: schema *contract* and online data migrations. Only this is irreversible.
+
+Until commit, rollback is a switch back to N's code and configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from onestack.drivers.host import digest
+from onestack.drivers.probes import Probe
+from onestack.drivers.supervisor import Program, render_program
+from onestack.engine.step import Step
+from onestack.services import haproxy, mariadb, registry
+from onestack.services.base import ServiceContext, api_probes
+from onestack.steps.actions import (
+    CallOnce,
+    CreateReleaseEnv,
+    RunOnce,
+    StartProgram,
+    UpdateSupervisor,
+    WriteFile,
+)
+from onestack.steps.context import HostContext
+from onestack.steps.upgrade_actions import BackupDatabases, HealthGate, SwapApi, UpgradeCheck
+
+PHASES = ("prepare", "roll", "verify", "commit")
+API_PATHS = {"keystone": "/v3", "placement": "/", "glance": "/versions", "neutron": "/",
+             "nova": "/"}
+Hook = Callable[[HostContext], None]
+
+
+def flipped(colors: dict[str, str]) -> dict[str, str]:
+    """The other API instance for every OpenStack service."""
+    return {m.name: "green" if colors.get(m.name, "blue") == "blue" else "blue"
+            for m in registry.OPENSTACK}
+
+
+def upgrade_prefix(series: str) -> str:
+    return f"upgrade-{series}"
+
+
+def rollback_prefix(series: str) -> str:
+    return f"rollback-{series}"
+
+
+def phase_of(step_id: str) -> str:
+    """``upgrade-2026.2/roll/nova/...`` -> ``roll``."""
+    parts = step_id.split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _step(prefix: str, phase: str, service: str, name: str, summary: str, ctx: ServiceContext,
+          action: object) -> Step:
+    return Step(id=f"{prefix}/{phase}/{service}/{name}", summary=summary, service=service,
+                host=ctx.host, action=action)  # type: ignore[arg-type]
+
+
+def _prefixed(prefix: str, phase: str, steps: list[Step]) -> list[Step]:
+    return [Step(id=f"{prefix}/{phase}/{s.id}", summary=s.summary, service=s.service,
+                 host=s.host, action=s.action) for s in steps]
+
+
+def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
+             wheelhouse: Path | None) -> list[Step]:
+    p = upgrade_prefix(new.series)
+    meta = (("from", old.series), ("to", new.series), ("site", old.site.name),
+            ("colors", ",".join(f"{k}={v}" for k, v in sorted(old.colors.items()))))
+    steps = [
+        _step(p, "prepare", "host", "release-env", f"install release {new.series} side by side",
+              new, CreateReleaseEnv(new.series, new.venv, wheelhouse)),
+        _step(p, "prepare", "mariadb", "backup", f"back up every database to {backup_dir}",
+              new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta)),
+    ]
+    for module in registry.OPENSTACK:
+        steps += _prefixed(p, "prepare", module.configure(new))
+    for module in registry.OPENSTACK:
+        steps.append(_step(p, "prepare", module.name, "upgrade-check",
+                           f"{module.name} pre-upgrade check ({new.series} code)", new,
+                           UpgradeCheck(module.name, module.upgrade_check(new))))
+    for module in registry.OPENSTACK:
+        for name, argv in module.expand(new):
+            steps.append(_step(p, "prepare", module.name, name,
+                               f"{module.name}: {name.replace('-', ' ')}", new,
+                               RunOnce(argv, inputs=new.series)))
+    return steps
+
+
+def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]:
+    return {prog.name: render_program(prog, ctx.paths.log) for prog in programs}
+
+
+def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
+                    dst: ServiceContext) -> list[Step]:
+    """Move one service from ``src`` (code, config, API color) to ``dst``."""
+    name = module.name
+    api_src, *_ = module.programs(src)
+    api_dst, *others = module.programs(dst)
+    defs = _definitions(dst, module.programs(dst))
+    conf_digest = digest("".join(digest(v) for _, v in sorted(
+        (str(k), v) for k, v in module.config(dst).items())))
+    steps = [_step(prefix, phase, name, f"program:{prog}", f"define program {prog} "
+                   f"({dst.series})", dst, WriteFile(dst.paths.site / "supervisor" /
+                                                     f"{prog}.conf", text))
+             for prog, text in defs.items()]
+    steps.append(_step(prefix, phase, name, "supervisor", "load program definitions", dst,
+                       UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))))))
+    backend_probe: Probe = api_probes(dst, name, API_PATHS[name])[0]
+    steps.append(_step(prefix, phase, name, "swap-api",
+                       f"{name} API: {src.color(name)} ({src.series}) -> "
+                       f"{dst.color(name)} ({dst.series}) behind HAProxy", dst,
+                       SwapApi(name, api_src.name, api_dst.name, f"{name}-{src.color(name)}",
+                               f"{name}-{dst.color(name)}", backend_probe,
+                               dst.paths.run / "haproxy.sock", config_digest=conf_digest)))
+    for prog in others:
+        steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
+                           f"restart {prog.name} on {dst.series}", dst,
+                           StartProgram(prog.name, digest(conf_digest + defs[prog.name]), (),
+                                        120)))
+    return steps
+
+
+def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:
+    """Record the live colors in HAProxy's file (its runtime state is already so)."""
+    path = haproxy.config_path(ctx)
+    return _step(prefix, phase, "haproxy", "config", f"record live API instances in {path}",
+                 ctx, WriteFile(path, haproxy.render(ctx), mode=0o644))
+
+
+def _gate(prefix: str, ctx: ServiceContext) -> Step:
+    probes: list[tuple[str, Probe]] = []
+    programs: list[str] = []
+    for module in registry.ALL:
+        programs += [p.name for p in module.programs(ctx)]
+        if module in registry.OPENSTACK:
+            probes.append((f"{module.name} (haproxy)",
+                           api_probes(ctx, module.name, API_PATHS[module.name])[1]))
+    return _step(prefix, "verify", "site", "health-gate", "health gate: every process running,"
+                 " every API answering through HAProxy", ctx,
+                 HealthGate("health gate", tuple(probes), tuple(programs)))
+
+
+def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
+                  wheelhouse: Path | None, smoke_test: Hook, on_commit: Hook) -> list[Step]:
+    """Every step of the upgrade ``old.series`` -> ``new.series``, phase by phase."""
+    p = upgrade_prefix(new.series)
+    steps = _prepare(old, new, backup_dir, wheelhouse)
+    for module in registry.OPENSTACK:
+        steps += _switch_service(p, "roll", module, old, new)
+    steps.append(_haproxy_config(p, "roll", new))
+    steps.append(_gate(p, new))
+    steps.append(_step(p, "verify", "site", "smoke-tests", "smoke tests on the new code", new,
+                       CallOnce("smoke tests", smoke_test, inputs=new.series)))
+    steps.append(_step(p, "commit", "site", "point-of-no-return",
+                       "record that the upgrade is committing (rollback ends here)", new,
+                       CallOnce("commit", on_commit, inputs=new.series)))
+    for module in registry.OPENSTACK:
+        for name, argv in module.contract(new):
+            steps.append(_step(p, "commit", module.name, name,
+                               f"{module.name}: {name.replace('-', ' ')}", new,
+                               RunOnce(argv, inputs=new.series)))
+    return steps
+
+
+def rollback_steps(old: ServiceContext, new: ServiceContext) -> list[Step]:
+    """Return every service to ``old`` (code, configuration, live API instance).
+
+    Services go back in reverse upgrade order. The expanded schema stays: the old
+    code runs on it by design, and nothing written meanwhile is lost.
+    """
+    p = rollback_prefix(new.series)
+    steps: list[Step] = []
+    for module in reversed(registry.OPENSTACK):
+        steps += _switch_service(p, "rollback", module, new, old)
+    steps.append(_haproxy_config(p, "rollback", old))
+    return steps

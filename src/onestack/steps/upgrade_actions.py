@@ -1,0 +1,180 @@
+"""Actions only an upgrade or a rollback takes: backups, gates, blue/green swaps."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onestack.drivers import mysql
+from onestack.drivers.haproxy_admin import HaproxyAdmin
+from onestack.drivers.host import digest
+from onestack.drivers.probes import Probe, wait_until_healthy
+from onestack.errors import CommandError, OnestackError, ServiceStartError
+from onestack.steps.context import HostContext
+
+
+@dataclass
+class UpgradeCheckFailed(OnestackError):
+    """A pre-upgrade check or a health gate failed: the upgrade must not go on."""
+
+    check: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"check {self.check} failed: {self.reason}"
+
+
+@dataclass(frozen=True)
+class BackupDatabases:
+    """A consistent dump of every database, with what it belongs to, before any change."""
+
+    socket_path: Path
+    backup_dir: Path
+    meta: tuple[tuple[str, str], ...]
+    kind: str = "backup"
+
+    @property
+    def dump(self) -> Path:
+        return self.backup_dir / "databases.sql.gz"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.backup_dir}|{self.meta}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return (self.backup_dir / "backup.json").exists() and self.dump.exists()
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.ensure_dir(self.backup_dir, mode=0o700)
+        size = mysql.dump_all(self.socket_path, self.dump)
+        info = {**dict(self.meta), "created": time.time(), "size": size,
+                "file": self.dump.name}
+        ctx.host.write_file(self.backup_dir / "backup.json", json.dumps(info, indent=2),
+                            mode=0o600)
+        ctx.progress.message(f"backup {self.backup_dir.name}: {size / 2**20:.1f} MiB")
+
+
+@dataclass(frozen=True)
+class UpgradeCheck:
+    """An upstream status command: exit 0 passes, 1 is a warning, anything else blocks."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    kind: str = "check"
+
+    def fingerprint(self) -> str:
+        return digest(json.dumps([self.name, self.argv]))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return None
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        try:
+            ctx.host.run(self.argv, env=dict(self.env), timeout=300)
+        except CommandError as exc:
+            if exc.returncode == 1:
+                ctx.progress.message(f"{self.name}: warnings (exit 1), not blocking")
+                return
+            tail = " | ".join(exc.output.strip().splitlines()[-6:])
+            raise UpgradeCheckFailed(self.name, f"exit {exc.returncode}: {tail}") from None
+
+
+@dataclass(frozen=True)
+class SwapApi:
+    """Blue/green: start the other instance, give it traffic, drain and stop this one."""
+
+    service: str
+    from_program: str
+    to_program: str
+    from_server: str
+    to_server: str
+    to_probe: Probe
+    haproxy_socket: Path
+    start_timeout: float = 180
+    kind: str = "swap"
+    config_digest: str = field(default="")
+
+    @property
+    def backend(self) -> str:
+        return self.service
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.from_program}>{self.to_program}|{self.config_digest}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        try:
+            stats = HaproxyAdmin(self.haproxy_socket).server_stats(self.backend)
+        except OnestackError:
+            return None
+        return [ctx.supervisor.state(self.to_program),
+                stats.get(self.to_server, {}).get("status", "?")[:2],
+                stats.get(self.from_server, {}).get("status", "?")[:5],
+                ctx.supervisor.state(self.from_program)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None or fact is None or fact[0] != "RUNNING" or fact[1] != "UP" \
+            or fact[2] != "MAINT"
+
+    def apply(self, ctx: HostContext) -> None:
+        admin = HaproxyAdmin(self.haproxy_socket)
+        self._start_new(ctx)
+        admin.set_state(self.backend, self.to_server, "ready")
+        admin.wait_up(self.backend, self.to_server, timeout=30)
+        admin.set_state(self.backend, self.from_server, "drain")
+        left = admin.wait_drained(self.backend, self.from_server, timeout=60)
+        if left:
+            ctx.progress.message(f"{self.from_server}: {left} sessions still open after 60s")
+        admin.set_state(self.backend, self.from_server, "maint")
+        ctx.supervisor.stop(self.from_program)
+
+    def _start_new(self, ctx: HostContext) -> None:
+        sup = ctx.supervisor
+        if sup.state(self.to_program) != "RUNNING":
+            sup.start(self.to_program)
+
+        def gave_up() -> bool:
+            return sup.state(self.to_program) in ("FATAL", "STOPPED", "EXITED")
+
+        ok, detail = wait_until_healthy(self.to_probe, self.start_timeout, stop_if=gave_up)
+        if not ok:
+            raise ServiceStartError(self.to_program, f"not healthy ({detail})",
+                                    sup.log_tail(self.to_program))
+
+
+@dataclass(frozen=True)
+class HealthGate:
+    """Every given probe answers; a failing gate stops the upgrade (and rolls it back)."""
+
+    name: str
+    probes: tuple[tuple[str, Probe], ...]
+    programs: tuple[str, ...]
+    timeout: float = 60
+    kind: str = "gate"
+
+    def fingerprint(self) -> str:
+        return digest(json.dumps([self.name, [n for n, _ in self.probes], self.programs]))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return None
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        states = ctx.supervisor.states()
+        down = [p for p in self.programs if states.get(p, {}).get("statename") != "RUNNING"]
+        if down:
+            raise UpgradeCheckFailed(self.name, f"not running: {', '.join(down)}")
+        for label, probe in self.probes:
+            ok, detail = wait_until_healthy(probe, self.timeout)
+            if not ok:
+                raise UpgradeCheckFailed(self.name, f"{label}: {detail}")
