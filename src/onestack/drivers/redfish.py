@@ -335,6 +335,11 @@ class RedfishBmc:
                 types = {_enum_value(t) for t in (media.media_types or [])}
                 if types & {"CD", "DVD"}:
                     media.insert_media(image_url, inserted=True, write_protected=True)
+                    media.refresh()
+                    if media.image != image_url:
+                        raise BmcRequestFailed(
+                            self.login.node.name, self.login.node.bmc,
+                            f"virtual media shows {media.image!r} after inserting {image_url}")
                     return
         raise BmcRequestFailed(self.login.node.name, self.login.node.bmc,
                                "no virtual CD/DVD drive exposed")

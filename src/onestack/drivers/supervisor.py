@@ -171,6 +171,15 @@ class Supervisor:
     def state(self, name: str) -> str:
         return str(self.states().get(name, {}).get("statename", "ABSENT"))
 
+    def loaded_command(self, name: str) -> str | None:
+        """The command supervisord has loaded for a program (what it runs on start)."""
+        if not self.is_running():
+            return None
+        for info in self._proxy().getAllConfigInfo():
+            if info["name"] == name:
+                return str(info["command"])
+        return None
+
     def start(self, name: str) -> None:
         """Start a program; raise ServiceStartError with its log tail if it fails."""
         try:

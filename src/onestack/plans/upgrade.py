@@ -28,12 +28,17 @@ from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
     RunOnce,
-    StartProgram,
     UpdateSupervisor,
     WriteFile,
 )
 from onestack.steps.context import HostContext
-from onestack.steps.upgrade_actions import BackupDatabases, HealthGate, SwapApi, UpgradeCheck
+from onestack.steps.upgrade_actions import (
+    BackupDatabases,
+    HealthGate,
+    RunWithDefinition,
+    SwapApi,
+    UpgradeCheck,
+)
 
 PHASES = ("prepare", "roll", "verify", "commit")
 API_PATHS = {"keystone": "/v3", "placement": "/", "glance": "/versions", "neutron": "/",
@@ -126,8 +131,7 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
     for prog in others:
         steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
                            f"restart {prog.name} on {dst.series}", dst,
-                           StartProgram(prog.name, digest(conf_digest + defs[prog.name]), (),
-                                        120)))
+                           RunWithDefinition(prog.name, " ".join(prog.command))))
     return steps
 
 

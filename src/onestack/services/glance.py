@@ -89,7 +89,12 @@ def configure(ctx: ServiceContext) -> list[Step]:
 
 
 def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
-    return (ctx.bin("glance-status"), "--config-dir", str(ctx.etc(name)), "upgrade", "check")
+    # glance-status 33.0.0 reads [DEFAULT] enabled_backends without registering it
+    # (NoSuchOptError); importing glance.common.config first registers it.
+    run = ("import sys, glance.common.config; from glance.cmd.status import main; "
+           "sys.exit(main())")
+    return (ctx.bin("python"), "-c", run, "--config-dir", str(ctx.etc(name)), "upgrade",
+            "check")
 
 
 def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:

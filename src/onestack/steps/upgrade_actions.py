@@ -151,6 +151,38 @@ class SwapApi:
 
 
 @dataclass(frozen=True)
+class RunWithDefinition:
+    """A program running with exactly this command (release): restarted only if not."""
+
+    program: str
+    command: str
+    timeout: float = 60
+    kind: str = "process"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.program}|{self.command}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return [ctx.supervisor.state(self.program), ctx.supervisor.loaded_command(self.program)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return fact != ["RUNNING", self.command]
+
+    def apply(self, ctx: HostContext) -> None:
+        sup = ctx.supervisor
+        if sup.state(self.program) == "RUNNING":
+            sup.restart(self.program)
+        else:
+            sup.start(self.program)
+        deadline = time.monotonic() + self.timeout
+        while sup.state(self.program) != "RUNNING":
+            if time.monotonic() > deadline or sup.state(self.program) == "FATAL":
+                raise ServiceStartError(self.program, f"state {sup.state(self.program)}",
+                                        sup.log_tail(self.program))
+            time.sleep(0.2)
+
+
+@dataclass(frozen=True)
 class HealthGate:
     """Every given probe answers; a failing gate stops the upgrade (and rolls it back)."""
 
