@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,6 +119,23 @@ def test_boot_override_is_confirmed(home: Path) -> None:
     assert json.loads(out)[0]["state"] == "Pxe"
     code, out, _ = run(home, "hardware", "boot", "disk", "fw-d-between")
     assert code == 0 and "Hdd" in out
+
+
+def test_boot_from_virtual_media(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "tiny.iso").write_bytes(b"\0" * 4096)
+    port = free_ports(1)[0]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, out, err = run(home, "hardware", "boot", "cd", "fw-d-between", "--json",
+                             "--image", f"http://127.0.0.1:{port}/tiny.iso")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, out + err
+    assert json.loads(out)[0]["state"] == "Cd"
 
 
 def test_unknown_node_is_refused(home: Path) -> None:

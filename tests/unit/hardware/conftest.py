@@ -1,54 +1,18 @@
-"""Shared builders for hardware unit tests: inventories as plain data."""
+"""Fixtures for hardware unit tests."""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from onestack.hardware.hcl import HardwareCompatibilityList, load_hcl  # noqa: E402
-from onestack.model.hardware import (  # noqa: E402
-    Cpu,
-    DiscoveryStatus,
-    Drive,
-    FirmwareComponent,
-    Nic,
-    NicAdapter,
-    NodeInventory,
-    StorageController,
-)
 
 
 @pytest.fixture(scope="session")
 def hcl() -> HardwareCompatibilityList:
     return load_hcl()
-
-
-def r650(**changes: Any) -> NodeInventory:
-    """A certified Dell R650 at the 2026.1 baseline; ``changes`` override fields."""
-    firmware = changes.pop("firmware", {"BIOS": "1.10.2", "BMC": "6.10.30.00",
-                                        "Intel E810-XXVDA2": "4.40"})
-    drives = changes.pop("drives", [Drive(model="Dell Ent NVMe P5600 MU U.2 3.2TB",
-                                          capacity_bytes=3200 * 10**9, media_type="SSD")] * 2)
-    base: dict[str, Any] = {
-        "node": "n1", "bmc": "https://10.0.0.1", "status": DiscoveryStatus.OK,
-        "discovered_at": datetime(2026, 1, 1, tzinfo=UTC),
-        "manufacturer": "Dell Inc.", "model": "PowerEdge R650", "serial": "SN1",
-        "power_state": "On", "health": "OK", "memory_gib": 512.0,
-        "cpus": [Cpu(model="Xeon", cores=24, threads=48)] * 2,
-        "nics": [Nic(mac=f"52:54:00:00:00:0{i}", speed_mbps=25000, link="LinkUp")
-                 for i in range(2)],
-        "nic_adapters": [NicAdapter(manufacturer="Intel", model="E810-XXVDA2")],
-        "storage": [StorageController(model="PERC H755 Front", drives=drives)],
-        "firmware": [FirmwareComponent(component=c, version=v,
-                                       inventory_uri=f"/redfish/v1/UpdateService/"
-                                                     f"FirmwareInventory/{c}")
-                     for c, v in firmware.items()],
-    }
-    base.update(changes)
-    return NodeInventory(**base)

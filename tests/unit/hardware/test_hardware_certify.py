@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import r650
+from hw_builders import r650
 
 from onestack.hardware.certify import certify_node
 from onestack.hardware.hcl import HardwareCompatibilityList

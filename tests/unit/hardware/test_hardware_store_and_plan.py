@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from conftest import r650
+from hw_builders import r650
 
 from onestack.hardware.firmware import FirmwareAction, plan_firmware
 from onestack.hardware.hcl import HardwareCompatibilityList
