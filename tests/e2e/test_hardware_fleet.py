@@ -188,9 +188,9 @@ def test_firmware_plan_lists_components_off_baseline(discovered: tuple) -> None:
     assert code == 0
     plan = [(c["node"], c["component"], c["current"], c["expected"], c["below_minimum"],
              c["action"]) for c in json.loads(out)]
-    assert plan == [
-        ("bios-between", "BIOS", "1.9.0", "1.10.2", False, "update"),
+    assert plan == [  # in site-file order
         ("old-bios", "BIOS", "1.7.0", "1.10.2", True, "update"),
+        ("bios-between", "BIOS", "1.9.0", "1.10.2", False, "update"),
     ]
 
 

@@ -57,6 +57,16 @@ def _context(ctx: click.Context, site_file: str | None) -> HardwareContext:
     return HardwareContext(site, SecretStore(paths.secrets_file), hw.InventoryStore(paths.state_db))
 
 
+def _exit_failing(summary: str) -> None:
+    """End with status 1 after the full output, saying why on stderr.
+
+    ``sys.exit`` rather than ``ctx.exit``: the entry point runs click in
+    non-standalone mode, where ``ctx.exit`` codes are returned and lost.
+    """
+    click.echo(summary, err=True)
+    sys.exit(1)
+
+
 def site_file_option(func: Any) -> Any:
     return click.option("--site-file", type=click.Path(dir_okay=False), default=None,
                         help="Site file to use instead of the site's own site.yaml.")(func)
@@ -98,10 +108,12 @@ def hardware() -> None:
 
 
 def _inventory_row(inv: NodeInventory) -> list[str]:
-    gib = sum(d.capacity_bytes or 0 for d in inv.drives) / 1024**3
     note = inv.reason or "; ".join(inv.problems)
+    if not inv.status.has_data:
+        return [inv.node, inv.status.value, *["-"] * 8, note]
+    gib = sum(d.capacity_bytes or 0 for d in inv.drives) / 1024**3
     return [inv.node, inv.status.value, f"{inv.manufacturer or '-'} {inv.model or ''}".strip(),
-            inv.serial or "-", f"{inv.sockets}/{inv.cores}" if inv.status.has_data else "-",
+            inv.serial or "-", f"{inv.sockets}/{inv.cores}",
             f"{inv.memory_gib:g}" if inv.memory_gib is not None else "-",
             str(len(inv.nics)), f"{len(inv.drives)} ({gib:,.0f} GiB)",
             inv.power_state or "-", inv.health or "-", note]
@@ -137,8 +149,9 @@ def discover(ctx: click.Context, nodes: tuple[str, ...], site_file: str | None, 
         emit_json([i.model_dump(mode="json") for i in found])
     else:
         show_inventories(found)
-    if any(not i.status.has_data for i in found):
-        ctx.exit(1)
+    failed = [i for i in found if not i.status.has_data]
+    if failed:
+        _exit_failing(f"{len(failed)} of {len(found)} nodes could not be read")
 
 
 @hardware.command()
@@ -158,11 +171,12 @@ def inventory(ctx: click.Context, nodes: tuple[str, ...], site_file: str | None,
 
 
 def _stored(hc: HardwareContext, names: Sequence[str]) -> list[NodeInventory]:
+    """Stored inventories of the named nodes, in site-file order."""
     wanted = [n.name for n in hw.select_nodes(hc.site, list(names))]
-    found = hc.store.load(wanted)
+    found = {i.node: i for i in hc.store.load(wanted)}
     if not found:
         raise NoInventoryError(hc.site.name)
-    return found
+    return [found[name] for name in wanted if name in found]
 
 
 # -- certify ------------------------------------------------------------------
@@ -206,8 +220,9 @@ def certify(ctx: click.Context, nodes: tuple[str, ...], site_file: str | None, a
         emit_json([c.model_dump(mode="json") for c in certs])
     else:
         show_certifications(certs)
-    if not all(c.certified for c in certs):
-        ctx.exit(1)
+    refused = [c for c in certs if not c.certified]
+    if refused:
+        _exit_failing(f"{len(refused)} of {len(certs)} nodes are not certified")
 
 
 # -- firmware -----------------------------------------------------------------
@@ -285,10 +300,10 @@ def firmware_apply(ctx: click.Context, nodes: tuple[str, ...], site_file: str | 
     outcomes = hw.apply_firmware(changes, logins, hc.store, hw.OnFailure(on_failure),
                                  task_timeout, workers=workers,
                                  progress=_progress("updating", len(logins)))
-    _after_firmware(ctx, hc, outcomes, as_json)
+    _after_firmware(hc, outcomes, as_json)
 
 
-def _after_firmware(ctx: click.Context, hc: HardwareContext,
+def _after_firmware(hc: HardwareContext,
                     outcomes: list[hw.FirmwareOutcome], as_json: bool) -> None:
     updated = sorted({o.node for o in outcomes if o.status == "updated"})
     if updated:  # keep the stored inventory in step with what the BMCs now report
@@ -300,22 +315,24 @@ def _after_firmware(ctx: click.Context, hc: HardwareContext,
         rows = [[o.node, o.component, o.status, o.version_after or "-", o.detail]
                 for o in outcomes]
         click.echo(render_table(["NODE", "COMPONENT", "RESULT", "VERSION NOW", "DETAIL"], rows))
-    if any(o.status != "updated" for o in outcomes):
-        ctx.exit(1)
+    bad = [o for o in outcomes if o.status != "updated"]
+    if bad:
+        _exit_failing(f"{len(bad)} of {len(outcomes)} firmware updates did not succeed")
 
 
 # -- power and boot -------------------------------------------------------------
 
 
-def _report(ctx: click.Context, outcomes: list[hw.ActionOutcome], as_json: bool) -> None:
+def _report(outcomes: list[hw.ActionOutcome], as_json: bool) -> None:
     if as_json:
         emit_json([o.model_dump(mode="json") for o in outcomes])
     else:
         rows = [[o.node, o.action, "ok" if o.ok else "FAILED", o.state or "-", o.detail]
                 for o in outcomes]
         click.echo(render_table(["NODE", "ACTION", "RESULT", "STATE", "DETAIL"], rows))
-    if not all(o.ok for o in outcomes):
-        ctx.exit(1)
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        _exit_failing(f"{len(bad)} of {len(outcomes)} nodes did not reach the wanted state")
 
 
 @hardware.command()
@@ -331,7 +348,7 @@ def power(ctx: click.Context, action: str, nodes: tuple[str, ...], site_file: st
     """Power nodes on, off (forced), shutdown (graceful) or cycle; confirm the state."""
     hc = _context(ctx, site_file)
     logins = hc.logins(list(nodes))
-    _report(ctx, hw.power_nodes(logins, action, timeout,
+    _report(hw.power_nodes(logins, action, timeout,
                                 progress=_progress(f"power {action}", len(logins))), as_json)
 
 
@@ -348,4 +365,4 @@ def boot(ctx: click.Context, device: str, nodes: tuple[str, ...], site_file: str
     if image and device != "cd":
         raise click.UsageError("--image goes with the cd device")
     hc = _context(ctx, site_file)
-    _report(ctx, hw.set_boot_once(hc.logins(list(nodes)), device, image), as_json)
+    _report(hw.set_boot_once(hc.logins(list(nodes)), device, image), as_json)
