@@ -9,7 +9,7 @@ import pymysql
 from onestack.errors import CommandError
 
 
-def _connect(socket_path: Path) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+def _connect(socket_path: Path) -> pymysql.connections.Connection:
     try:
         return pymysql.connect(unix_socket=str(socket_path), user="root", autocommit=True)
     except pymysql.err.MySQLError as exc:
@@ -94,3 +94,17 @@ def restore_all(socket_path: Path, source: Path) -> None:
         out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if proc.returncode != 0:
         raise CommandError(f"restore {source}", proc.returncode, out)
+
+
+def execute(socket_path: Path, database: str, statement: str,
+            params: tuple[object, ...] = ()) -> int:
+    """Run one statement in a database as root; return the number of rows it changed."""
+    conn = _connect(socket_path)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"USE `{database}`")
+            return int(cur.execute(statement, params))
+    except pymysql.err.MySQLError as exc:
+        raise CommandError(f"{statement} on {database}", 1, str(exc.args[-1])) from None
+    finally:
+        conn.close()

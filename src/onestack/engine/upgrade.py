@@ -345,7 +345,6 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
         return result
     journal = handle.journal()
     try:
-        done = journal.completed()
         runs = [r for r in journal.runs(20) if r.operation in ("upgrade", "rollback")]
         last = journal.steps_of(runs[0].id) if runs else []
     finally:
@@ -353,15 +352,13 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
     result["last_run"] = ({"operation": runs[0].operation, "status": runs[0].status,
                            "detail": runs[0].detail} if runs else None)
     if state["status"] in ("running", "committing"):
-        old, new = _contexts(handle, state)
-        smoke, on_commit = _hooks(handle, state)
-        steps = upgrade_steps(old, new, _backup_dir(handle, state["backup"]), None, smoke,
-                              on_commit)
-        finished = [s.id for s in steps if s.id in done]
-        pending = [s.id for s in steps if s.id not in done]
+        from onestack.engine.progress import SilentProgress
+
+        plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()))
+        pending = [s.id for s in plan.changes]
         result["phase"] = phase_of(pending[0]) if pending else "commit"
-        result["done"] = len(finished)
-        result["total"] = len(steps)
+        result["done"] = len(plan.steps) - len(pending)
+        result["total"] = len(plan.steps)
         result["next"] = pending[:5]
     failed = [s for s in last if s["status"] != "done"]
     result["stopped_at"] = failed[-1]["step"] if failed else None

@@ -108,31 +108,51 @@ def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]
 
 def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
                     dst: ServiceContext) -> list[Step]:
-    """Move one service from ``src`` (code, config, API color) to ``dst``."""
+    """Move one service from ``src`` (code, config, API color) to ``dst``.
+
+    Programs move in the service's roll order (``roll_order``, default: API first);
+    a rollback walks it backwards, and runs the service's ``before_downgrade`` step
+    (if any) before each older process starts again.
+    """
     name = module.name
-    api_src, *_ = module.programs(src)
-    api_dst, *others = module.programs(dst)
-    defs = _definitions(dst, module.programs(dst))
-    conf_digest = digest("".join(digest(v) for _, v in sorted(
-        (str(k), v) for k, v in module.config(dst).items())))
+    programs = module.programs(dst)
+    defs = _definitions(dst, programs)
     steps = [_step(prefix, phase, name, f"program:{prog}", f"define program {prog} "
                    f"({dst.series})", dst, WriteFile(dst.paths.site / "supervisor" /
                                                      f"{prog}.conf", text))
              for prog, text in defs.items()]
     steps.append(_step(prefix, phase, name, "supervisor", "load program definitions", dst,
                        UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))))))
-    backend_probe: Probe = api_probes(dst, name, API_PATHS[name])[0]
-    steps.append(_step(prefix, phase, name, "swap-api",
-                       f"{name} API: {src.color(name)} ({src.series}) -> "
-                       f"{dst.color(name)} ({dst.series}) behind HAProxy", dst,
-                       SwapApi(name, api_src.name, api_dst.name, f"{name}-{src.color(name)}",
-                               f"{name}-{dst.color(name)}", backend_probe,
-                               dst.paths.run / "haproxy.sock", config_digest=conf_digest)))
-    for prog in others:
-        steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
-                           f"restart {prog.name} on {dst.series}", dst,
-                           RunWithDefinition(prog.name, " ".join(prog.command))))
+    order = getattr(module, "roll_order", list)(programs)
+    downgrade = getattr(module, "before_downgrade", None) if phase == "rollback" else None
+    for prog in (reversed(order) if phase == "rollback" else order):
+        if downgrade is not None:
+            steps.append(_step(prefix, phase, name, f"before:{prog.name}",
+                               f"prepare {prog.name} to run {dst.series} again", dst,
+                               downgrade(dst, prog)))
+        if prog is programs[0]:
+            steps.append(_swap_step(prefix, phase, module, src, dst))
+        else:
+            steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
+                               f"restart {prog.name} on {dst.series}", dst,
+                               RunWithDefinition(prog.name, " ".join(prog.command))))
     return steps
+
+
+def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
+               dst: ServiceContext) -> Step:
+    name = module.name
+    api_src = module.programs(src)[0]
+    api_dst = module.programs(dst)[0]
+    conf_digest = digest("".join(digest(v) for _, v in sorted(
+        (str(k), v) for k, v in module.config(dst).items())))
+    backend_probe: Probe = api_probes(dst, name, API_PATHS[name])[0]
+    return _step(prefix, phase, name, "swap-api",
+                 f"{name} API: {src.color(name)} ({src.series}) -> "
+                 f"{dst.color(name)} ({dst.series}) behind HAProxy", dst,
+                 SwapApi(name, api_src.name, api_dst.name, f"{name}-{src.color(name)}",
+                         f"{name}-{dst.color(name)}", backend_probe,
+                         dst.paths.run / "haproxy.sock", config_digest=conf_digest))
 
 
 def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestack.drivers import mysql
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
@@ -17,7 +18,8 @@ from onestack.services.base import (
     program_steps,
     step,
 )
-from onestack.steps.actions import CopyFile, EnsureDirs, RunOnce
+from onestack.steps.actions import CallOnce, CopyFile, EnsureDirs, RunOnce
+from onestack.steps.context import HostContext
 
 name = "nova"
 kind = "openstack"
@@ -81,6 +83,36 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
     return CatalogEntry(name, "compute",
                         f"http://{ctx.address}:{ctx.ports.frontend(name)}/v2.1",
                         "nova", ctx.secret("keystone.nova"))
+
+
+def roll_order(programs: list[Program]) -> list[Program]:
+    """Upstream rolling-upgrade order: conductor, scheduler, API, then compute."""
+    api, *rest = programs
+    by_name = {p.name: p for p in rest}
+    return [by_name["nova-conductor"], by_name["nova-scheduler"], api, by_name["nova-compute"]]
+
+
+def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
+    """Let an older nova process start again after a newer one ran.
+
+    Every nova service refuses to save its service record when it is older than the
+    newest record of its binary ("This service is older (v72) than the minimum (v74)
+    version of the rest of the deployment"). A newer process wrote that record during
+    the roll; on the way back, the record's version is set back to the old code's.
+    """
+    binary = "nova-osapi_compute" if program.name.startswith("nova-api") else program.name
+    sock = mariadb.socket_path(ctx)
+    python = ctx.bin("python")
+
+    def run(hc: HostContext) -> None:
+        out = hc.host.run([python, "-c", "from nova.objects.service import SERVICE_VERSION "
+                           "as v; print(v)"])
+        version = int(out.strip().splitlines()[-1])
+        for database in ("nova", "nova_cell0"):
+            mysql.execute(sock, database, "UPDATE services SET version=%s WHERE `binary`=%s "
+                          "AND version>%s", (version, binary, version))
+
+    return CallOnce(f"reset {binary} service version", run, inputs=ctx.series)
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:

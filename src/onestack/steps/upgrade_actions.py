@@ -140,6 +140,10 @@ class SwapApi:
         sup = ctx.supervisor
         if sup.state(self.to_program) != "RUNNING":
             sup.start(self.to_program)
+        elif not self.to_probe.check()[0]:
+            # Running but unhealthy (e.g. left over from an interrupted run, with an
+            # init failure cached): a fresh start is the only way to a clean instance.
+            sup.restart(self.to_program)
 
         def gave_up() -> bool:
             return sup.state(self.to_program) in ("FATAL", "STOPPED", "EXITED")
@@ -166,7 +170,7 @@ class RunWithDefinition:
         return [ctx.supervisor.state(self.program), ctx.supervisor.loaded_command(self.program)]
 
     def needed(self, fact: Any, done: str | None) -> bool:
-        return fact != ["RUNNING", self.command]
+        return bool(fact != ["RUNNING", self.command])
 
     def apply(self, ctx: HostContext) -> None:
         sup = ctx.supervisor
