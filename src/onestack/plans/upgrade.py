@@ -136,7 +136,19 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
             steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
                                f"restart {prog.name} on {dst.series}", dst,
                                RunWithDefinition(prog.name, " ".join(prog.command))))
+    for prog_name in getattr(module, "SETTLE", ()):
+        steps.append(_step(prefix, phase, name, f"settle:{prog_name}",
+                           f"restart {prog_name} once all of {name} runs {dst.series}", dst,
+                           CallOnce(f"settle {prog_name}", _restarter(prog_name),
+                                    inputs=dst.series)))
     return steps
+
+
+def _restarter(program: str) -> Hook:
+    def restart(hc: HostContext) -> None:
+        hc.supervisor.restart(program)
+
+    return restart
 
 
 def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,

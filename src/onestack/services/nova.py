@@ -85,6 +85,12 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
                         "nova", ctx.secret("keystone.nova"))
 
 
+# After every nova process has moved (either way), these restart once more, in this
+# order: a conductor that started while the other side's scheduler and computes were
+# still running was seen to leave RPC calls unanswered (MessagingTimeout) until then.
+SETTLE = ("nova-conductor", "nova-scheduler", "nova-compute")
+
+
 def roll_order(programs: list[Program]) -> list[Program]:
     """Upstream rolling-upgrade order: conductor, scheduler, API, then compute."""
     api, *rest = programs
