@@ -123,6 +123,11 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
              for prog, text in defs.items()]
     steps.append(_step(prefix, phase, name, "supervisor", "load program definitions", dst,
                        UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))))))
+    before_rollback = getattr(module, "before_rollback", None)
+    if phase == "rollback" and before_rollback is not None:
+        steps.append(_step(prefix, phase, name, "before-rollback",
+                           f"make {name}'s stored data readable by {dst.series}", dst,
+                           before_rollback(src, dst)))
     order = getattr(module, "roll_order", list)(programs)
     downgrade = getattr(module, "before_downgrade", None) if phase == "rollback" else None
     for prog in (reversed(order) if phase == "rollback" else order):

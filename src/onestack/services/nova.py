@@ -121,6 +121,29 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     return CallOnce(f"reset {binary} service version", run, inputs=ctx.series)
 
 
+MANIFEST_SCRIPT = ("import json; from nova import objects; objects.register_all(); "
+                   "from nova.objects.base import NovaObjectRegistry as R; "
+                   "print(json.dumps({n: c[0].VERSION for n, c in R.obj_classes().items()}))")
+
+
+def before_rollback(newer: ServiceContext, older: ServiceContext) -> CallOnce:
+    """Make nova objects stored by the newer release readable by the older one."""
+    script = Path(__file__).parent / "scripts" / "nova_backport.py"
+    env = {"ONESTACK_NOVA_API_DB": mariadb.url(older, "nova_api"),
+           "ONESTACK_NOVA_CELL_DBS": " ".join(mariadb.url(older, db)
+                                               for db in ("nova", "nova_cell0"))}
+
+    def run(hc: HostContext) -> None:
+        out = hc.host.run([older.bin("python"), "-c", MANIFEST_SCRIPT])
+        manifest = out.strip().splitlines()[-1]
+        result = hc.host.run([newer.bin("python"), str(script)],
+                             env={**env, "ONESTACK_NOVA_MANIFEST": manifest})
+        hc.progress.message(f"nova objects made readable by {older.series}: "
+                            f"{result.strip().splitlines()[-1]}")
+
+    return CallOnce("backport nova objects", run, inputs=f"{newer.series}>{older.series}")
+
+
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
     return (ctx.bin("nova-manage"), "--config-file", str(ctx.etc(name) / "nova.conf"), *args)
 
