@@ -48,8 +48,11 @@ def ping(socket_path: Path) -> str:
         conn.close()
 
 
-def dump_all(socket_path: Path, dest: Path) -> int:
-    """Consistent dump of every database (routines, triggers, events), gzip-compressed.
+def dump_all(socket_path: Path, dest: Path, databases: list[str]) -> int:
+    """Consistent dump of the given databases (routines, triggers, events), gzip-compressed.
+
+    Each database is dropped and re-created on restore, so a restore returns it
+    exactly, without tables a later release added.
 
     Written to a temporary name and renamed when complete, so a crash never leaves a
     truncated backup that looks whole. Returns the compressed size in bytes.
@@ -60,9 +63,9 @@ def dump_all(socket_path: Path, dest: Path) -> int:
     import subprocess
 
     tmp = dest.with_name(f".{dest.name}.partial")
-    cmd = ["mariadb-dump", f"--socket={socket_path}", "--user=root", "--all-databases",
-           "--routines", "--triggers", "--events", "--single-transaction", "--flush-privileges",
-           "--hex-blob"]
+    cmd = ["mariadb-dump", f"--socket={socket_path}", "--user=root", "--add-drop-database",
+           "--routines", "--triggers", "--events", "--single-transaction", "--hex-blob",
+           "--databases", *databases]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         with gzip.open(tmp, "wb", compresslevel=3) as out:

@@ -398,6 +398,13 @@ def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str,
             journal.set_fact("release", backup["from"])
             journal.set_fact("api_colors", colors)
             journal.forget("")
+            # The databases come from a site that ran this release: its migrations,
+            # bootstrap and cell setup are done (a newer release's *expand* may be in
+            # them too, which the older migration tools would not recognise).
+            restored = service_context(handle, backup["from"], colors=colors)
+            for step in deploy_steps(restored, None):
+                if step.action.kind in ("command", "call"):
+                    journal.record_completed(step.id, step.fingerprint())
             state = _state(handle) or {}
             journal.set_fact("upgrade", {**state, "status": "restored",
                                          "restored_backup": backup_id})

@@ -86,7 +86,8 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
         _step(p, "prepare", "host", "release-env", f"install release {new.series} side by side",
               new, CreateReleaseEnv(new.series, new.venv, wheelhouse)),
         _step(p, "prepare", "mariadb", "backup", f"back up every database to {backup_dir}",
-              new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta)),
+              new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta,
+                                   tuple(sorted(mariadb.DATABASES)))),
     ]
     for module in registry.OPENSTACK:
         steps += _prefixed(p, "prepare", module.configure(new))

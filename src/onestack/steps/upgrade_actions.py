@@ -34,6 +34,7 @@ class BackupDatabases:
     socket_path: Path
     backup_dir: Path
     meta: tuple[tuple[str, str], ...]
+    databases: tuple[str, ...] = ()
     kind: str = "backup"
 
     @property
@@ -51,8 +52,9 @@ class BackupDatabases:
 
     def apply(self, ctx: HostContext) -> None:
         ctx.host.ensure_dir(self.backup_dir, mode=0o700)
-        size = mysql.dump_all(self.socket_path, self.dump)
+        size = mysql.dump_all(self.socket_path, self.dump, list(self.databases))
         info = {**dict(self.meta), "created": time.time(), "size": size,
+                "databases": list(self.databases),
                 "file": self.dump.name}
         ctx.host.write_file(self.backup_dir / "backup.json", json.dumps(info, indent=2),
                             mode=0o600)
