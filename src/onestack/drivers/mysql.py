@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
@@ -111,3 +112,35 @@ def execute(socket_path: Path, database: str, statement: str,
         raise CommandError(f"{statement} on {database}", 1, str(exc.args[-1])) from None
     finally:
         conn.close()
+
+
+@dataclass(frozen=True)
+class ServiceReportProbe:
+    """Healthy when a nova service has reported its state recently (its heartbeat in
+    the cell database), i.e. the scheduler will consider it up."""
+
+    socket_path: Path
+    database: str
+    binary: str
+    host: str
+    max_age: int = 20
+
+    def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        try:
+            conn = _connect(self.socket_path)
+        except CommandError as exc:
+            return False, str(exc)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
+                            f"UTC_TIMESTAMP()) FROM `{self.database}`.services WHERE "
+                            "`binary`=%s AND host=%s AND deleted=0", (self.binary, self.host))
+                row = cur.fetchone()
+        except pymysql.err.MySQLError as exc:
+            return False, f"{self.binary}@{self.host}: {exc.args[-1]}"
+        finally:
+            conn.close()
+        if row is None or row[0] is None:
+            return False, f"{self.binary}@{self.host} has not registered"
+        age = int(row[0])
+        return age <= self.max_age, f"{self.binary}@{self.host} reported {age}s ago"

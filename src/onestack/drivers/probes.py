@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class TcpProbe:
             return False, f"tcp {self.host}:{self.port}: {exc.strerror or exc}"
 
 
-Probe = HttpProbe | TcpProbe
+class Probe(Protocol):
+    """Anything that can tell, with a real request, whether a component is healthy."""
+
+    def check(self, timeout: float = ...) -> tuple[bool, str]: ...
 
 
 def wait_until_healthy(probe: Probe, timeout: float, interval: float = 0.25,

@@ -7,7 +7,7 @@ from typing import Any
 
 from onestack.drivers import apt
 from onestack.drivers.host import LocalHost
-from onestack.drivers.probes import HttpProbe, TcpProbe
+from onestack.drivers.probes import HttpProbe, Probe, TcpProbe
 from onestack.drivers.python_env import installed_versions
 from onestack.engine.journal import process_alive
 from onestack.engine.operations import SiteHandle, series_of, service_context
@@ -67,7 +67,7 @@ def collect(handle: SiteHandle) -> dict[str, Any]:
 
 
 def _row(service: str, program: str, info: dict[str, Any], version: str,
-         probe: HttpProbe | TcpProbe | None) -> ComponentStatus:
+         probe: Probe | None) -> ComponentStatus:
     state = str(info.get("statename", "STOPPED" if info else "ABSENT"))
     healthy: bool | None = None
     detail = str(info.get("description", ""))

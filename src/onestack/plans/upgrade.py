@@ -19,9 +19,10 @@ from pathlib import Path
 from types import ModuleType
 
 from onestack.drivers.host import digest
-from onestack.drivers.probes import Probe
+from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program
 from onestack.engine.step import Step
+from onestack.errors import ServiceStartError
 from onestack.services import haproxy, mariadb, registry
 from onestack.services.base import ServiceContext, api_probes
 from onestack.steps.actions import (
@@ -142,17 +143,22 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
             steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
                                f"restart {prog.name} on {dst.series}", dst,
                                RunWithDefinition(prog.name, " ".join(prog.command))))
+    checks = {c.name: c.probe for c in module.checks(dst)}
     for prog_name in getattr(module, "SETTLE", ()):
         steps.append(_step(prefix, phase, name, f"settle:{prog_name}",
                            f"restart {prog_name} once all of {name} runs {dst.series}", dst,
-                           CallOnce(f"settle {prog_name}", _restarter(prog_name),
+                           CallOnce(f"settle {prog_name}", _restarter(prog_name, checks),
                                     inputs=dst.series)))
     return steps
 
 
-def _restarter(program: str) -> Hook:
+def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
     def restart(hc: HostContext) -> None:
         hc.supervisor.restart(program)
+        if program in checks:
+            ok, detail = wait_until_healthy(checks[program], 90)
+            if not ok:
+                raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
 
     return restart
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers import mysql
+from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
@@ -75,8 +76,13 @@ def probe(ctx: ServiceContext) -> HttpProbe:
     return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
 
 
+def compute_reports(ctx: ServiceContext) -> ServiceReportProbe:
+    """nova-compute is of use once its heartbeat is fresh (the scheduler sees it up)."""
+    return ServiceReportProbe(mariadb.socket_path(ctx), "nova", "nova-compute", ctx.host)
+
+
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("nova-api", probe(ctx))]
+    return [Check("nova-api", probe(ctx)), Check("nova-compute", compute_reports(ctx))]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
@@ -200,7 +206,8 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *configure(ctx),
         *_cells(ctx),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"nova-api": api_probes(ctx, name, "/")}),
+                       {"nova-api": api_probes(ctx, name, "/"),
+                        "nova-compute": compute_reports(ctx)}),
         step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
              RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),
     ]
