@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The full per-step fault matrix of the upgrade (issue 4). Long: run by hand.
+
+For every step of `onestack upgrade plan --to TO` (or those matching --steps), on a
+site running FROM:
+
+* kill:  SIGKILL onestack when it reaches the step; then `onestack rollback` (before
+  the commit phase) or `onestack upgrade apply` (in the commit phase, where rollback
+  refuses).
+* fail:  inject a failure at the step; `upgrade apply` must roll back by itself
+  (before commit) or stop with the site resumable (in commit; then apply again).
+
+After each case the site must be healthy on FROM (or on TO after a commit-phase case,
+which is then restored from its backup to start the next case on FROM), `onestack
+verify` must pass, and the marker image must be intact. One line per case; a JSON
+summary at the end. Example:
+
+    .venv/bin/python tests/e2e/upgrade_fault_matrix.py --mode kill --steps '*roll*'
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Site:
+    def __init__(self, home: Path, name: str) -> None:
+        self.home, self.name = home, name
+
+    def run(self, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "ONESTACK_FAULT"}
+        if fault:
+            env["ONESTACK_FAULT"] = fault
+        cmd = [str(REPO / "onestack"), "--home", str(self.home), "--site", self.name, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+    def json(self, *args: str) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ,
+               "OS_CLIENT_CONFIG_FILE": str(self.home / "sites" / self.name / "clouds.yaml")}
+        return subprocess.run([str(REPO / ".venv/bin/openstack"), "--os-cloud", "onestack",
+                               *args], capture_output=True, text=True, env=env)
+
+
+def healthy(site: Site, series: str, marker: bytes) -> str | None:
+    status = site.json("status")
+    if status.get("release") != series:
+        return f"release {status.get('release')} != {series}"
+    bad = [c["process"] for c in status["components"] if not c["healthy"]]
+    if bad:
+        return f"unhealthy: {bad}"
+    if not site.json("verify").get("passed"):
+        return "verify failed"
+    out = site.home / "matrix-marker.back"
+    site.cli("image", "save", "--file", str(out), "matrix-marker")
+    return None if out.exists() and out.read_bytes() == marker else "marker image changed"
+
+
+def back_to_from(site: Site) -> None:
+    state = site.json("upgrade", "status")["upgrade"]
+    if state and state["status"] == "done":
+        site.run("restore", "--backup", state["backup"], "--yes")
+
+
+def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes) -> dict:  # type: ignore[type-arg]
+    t0 = time.monotonic()
+    first = site.run("upgrade", "apply", "--to", to, fault=f"{mode}:{step}")
+    in_commit = "/commit/" in step
+    if mode == "kill" and not in_commit:
+        after = site.run("rollback")
+    elif in_commit:
+        after = site.run("upgrade", "apply", "--to", to)
+    else:
+        after = first  # the automatic rollback already ran
+    expect = to if in_commit else base
+    problem = healthy(site, expect, marker)
+    if in_commit and problem is None:
+        back_to_from(site)
+        problem = healthy(site, base, marker)
+    return {"step": step, "mode": mode, "first_exit": first.returncode,
+            "recovery_exit": after.returncode, "ok": problem is None, "problem": problem,
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path("/var/tmp/onestack-matrix"))
+    parser.add_argument("--site", default="matrix")
+    parser.add_argument("--to", default="2026.2")
+    parser.add_argument("--mode", choices=["kill", "fail"], default="kill")
+    parser.add_argument("--steps", default="*", help="glob of step ids to cover")
+    args = parser.parse_args()
+    site = Site(args.home, args.site)
+    if site.run("up").returncode != 0:
+        sys.exit("could not bring the site up")
+    base = site.json("status")["release"]
+    marker = os.urandom(100_000)
+    (args.home / "matrix-marker.raw").write_bytes(marker)
+    site.cli("image", "delete", "matrix-marker")
+    site.cli("image", "create", "--file", str(args.home / "matrix-marker.raw"),
+             "--disk-format", "raw", "--container-format", "bare", "matrix-marker")
+    plan = site.json("upgrade", "plan", "--to", args.to)["plan"]
+    steps = [s["id"] for s in plan["steps"] if fnmatch.fnmatchcase(s["id"], args.steps)]
+    results = []
+    for step in steps:
+        result = case(site, args.mode, step, args.to, base, marker)
+        results.append(result)
+        print(f"{'ok  ' if result['ok'] else 'FAIL'} {result['seconds']:6.1f}s {step} "
+              f"{result['problem'] or ''}", flush=True)
+    passed = sum(r["ok"] for r in results)
+    print(json.dumps({"cases": len(results), "passed": passed, "results": results}))
+    print(f"{passed} passed, {len(results) - passed} failed")
+    sys.exit(0 if passed == len(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
