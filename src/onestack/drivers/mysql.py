@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pymysql
@@ -124,6 +125,11 @@ class ServiceReportProbe:
     binary: str
     host: str
     max_age: int = 20
+    not_before: float | None = None
+
+    def after(self, moment: float) -> ServiceReportProbe:
+        """The same probe, satisfied only by a report made after ``moment`` (a restart)."""
+        return replace(self, not_before=moment)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         try:
@@ -143,4 +149,6 @@ class ServiceReportProbe:
         if row is None or row[0] is None:
             return False, f"{self.binary}@{self.host} has not registered"
         age = int(row[0])
+        if self.not_before is not None and time.time() - age < self.not_before - 1:
+            return False, f"{self.binary}@{self.host} has not reported since it started"
         return age <= self.max_age, f"{self.binary}@{self.host} reported {age}s ago"

@@ -14,6 +14,7 @@ Until commit, rollback is a switch back to N's code and configuration.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +32,7 @@ from onestack.steps.actions import (
     RunOnce,
     UpdateSupervisor,
     WriteFile,
+    since_restart,
 )
 from onestack.steps.context import HostContext
 from onestack.steps.upgrade_actions import (
@@ -154,9 +156,10 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
 
 def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
     def restart(hc: HostContext) -> None:
+        started = time.time()
         hc.supervisor.restart(program)
         if program in checks:
-            ok, detail = wait_until_healthy(checks[program], 90)
+            ok, detail = wait_until_healthy(since_restart(checks[program], started), 180)
             if not ok:
                 raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
 

@@ -27,7 +27,6 @@ def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None
         "http-keepalive": "false",
         "add-header": "Connection: close",
         "thunder-lock": "true",
-        "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
         "worker-reload-mercy": "30",
         "procname-prefix": f"{service}-{color}-",
         **(extra or {}),

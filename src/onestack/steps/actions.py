@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,12 +169,13 @@ class StartProgram:
 
     def apply(self, ctx: HostContext) -> None:
         sup = ctx.supervisor
+        started = time.time()
         if sup.state(self.program) == "RUNNING":
             sup.restart(self.program)
         else:
             sup.start(self.program)
         for probe in self.probe_checks:
-            self._wait(ctx, probe)
+            self._wait(ctx, since_restart(probe, started))
 
     def _wait(self, ctx: HostContext, probe: Probe) -> None:
         sup = ctx.supervisor
@@ -186,6 +188,12 @@ class StartProgram:
             raise ServiceStartError(self.program, f"not healthy after {self.start_timeout:.0f}s"
                                     f" ({detail}); state {sup.state(self.program)}",
                                     sup.log_tail(self.program))
+
+
+def since_restart(probe: Probe, started: float) -> Probe:
+    """A probe that must see the restarted process, not what ran before it."""
+    after = getattr(probe, "after", None)
+    return after(started) if after is not None else probe
 
 
 def _mode(path: Path) -> int | None:
