@@ -104,6 +104,18 @@ def roll_order(programs: list[Program]) -> list[Program]:
     return [by_name["nova-conductor"], by_name["nova-scheduler"], api, by_name["nova-compute"]]
 
 
+_SERVICE_VERSIONS: dict[str, int] = {}
+
+
+def _service_version(hc: HostContext, python: str) -> int:
+    """nova's SERVICE_VERSION in a release environment (asked once per process)."""
+    if python not in _SERVICE_VERSIONS:
+        out = hc.host.run([python, "-c", "from nova.objects.service import SERVICE_VERSION "
+                           "as v; print(v)"])
+        _SERVICE_VERSIONS[python] = int(out.strip().splitlines()[-1])
+    return _SERVICE_VERSIONS[python]
+
+
 def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     """Let an older nova process start again after a newer one ran.
 
@@ -117,9 +129,7 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     python = ctx.bin("python")
 
     def run(hc: HostContext) -> None:
-        out = hc.host.run([python, "-c", "from nova.objects.service import SERVICE_VERSION "
-                           "as v; print(v)"])
-        version = int(out.strip().splitlines()[-1])
+        version = _service_version(hc, python)
         for database in ("nova", "nova_cell0"):
             mysql.execute(sock, database, "UPDATE services SET version=%s WHERE `binary`=%s "
                           "AND version>%s", (version, binary, version))
