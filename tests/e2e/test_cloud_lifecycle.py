@@ -38,7 +38,8 @@ hosts:
 """
 
 
-def onestack(*args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def onestack(*args: str, check: bool = True,
+             timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     cmd = [str(REPO / "onestack"), "--home", str(HOME), "--site", SITE, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     sys.stdout.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr[-4000:]}\n")
