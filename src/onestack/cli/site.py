@@ -162,4 +162,25 @@ def credentials(obj: CliContext, site_file: Path | None, show_secrets: bool) -> 
             click.echo(f"  {name} = {store.get(name)}")
 
 
-COMMANDS = [up, plan, status, verify, down, credentials]
+@click.command("set-secret")
+@click.argument("name")
+@site_file_option
+@click.pass_obj
+def set_secret(obj: CliContext, name: str, site_file: Path | None) -> None:
+    """Store a secret the site needs (e.g. bmc-rack01.password), read without echo.
+
+    The value is prompted for (or read from standard input when it is not a
+    terminal) and written to the site's 0600 secrets file; it is never printed.
+    """
+    handle = _handle(obj, site_file)
+    if sys.stdin.isatty():
+        value = click.prompt(name, hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise click.UsageError("empty value: nothing stored")
+    handle.secrets.set(name, value)
+    click.echo(f"stored {name} in {handle.paths.secrets_file}")
+
+
+COMMANDS = [up, plan, status, verify, down, credentials, set_secret]
