@@ -160,10 +160,12 @@ def test_kill_in_prepare_then_rollback() -> None:
     assert_resources_from_before()
 
 
-def _started(step: str) -> bool:
+def _started(step: str, since: float) -> bool:
+    """Whether a run that began after ``since`` has started ``step``."""
     db = HOME / "sites" / SITE / "state.db"
     with sqlite3.connect(db, timeout=5) as conn:
-        rows = conn.execute("SELECT 1 FROM run_steps WHERE step_id=?", (step,)).fetchall()
+        rows = conn.execute("SELECT 1 FROM run_steps WHERE step_id=? AND started>?",
+                            (step, since)).fetchall()
     return bool(rows)
 
 
@@ -172,9 +174,10 @@ def test_kill_in_roll_resume_kill_in_commit_resume() -> None:
     env = {**os.environ, "ONESTACK_FAULT": f"kill:{kill_at}"}
     cmd = [str(REPO / "onestack"), "--home", str(HOME), "--site", SITE, "upgrade", "apply",
            "--to", TO]
+    since = time.time()
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not _started(f"upgrade-{TO}/prepare/mariadb/backup"):
+    while not _started(f"upgrade-{TO}/prepare/mariadb/backup", since):
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.5)
     second = onestack("upgrade", "apply", "--to", TO, check=False)
