@@ -14,6 +14,10 @@ API_PORTS: dict[str, tuple[int, int, int]] = {
     "neutron": (9696, 29696, 39696),
 }
 
+# The path each API answers without a token: HAProxy's check, onestack's probes.
+API_HEALTH_PATHS: dict[str, str] = {"keystone": "/v3", "glance": "/versions", "placement": "/",
+                                    "nova": "/", "neutron": "/"}
+
 INFRA_PORTS: dict[str, int] = {
     "mariadb": 13306,
     "rabbitmq": 5682,

@@ -8,16 +8,12 @@ from pathlib import Path
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
-from onestack.model.ports import API_PORTS
+from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps
 
 name = "haproxy"
 kind = "infra"
 PACKAGES = ("haproxy",)
-
-HEALTH_PATHS = {"keystone": "/v3", "glance": "/versions", "placement": "/",
-                "nova": "/", "neutron": "/"}
-
 
 def _backend(ctx: ServiceContext, api: str) -> str:
     return f"""
@@ -26,7 +22,7 @@ frontend {api}
     default_backend {api}
 
 backend {api}
-    option httpchk GET {HEALTH_PATHS[api]}
+    option httpchk GET {API_HEALTH_PATHS[api]}
     http-check expect rstatus ^[23]
     default-server inter 2s fall 2 rise 1
 {_server(ctx, api, "blue")}

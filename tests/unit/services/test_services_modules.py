@@ -9,7 +9,7 @@ import pytest
 
 from onestack.drivers.probes import HttpProbe, TcpProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.ports import API_PORTS
+from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
 from onestack.model.site import default_lab_site
 from onestack.plans.deploy import catalog_entries
 from onestack.services import haproxy, mariadb, rabbitmq, registry, uwsgi
@@ -79,7 +79,7 @@ def test_haproxy_frontends_and_blue_green_backends(ctx: ServiceContext) -> None:
         assert f"bind 127.0.0.1:{front}\n" in text
         assert f"server {api}-blue 127.0.0.1:{blue} check\n" in text
         assert f"server {api}-green 127.0.0.1:{green} check disabled\n" in text
-        assert f"option httpchk GET {haproxy.HEALTH_PATHS[api]}\n" in text
+        assert f"option httpchk GET {API_HEALTH_PATHS[api]}\n" in text
     assert f"stats socket {ctx.paths.run / 'haproxy.sock'} mode 600" in text
     assert isinstance(haproxy.checks(ctx)[0].probe, TcpProbe)
 
