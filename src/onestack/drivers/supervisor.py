@@ -149,8 +149,8 @@ class Supervisor:
         """Apply changed program definitions (like ``supervisorctl update``)."""
         proxy = self._proxy()
         added, changed, removed = proxy.reloadConfig()[0]
+        self.stop_many(changed + removed)  # together: each may take its graceful timeout
         for name in changed + removed:
-            self._stop_quietly(name)
             proxy.removeProcessGroup(name)
         for name in changed + added:
             proxy.addProcessGroup(name)

@@ -114,8 +114,9 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
     """Move one service from ``src`` (code, config, API color) to ``dst``.
 
     Programs move in the service's roll order (``roll_order``, default: API first);
-    a rollback walks it backwards, and runs the service's ``before_downgrade`` step
-    (if any) before each older process starts again.
+    a rollback moves the API first and the rest in roll order (``_rollback_order``),
+    and runs the service's ``before_downgrade`` step (if any) before each older
+    process starts again.
     """
     name = module.name
     programs = module.programs(dst)
@@ -133,7 +134,9 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
                            before_rollback(src, dst)))
     order = getattr(module, "roll_order", list)(programs)
     downgrade = getattr(module, "before_downgrade", None) if phase == "rollback" else None
-    for prog in (reversed(order) if phase == "rollback" else order):
+    if phase == "rollback":
+        order = _rollback_order(programs[0], order)
+    for prog in order:
         if downgrade is not None:
             steps.append(_step(prefix, phase, name, f"before:{prog.name}",
                                f"prepare {prog.name} to run {dst.series} again", dst,
@@ -146,11 +149,41 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
                                RunWithDefinition(prog.name, " ".join(prog.command))))
     checks = {c.name: c.probe for c in module.checks(dst)}
     for prog_name in getattr(module, "SETTLE", ()):
+        if phase == "rollback":
+            if prog_name in checks:
+                steps.append(_step(prefix, phase, name, f"ready:{prog_name}",
+                                   f"wait until {prog_name} reports healthy", dst,
+                                   CallOnce(f"wait for {prog_name}",
+                                            _waiter(prog_name, checks[prog_name]),
+                                            inputs=dst.series)))
+            continue
         steps.append(_step(prefix, phase, name, f"settle:{prog_name}",
                            f"restart {prog_name} once all of {name} runs {dst.series}", dst,
                            CallOnce(f"settle {prog_name}", _restarter(prog_name, checks),
                                     inputs=dst.series)))
     return steps
+
+
+def _rollback_order(api: Program, roll_order: list[Program]) -> list[Program]:
+    """The API first, then the other programs in the roll order.
+
+    Loading the older definitions has stopped every other program of the service
+    (their command names the newer environment), so once the API is back no newer
+    process is left and each one starts among older ones only: nothing to settle
+    (unlike the roll, where a process started before its peers moved must restart
+    to lift its version pins).
+    """
+    return [api, *(p for p in roll_order if p.name != api.name)]
+
+
+def _waiter(program: str, check: Probe) -> Hook:
+    def wait(hc: HostContext) -> None:
+        started = float(hc.supervisor.states().get(program, {}).get("start", 0))
+        ok, detail = wait_until_healthy(since_restart(check, started), 180)
+        if not ok:
+            raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
+
+    return wait
 
 
 def _restarter(program: str, checks: dict[str, Probe]) -> Hook:

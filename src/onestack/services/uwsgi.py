@@ -27,7 +27,9 @@ def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None
         "http-keepalive": "false",
         "add-header": "Connection: close",
         "thunder-lock": "true",
-        "worker-reload-mercy": "30",
+        # A worker gets 5 s to finish on stop: HAProxy has drained the instance
+        # first, and 2026.2's nova-api workers otherwise hang until SIGKILL.
+        "worker-reload-mercy": "5",
         "procname-prefix": f"{service}-{color}-",
         **(extra or {}),
     }

@@ -1,0 +1,99 @@
+"""The upgrade and rollback plans as data: phases, order, what each step moves."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from onestack.engine.step import Step
+from onestack.plans.upgrade import PHASES, flipped, phase_of, rollback_steps, upgrade_steps
+from onestack.services import registry
+from onestack.services.base import ServiceContext
+from onestack.steps.upgrade_actions import SwapApi
+
+ContextFactory = Callable[..., ServiceContext]
+
+
+@pytest.fixture
+def contexts(make_service_context: ContextFactory) -> tuple[ServiceContext, ServiceContext]:
+    old = make_service_context(series="2026.1")
+    new = make_service_context(series="2026.2")
+    old = dataclasses.replace(old, colors={m.name: "blue" for m in registry.OPENSTACK})
+    new = dataclasses.replace(new, colors=flipped(old.colors), secrets=old.secrets)
+    return old, new
+
+
+def _noop(_: object) -> None:
+    return None
+
+
+@pytest.fixture
+def upgrade(contexts: tuple[ServiceContext, ServiceContext], tmp_path: Path) -> list[Step]:
+    old, new = contexts
+    return upgrade_steps(old, new, tmp_path / "backup", None, _noop, _noop)
+
+
+@pytest.fixture
+def rollback(contexts: tuple[ServiceContext, ServiceContext]) -> list[Step]:
+    return rollback_steps(*contexts)
+
+
+def _ids(steps: list[Step], service: str) -> list[str]:
+    return [s.id.split("/", 3)[3] for s in steps if s.service == service]
+
+
+def test_phases_in_order_and_ids_unique(upgrade: list[Step]) -> None:
+    phases = [phase_of(s.id) for s in upgrade]
+    assert [p for i, p in enumerate(phases) if p not in phases[:i]] == list(PHASES)
+    assert len({s.id for s in upgrade}) == len(upgrade)
+
+
+def test_services_roll_in_upstream_order(upgrade: list[Step]) -> None:
+    rolled = [s.service for s in upgrade if phase_of(s.id) == "roll" and s.service
+              in {m.name for m in registry.OPENSTACK}]
+    assert list(dict.fromkeys(rolled)) == ["keystone", "placement", "glance", "neutron", "nova"]
+
+
+def test_nova_rolls_conductor_first_and_compute_last_then_settles(upgrade: list[Step]) -> None:
+    nova = [i for i in _ids(upgrade, "nova") if i.startswith(("restart:", "swap-", "settle:"))]
+    assert nova == ["restart:nova-conductor", "restart:nova-scheduler", "swap-api",
+                    "restart:nova-compute", "settle:nova-conductor", "settle:nova-scheduler",
+                    "settle:nova-compute"]
+
+
+def test_rollback_goes_back_in_reverse_service_order(rollback: list[Step]) -> None:
+    services = [s.service for s in rollback if s.service != "haproxy"]
+    assert list(dict.fromkeys(services)) == ["nova", "neutron", "glance", "placement",
+                                             "keystone"]
+
+
+def test_rollback_moves_the_api_first_and_restarts_nothing_twice(rollback: list[Step]) -> None:
+    """Loading the older definitions stops nova's other programs; the API goes back
+    first so no newer process is left when they start, and none needs a second restart."""
+    nova = _ids(rollback, "nova")
+    moves = [i for i in nova if i.startswith(("restart:", "swap-", "settle:", "ready:"))]
+    assert moves == ["swap-api", "restart:nova-conductor", "restart:nova-scheduler",
+                     "restart:nova-compute", "ready:nova-compute"]
+    assert nova.index("supervisor") < nova.index("before-rollback") < nova.index("swap-api")
+    for prog in ("nova-api", "nova-conductor", "nova-scheduler", "nova-compute"):
+        before = nova.index(f"before:{prog}")
+        started = nova.index("swap-api" if prog == "nova-api" else f"restart:{prog}")
+        assert before == started - 1, prog
+
+
+def test_swaps_point_back_to_the_old_colors(rollback: list[Step],
+                                            contexts: tuple[ServiceContext, ServiceContext]
+                                            ) -> None:
+    old, new = contexts
+    swaps = {s.service: s.action for s in rollback if isinstance(s.action, SwapApi)}
+    assert set(swaps) == {m.name for m in registry.OPENSTACK}
+    for service, swap in swaps.items():
+        assert swap.from_server == f"{service}-{new.color(service)}"
+        assert swap.to_server == f"{service}-{old.color(service)}"
+
+
+def test_nothing_in_rollback_runs_schema_migrations(rollback: list[Step]) -> None:
+    assert not [s.id for s in rollback if "db-" in s.id or "contract" in s.id]
