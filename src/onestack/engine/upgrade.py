@@ -157,6 +157,7 @@ def to_gib(n: int) -> str:
 
 def _upstream_checks(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
     """Run each service's status check with the newest code installed on the host."""
+    from onestack.drivers import upgradecheck
     from onestack.drivers.host import LocalHost
     from onestack.errors import CommandError
 
@@ -170,9 +171,9 @@ def _upstream_checks(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
             LocalHost().run(module.upgrade_check(ctx), timeout=300)
             results.append(_check(label, True, "passed"))
         except CommandError as exc:
-            tail = " | ".join(exc.output.strip().splitlines()[-3:])
-            results.append(_check(label, exc.returncode == 1,
-                                  ("warnings: " if exc.returncode == 1 else "") + tail))
+            warning = exc.returncode == 1
+            found = upgradecheck.summary(exc.output)
+            results.append(_check(label, warning, f"warnings: {found}" if warning else found))
     return results
 
 

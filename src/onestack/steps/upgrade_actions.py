@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onestack.drivers import mysql
+from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
 from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
@@ -83,11 +83,11 @@ class UpgradeCheck:
         try:
             ctx.host.run(self.argv, env=dict(self.env), timeout=300)
         except CommandError as exc:
+            found = upgradecheck.summary(exc.output, tail=6)
             if exc.returncode == 1:
-                ctx.progress.message(f"{self.name}: warnings (exit 1), not blocking")
+                ctx.progress.message(f"{self.name}: warnings, not blocking: {found}")
                 return
-            tail = " | ".join(exc.output.strip().splitlines()[-6:])
-            raise UpgradeCheckFailed(self.name, f"exit {exc.returncode}: {tail}") from None
+            raise UpgradeCheckFailed(self.name, f"exit {exc.returncode}: {found}") from None
 
 
 @dataclass(frozen=True)
