@@ -24,7 +24,6 @@ from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program
 from onestack.engine.step import Step
 from onestack.errors import ServiceStartError
-from onestack.model.ports import API_HEALTH_PATHS
 from onestack.services import haproxy, mariadb, registry
 from onestack.services.base import ServiceContext, api_probes
 from onestack.steps.actions import (
@@ -205,7 +204,7 @@ def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
     api_dst = module.programs(dst)[0]
     conf_digest = digest("".join(digest(v) for _, v in sorted(
         (str(k), v) for k, v in module.config(dst).items())))
-    backend_probe: Probe = api_probes(dst, name, API_HEALTH_PATHS[name])[0]
+    backend_probe: Probe = api_probes(dst, name)[0]
     return _step(prefix, phase, name, "swap-api",
                  f"{name} API: {src.color(name)} ({src.series}) -> "
                  f"{dst.color(name)} ({dst.series}) behind HAProxy", dst,
@@ -228,7 +227,7 @@ def _gate(prefix: str, ctx: ServiceContext) -> Step:
         programs += [p.name for p in module.programs(ctx)]
         if module in registry.OPENSTACK:
             probes.append((f"{module.name} (haproxy)",
-                           api_probes(ctx, module.name, API_HEALTH_PATHS[module.name])[1]))
+                           api_probes(ctx, module.name)[1]))
     return _step(prefix, "verify", "site", "health-gate", "health gate: every process running,"
                  " every API answering through HAProxy", ctx,
                  HealthGate("health gate", tuple(probes), tuple(programs)))

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Protocol
 
 from onestack.drivers.host import digest
+from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
 from onestack.engine.step import Step
 from onestack.model.paths import SitePaths
-from onestack.model.ports import Ports
+from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Site
 from onestack.steps.actions import StartProgram, UpdateSupervisor, WriteFile
 
@@ -86,10 +87,20 @@ class ServiceModule(Protocol):
     def checks(self, ctx: ServiceContext) -> list[Check]: ...
 
 
-def api_probes(ctx: ServiceContext, service: str, path: str) -> tuple[Probe, ...]:
-    """An API is up when its instance answers and HAProxy routes to it."""
+def api_probes(ctx: ServiceContext, service: str) -> tuple[Probe, ...]:
+    """An API is up when its live instance answers and HAProxy routes to it
+    (both on the service's health path, ``model.ports.API_HEALTH_PATHS``)."""
+    path = API_HEALTH_PATHS[service]
     return (HttpProbe(f"http://127.0.0.1:{ctx.backend_port(service)}{path}"),
             HttpProbe(f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}"))
+
+
+def api_catalog_entry(ctx: ServiceContext, service: str, service_type: str,
+                      path: str = "") -> CatalogEntry:
+    """An OpenStack API's catalog entry (through HAProxy) and its service user."""
+    return CatalogEntry(service, service_type,
+                        f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}",
+                        service, ctx.secret(f"keystone.{service}"))
 
 
 def step(ctx: ServiceContext, service: str, name: str, summary: str, action: object) -> Step:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    api_catalog_entry,
     api_probes,
     config_steps,
     program_steps,
@@ -63,20 +63,15 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name, ctx.color(name))]
-
-
-def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/versions")
+    return [uwsgi.program(ctx, name)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("glance-api", probe(ctx))]
+    return [Check("glance-api", api_probes(ctx, name)[0])]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
-    return CatalogEntry(name, "image", f"http://{ctx.address}:{ctx.ports.frontend(name)}",
-                        "glance", ctx.secret("keystone.glance"))
+    return api_catalog_entry(ctx, name, "image")
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
@@ -118,5 +113,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "db-sync", "migrate the glance database",
              RunOnce((*manage, "db_sync"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"glance-api": api_probes(ctx, name, "/versions")}),
+                       {"glance-api": api_probes(ctx, name)}),
     ]

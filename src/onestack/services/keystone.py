@@ -46,15 +46,11 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name, ctx.color(name))]
-
-
-def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/v3")
+    return [uwsgi.program(ctx, name)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("keystone-api", probe(ctx)),
+    return [Check("keystone-api", api_probes(ctx, name)[0]),
             Check("keystone (haproxy)", HttpProbe(oslo.keystone_url(ctx) + "/v3"))]
 
 
@@ -117,6 +113,6 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "bootstrap", "bootstrap admin user, region and identity endpoints",
              _bootstrap(ctx)),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"keystone-api": api_probes(ctx, name, "/v3")}),
+                       {"keystone-api": api_probes(ctx, name)}),
     ]
 

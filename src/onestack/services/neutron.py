@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    api_catalog_entry,
     api_probes,
     config_steps,
     program_steps,
@@ -70,22 +70,17 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
-    return [uwsgi.program(ctx, name, ctx.color(name)),
+    return [uwsgi.program(ctx, name),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf]),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf])]
 
 
-def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
-
-
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("neutron-api", probe(ctx))]
+    return [Check("neutron-api", api_probes(ctx, name)[0])]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
-    return CatalogEntry(name, "network", f"http://{ctx.address}:{ctx.ports.frontend(name)}",
-                        "neutron", ctx.secret("keystone.neutron"))
+    return api_catalog_entry(ctx, name, "network")
 
 
 def configure(ctx: ServiceContext) -> list[Step]:
@@ -118,5 +113,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"neutron-api": api_probes(ctx, name, "/")}),
+                       {"neutron-api": api_probes(ctx, name)}),
     ]

@@ -7,13 +7,13 @@ from pathlib import Path
 from onestack.drivers import mysql
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, memcached, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    api_catalog_entry,
     api_probes,
     config_steps,
     program_steps,
@@ -66,14 +66,10 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
-    return [uwsgi.program(ctx, name, ctx.color(name)),
+    return [uwsgi.program(ctx, name),
             Program("nova-conductor", [ctx.bin("nova-conductor"), *conf]),
             Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf]),
             Program("nova-compute", [ctx.bin("nova-compute"), *conf], startsecs=5)]
-
-
-def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
 
 
 def compute_reports(ctx: ServiceContext) -> ServiceReportProbe:
@@ -82,13 +78,12 @@ def compute_reports(ctx: ServiceContext) -> ServiceReportProbe:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("nova-api", probe(ctx)), Check("nova-compute", compute_reports(ctx))]
+    return [Check("nova-api", api_probes(ctx, name)[0]),
+            Check("nova-compute", compute_reports(ctx))]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
-    return CatalogEntry(name, "compute",
-                        f"http://{ctx.address}:{ctx.ports.frontend(name)}/v2.1",
-                        "nova", ctx.secret("keystone.nova"))
+    return api_catalog_entry(ctx, name, "compute", "/v2.1")
 
 
 # After every nova process has moved (either way), these restart once more, in this
@@ -216,7 +211,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *configure(ctx),
         *_cells(ctx),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"nova-api": api_probes(ctx, name, "/"),
+                       {"nova-api": api_probes(ctx, name),
                         "nova-compute": compute_reports(ctx)}),
         step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
              RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    api_catalog_entry,
     api_probes,
     config_steps,
     program_steps,
@@ -44,21 +44,15 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [uwsgi.program(ctx, name, ctx.color(name))]
-
-
-def probe(ctx: ServiceContext) -> HttpProbe:
-    return HttpProbe(f"http://127.0.0.1:{ctx.backend_port(name)}/")
+    return [uwsgi.program(ctx, name)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("placement-api", probe(ctx))]
+    return [Check("placement-api", api_probes(ctx, name)[0])]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
-    return CatalogEntry(name, "placement",
-                        f"http://{ctx.address}:{ctx.ports.frontend(name)}",
-                        "placement", ctx.secret("keystone.placement"))
+    return api_catalog_entry(ctx, name, "placement")
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
@@ -92,5 +86,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "db-sync", "migrate the placement database",
              RunOnce(_manage(ctx, "db", "sync"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
-                       {"placement-api": api_probes(ctx, name, "/")}),
+                       {"placement-api": api_probes(ctx, name)}),
     ]

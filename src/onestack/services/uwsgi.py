@@ -40,13 +40,15 @@ def ini_path(ctx: ServiceContext, service: str, color: str = "blue") -> Path:
     return ctx.etc(service) / f"{service}-api-{color}.ini"
 
 
-def program(ctx: ServiceContext, service: str, color: str = "blue") -> Program:
+def program(ctx: ServiceContext, service: str, color: str | None = None) -> Program:
     """The supervised uWSGI process of an API instance.
 
-    The service finds its configuration through ``OS_<SERVICE>_CONFIG_DIR``. It is
-    set in the process environment, not with uWSGI's ``env`` option: pyuwsgi starts
-    Python before it reads its ini, so ``os.environ`` would never see it.
+    ``color`` defaults to the live instance's. The service finds its configuration
+    through ``OS_<SERVICE>_CONFIG_DIR``. It is set in the process environment, not
+    with uWSGI's ``env`` option: pyuwsgi starts Python before it reads its ini, so
+    ``os.environ`` would never see it.
     """
+    color = color or ctx.color(service)
     env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
     return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
                    [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))],
