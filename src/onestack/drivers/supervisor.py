@@ -145,10 +145,18 @@ class Supervisor:
             time.sleep(0.1)
         raise ServiceStartError("supervisord", "did not answer on its socket within 10 s")
 
-    def update(self) -> list[str]:
-        """Apply changed program definitions (like ``supervisorctl update``)."""
+    def update(self, only: tuple[str, ...] = ()) -> list[str]:
+        """Apply changed program definitions (like ``supervisorctl update``).
+
+        With ``only``, just those programs: a definition file of another service
+        may be half-way through a change (an interrupted upgrade wrote it), and
+        loading it here would stop that service's process behind its plan's back.
+        """
         proxy = self._proxy()
         added, changed, removed = proxy.reloadConfig()[0]
+        if only:
+            added, changed, removed = ([n for n in names if n in only]
+                                       for names in (added, changed, removed))
         self.stop_many(changed + removed)  # together: each may take its graceful timeout
         for name in changed + removed:
             proxy.removeProcessGroup(name)
@@ -172,7 +180,11 @@ class Supervisor:
         return str(self.states().get(name, {}).get("statename", "ABSENT"))
 
     def loaded_command(self, name: str) -> str | None:
-        """The command supervisord has loaded for a program (what it runs on start)."""
+        """The command supervisord has read for a program at its last reread.
+
+        A program's running process changes to it only when an ``update`` naming
+        the program (or naming none) applies it.
+        """
         if not self.is_running():
             return None
         for info in self._proxy().getAllConfigInfo():

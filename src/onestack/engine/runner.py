@@ -24,10 +24,15 @@ def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> in
     for stale in journal.mark_interrupted():
         progress.message(f"run {stale.id} ({stale.operation}) was interrupted; resuming")
     run_id = journal.start_run(plan.operation)
-    changes = plan.changes
+    total, index = len(plan.changes), 0
     try:
-        for index, step in enumerate(changes, start=1):
-            _apply_step(step, index, len(changes), ctx, journal, run_id, progress)
+        for planned in plan.steps:
+            if not planned.needed:
+                if not (index and _needed_now(planned.step, ctx, journal)):
+                    continue
+                total += 1
+            index += 1
+            _apply_step(planned.step, index, total, ctx, journal, run_id, progress)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         journal.finish_run(run_id, status, str(exc)[:2000])
@@ -60,6 +65,20 @@ def inject_fault(step_id: str) -> None:
         raise InjectedFault(step_id)
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _needed_now(step: Step, ctx: Any, journal: Journal) -> bool:
+    """Re-decide a step the plan skipped, for actions that ask for it (``recheck``).
+
+    The plan's facts are read before the run; a step that changes processes can
+    undo one of them (a program the plan found running is stopped by loading
+    definitions). Such steps are probed again once earlier steps have run.
+    """
+    if not getattr(step.action, "recheck", False):
+        return False
+    recorded = journal.completed().get(step.id)
+    done = recorded if recorded == step.fingerprint() else None
+    return bool(step.action.needed(step.action.probe(ctx), done))
 
 
 def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,

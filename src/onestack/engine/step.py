@@ -94,9 +94,9 @@ def make_plan(operation: str, steps: list[Step], facts: Mapping[str, Any],
               done: Mapping[str, str]) -> Plan:
     """Pure: mark each step needed or not from probed facts and recorded completions.
 
-    Once one step is needed, every later step whose action declares
-    ``after_change`` (restarts, waits) is re-evaluated by the action itself from the
-    facts, so the plan stays data.
+    The plan stays data. While it runs, the runner probes again the steps it
+    skipped whose action sets ``recheck`` (process states), once an earlier step
+    of the run has changed something (see ``engine.runner``).
     """
     _check_unique(steps)
     planned = []

@@ -125,7 +125,8 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
                                                      f"{prog}.conf", text))
              for prog, text in defs.items()]
     steps.append(_step(prefix, phase, name, "supervisor", "load program definitions", dst,
-                       UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))))))
+                       UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))),
+                                        tuple(sorted(defs)))))
     before_rollback = getattr(module, "before_rollback", None)
     if phase == "rollback" and before_rollback is not None:
         steps.append(_step(prefix, phase, name, "before-rollback",

@@ -131,7 +131,7 @@ def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
              for name, text in rendered.items()]
     all_defs = digest("".join(rendered[k] for k in sorted(rendered)))
     steps.append(step(ctx, service, "supervisor", "load program definitions",
-                      UpdateSupervisor(all_defs)))
+                      UpdateSupervisor(all_defs, tuple(sorted(rendered)))))
     config_digest = digest("".join(digest(configs[k]) for k in sorted(configs)))
     for name, text in rendered.items():
         probe = probes.get(name, ())

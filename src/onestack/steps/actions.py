@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from onestack.drivers import apt
 from onestack.drivers.host import digest
@@ -130,6 +130,7 @@ class UpdateSupervisor:
     """supervisord running, with the present program definitions loaded."""
 
     programs_digest: str
+    programs: tuple[str, ...] = ()  # the service's programs (empty: every program)
     kind: str = "supervisor"
 
     def fingerprint(self) -> str:
@@ -143,7 +144,7 @@ class UpdateSupervisor:
 
     def apply(self, ctx: HostContext) -> None:
         ctx.supervisor.start_daemon()
-        ctx.supervisor.update()
+        ctx.supervisor.update(self.programs)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class StartProgram:
     probe_checks: tuple[Probe, ...] = ()
     start_timeout: float = 120
     kind: str = "process"
+    recheck: ClassVar[bool] = True  # an earlier step of the run may stop the program
 
     def fingerprint(self) -> str:
         return self.config_digest

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
@@ -164,6 +164,7 @@ class RunWithDefinition:
     command: str
     timeout: float = 60
     kind: str = "process"
+    recheck: ClassVar[bool] = True  # loading definitions may have stopped it meanwhile
 
     def fingerprint(self) -> str:
         return digest(f"{self.program}|{self.command}")

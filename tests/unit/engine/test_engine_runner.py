@@ -156,3 +156,53 @@ def test_site_lock_second_holder_is_refused(tmp_path: Path) -> None:
         assert "locked by another operation (up (pid" in str(info.value)
     with site_lock(tmp_path, "lab", "down"):  # released on exit
         assert (tmp_path / "lock").read_text().startswith("down (pid")
+
+
+@dataclass(frozen=True)
+class ProcessAction:
+    """Needed while ``world[name]`` is not "running"; an earlier step may stop it."""
+
+    name: str
+    world: dict[str, str] = field(compare=False)
+    stops: tuple[str, ...] = ()
+    recheck: bool = True
+    kind: str = "process"
+
+    def fingerprint(self) -> str:
+        return self.name
+
+    def probe(self, ctx: Any) -> Any:
+        return self.world.get(self.name)
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return fact != "running"
+
+    def apply(self, ctx: Any) -> None:
+        self.world[self.name] = "running"
+        for other in self.stops:
+            self.world[other] = "stopped"
+
+
+def test_skipped_process_step_runs_when_an_earlier_step_stopped_it(tmp_path: Path) -> None:
+    world = {"a": "stopped", "b": "running", "c": "running"}
+    steps = [Step("s/a", "a", "s", "aio", ProcessAction("a", world, stops=("b", "c"))),
+             Step("s/b", "b", "s", "aio", ProcessAction("b", world)),
+             Step("s/c", "c", "s", "aio", ProcessAction("c", world, recheck=False))]
+    journal = Journal(tmp_path / "state.db")
+    plan = make_plan("up", steps, {s.id: s.action.probe(None) for s in steps},
+                     journal.completed())
+    assert [s.id for s in plan.changes] == ["s/a"]
+    progress = RecordingProgress()
+    apply_plan(plan, None, journal, progress)
+    # b asked to be probed again and ran; c did not ask, so the plan's word stands
+    assert world == {"a": "running", "b": "running", "c": "stopped"}
+    assert ("started", "s/b 2/2") in progress.events
+
+
+def test_nothing_is_rechecked_when_no_step_ran(tmp_path: Path) -> None:
+    world = {"b": "stopped"}
+    step = Step("s/b", "b", "s", "aio", ProcessAction("b", world))
+    journal = Journal(tmp_path / "state.db")
+    apply_plan(make_plan("up", [step], {"s/b": "running"}, {}), None, journal,
+               RecordingProgress())
+    assert world == {"b": "stopped"}  # the plan said nothing to do: nothing done

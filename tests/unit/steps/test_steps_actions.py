@@ -43,8 +43,8 @@ class FakeSupervisor:
         self.calls.append("start_daemon")
         self.running = True
 
-    def update(self) -> list[str]:
-        self.calls.append("update")
+    def update(self, only: tuple[str, ...] = ()) -> list[str]:
+        self.calls.append(" ".join(("update", *only)))
         return []
 
     def state(self, name: str) -> str:
@@ -231,10 +231,10 @@ def test_install_packages_without_apt_is_a_prerequisite_error(tmp_path: Path) ->
 def test_update_supervisor_apply(tmp_path: Path) -> None:
     sup = FakeSupervisor(running=False)
     ctx = _ctx(tmp_path, supervisor=sup)
-    action = UpdateSupervisor("d")
+    action = UpdateSupervisor("d", ("nova-api", "nova-compute"))
     assert action.probe(ctx) is False
     action.apply(ctx)
-    assert sup.calls == ["start_daemon", "update"]
+    assert sup.calls == ["start_daemon", "update nova-api nova-compute"]
     assert action.probe(ctx) is True
 
 

@@ -1,0 +1,71 @@
+"""Supervisor.update against a real supervisord: loading one service's definitions
+must not touch another service's program whose file changed on disk meanwhile."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from onestack.drivers.supervisor import Program, Supervisor, render_program, render_supervisord_conf
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[tuple[Supervisor, Path, Path]]:
+    # A short directory: the unix socket path must stay under 108 bytes.
+    run, log, progs = tmp_path / "r", tmp_path / "l", tmp_path / "p"
+    for d in (run, log, progs):
+        d.mkdir()
+    conf = run / "supervisord.conf"
+    conf.write_text(render_supervisord_conf(run, log, progs))
+    sup = Supervisor(conf, run / "supervisor.sock")
+    for name in ("svc-a", "svc-b"):
+        _define(progs, log, name, "1000")
+    sup.start_daemon()
+    try:
+        for name in ("svc-a", "svc-b"):
+            sup.start(name)
+        yield sup, progs, log
+    finally:
+        sup.shutdown()
+
+
+def _define(progs: Path, log: Path, name: str, seconds: str) -> None:
+    (progs / f"{name}.conf").write_text(render_program(
+        Program(name, ["sleep", seconds], startsecs=0, stopwaitsecs=2), log))
+
+
+def _wait_state(sup: Supervisor, name: str, state: str) -> str:
+    for _ in range(50):
+        if sup.state(name) == state:
+            break
+        time.sleep(0.1)
+    return sup.state(name)
+
+
+def test_update_only_touches_the_named_programs(
+        supervisor: tuple[Supervisor, Path, Path]) -> None:
+    sup, progs, log = supervisor
+    assert _wait_state(sup, "svc-b", "RUNNING") == "RUNNING"
+    pid_b = sup.states()["svc-b"]["pid"]
+    _define(progs, log, "svc-a", "2000")
+    _define(progs, log, "svc-b", "2000")  # e.g. written by an interrupted upgrade
+    assert sup.update(("svc-a",)) == ["svc-a"]
+    assert sup.loaded_command("svc-a") == "sleep 2000"
+    assert sup.state("svc-a") == "STOPPED"  # autostart=false: its plan starts it
+    assert sup.state("svc-b") == "RUNNING"
+    assert sup.states()["svc-b"]["pid"] == pid_b  # not stopped, not restarted
+    _define(progs, log, "svc-b", "1000")  # its own plan writes it back...
+    assert sup.update(("svc-b",)) == []  # ...and finds nothing to apply
+    assert sup.states()["svc-b"]["pid"] == pid_b
+
+
+def test_update_without_names_loads_every_change(
+        supervisor: tuple[Supervisor, Path, Path]) -> None:
+    sup, progs, log = supervisor
+    _define(progs, log, "svc-a", "2000")
+    _define(progs, log, "svc-b", "2000")
+    assert sup.update() == ["svc-a", "svc-b"]
+    assert sup.loaded_command("svc-b") == "sleep 2000"
