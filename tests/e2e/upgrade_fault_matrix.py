@@ -132,6 +132,9 @@ def main() -> None:
     for step in steps:
         result = case(site, args.mode, step, args.to, base, marker)
         results.append(result)
+        if not result["ok"]:  # repair, so that the next cases start from a sound site
+            back_to_from(site)
+            site.run("up")
         print(f"{'ok  ' if result['ok'] else 'FAIL'} {result['seconds']:6.1f}s {step} "
               f"{result['problem'] or ''}", flush=True)
     passed = sum(r["ok"] for r in results)
