@@ -28,7 +28,7 @@ def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> in
     try:
         for planned in plan.steps:
             if not planned.needed:
-                if not (index and _needed_now(planned.step, ctx, journal)):
+                if not (index and _needed_now(planned.step, ctx)):
                     continue
                 total += 1
             index += 1
@@ -67,18 +67,15 @@ def inject_fault(step_id: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _needed_now(step: Step, ctx: Any, journal: Journal) -> bool:
-    """Re-decide a step the plan skipped, for actions that ask for it (``recheck``).
+def _needed_now(step: Step, ctx: Any) -> bool:
+    """Re-decide a step the plan skipped, for actions that can (``recheck(ctx)``).
 
     The plan's facts are read before the run; a step that changes processes can
     undo one of them (a program the plan found running is stopped by loading
-    definitions). Such steps are probed again once earlier steps have run.
+    definitions). Such steps are asked again once earlier steps have run.
     """
-    if not getattr(step.action, "recheck", False):
-        return False
-    recorded = journal.completed().get(step.id)
-    done = recorded if recorded == step.fingerprint() else None
-    return bool(step.action.needed(step.action.probe(ctx), done))
+    recheck = getattr(step.action, "recheck", None)
+    return bool(recheck(ctx)) if callable(recheck) else False
 
 
 def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,

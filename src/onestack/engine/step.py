@@ -94,9 +94,9 @@ def make_plan(operation: str, steps: list[Step], facts: Mapping[str, Any],
               done: Mapping[str, str]) -> Plan:
     """Pure: mark each step needed or not from probed facts and recorded completions.
 
-    The plan stays data. While it runs, the runner probes again the steps it
-    skipped whose action sets ``recheck`` (process states), once an earlier step
-    of the run has changed something (see ``engine.runner``).
+    The plan stays data. While it runs, the runner asks again the steps it skipped
+    whose action has ``recheck(ctx)`` (process states), once an earlier step of the
+    run has changed something (see ``engine.runner``).
     """
     _check_unique(steps)
     planned = []

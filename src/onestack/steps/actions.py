@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from onestack.drivers import apt
 from onestack.drivers.host import digest
@@ -156,10 +156,13 @@ class StartProgram:
     probe_checks: tuple[Probe, ...] = ()
     start_timeout: float = 120
     kind: str = "process"
-    recheck: ClassVar[bool] = True  # an earlier step of the run may stop the program
 
     def fingerprint(self) -> str:
         return self.config_digest
+
+    def recheck(self, ctx: HostContext) -> bool:
+        """Skipped by the plan, but an earlier step of the run stopped the program."""
+        return ctx.supervisor.state(self.program) not in ("RUNNING", "STARTING")
 
     def probe(self, ctx: HostContext) -> Any:
         state = ctx.supervisor.state(self.program)

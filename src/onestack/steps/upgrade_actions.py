@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
@@ -164,10 +164,13 @@ class RunWithDefinition:
     command: str
     timeout: float = 60
     kind: str = "process"
-    recheck: ClassVar[bool] = True  # loading definitions may have stopped it meanwhile
 
     def fingerprint(self) -> str:
         return digest(f"{self.program}|{self.command}")
+
+    def recheck(self, ctx: HostContext) -> bool:
+        """Skipped by the plan, but loading definitions stopped or changed it since."""
+        return self.needed(self.probe(ctx), None)
 
     def probe(self, ctx: HostContext) -> Any:
         return [ctx.supervisor.state(self.program), ctx.supervisor.loaded_command(self.program)]

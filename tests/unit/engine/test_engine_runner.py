@@ -165,8 +165,11 @@ class ProcessAction:
     name: str
     world: dict[str, str] = field(compare=False)
     stops: tuple[str, ...] = ()
-    recheck: bool = True
+    can_recheck: bool = True
     kind: str = "process"
+
+    def recheck(self, ctx: Any) -> bool:
+        return self.can_recheck and self.needed(self.probe(ctx), None)
 
     def fingerprint(self) -> str:
         return self.name
@@ -187,7 +190,7 @@ def test_skipped_process_step_runs_when_an_earlier_step_stopped_it(tmp_path: Pat
     world = {"a": "stopped", "b": "running", "c": "running"}
     steps = [Step("s/a", "a", "s", "aio", ProcessAction("a", world, stops=("b", "c"))),
              Step("s/b", "b", "s", "aio", ProcessAction("b", world)),
-             Step("s/c", "c", "s", "aio", ProcessAction("c", world, recheck=False))]
+             Step("s/c", "c", "s", "aio", ProcessAction("c", world, can_recheck=False))]
     journal = Journal(tmp_path / "state.db")
     plan = make_plan("up", steps, {s.id: s.action.probe(None) for s in steps},
                      journal.completed())
