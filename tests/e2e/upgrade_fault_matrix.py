@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--site", default="matrix")
     parser.add_argument("--to", default="2026.2")
     parser.add_argument("--mode", choices=["kill", "fail"], default="kill")
-    parser.add_argument("--steps", default="*", help="glob of step ids to cover")
+    parser.add_argument("--steps", action="append", default=[],
+                        help="glob of step ids to cover (repeatable; default: every step)")
     args = parser.parse_args()
     site = Site(args.home, args.site)
     if (args.home / "sites" / args.site / "state.db").exists():
@@ -125,8 +126,9 @@ def main() -> None:
     plan = site.json("upgrade", "plan", "--to", args.to)["plan"]
     # Only the steps an upgrade of this site runs (a step already satisfied, such as
     # an installed release environment, is skipped and cannot be interrupted).
+    globs = args.steps or ["*"]
     steps = [s["id"] for s in plan["steps"]
-             if s["needed"] and fnmatch.fnmatchcase(s["id"], args.steps)]
+             if s["needed"] and any(fnmatch.fnmatchcase(s["id"], g) for g in globs)]
     print(f"{len(steps)} steps, mode {args.mode}", flush=True)
     results = []
     for step in steps:
