@@ -136,11 +136,15 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
     downgrade = getattr(module, "before_downgrade", None) if phase == "rollback" else None
     if phase == "rollback":
         order = _rollback_order(programs[0], order)
-    for prog in order:
-        if downgrade is not None:
+    if downgrade is not None:
+        # Every marker goes back before any older process starts: a conductor that
+        # started first would cache the newer compute version and refuse the compute
+        # ("older than the minimum"). The API's is last, right before it moves.
+        for prog in [*order[1:], order[0]]:
             steps.append(_step(prefix, phase, name, f"before:{prog.name}",
                                f"prepare {prog.name} to run {dst.series} again", dst,
                                downgrade(dst, prog)))
+    for prog in order:
         if prog is programs[0]:
             steps.append(_swap_step(prefix, phase, module, src, dst))
         else:
