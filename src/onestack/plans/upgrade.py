@@ -114,7 +114,7 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
 
     Programs move in the service's roll order (``roll_order``, default: API first);
     a rollback moves the API first and the rest in roll order (``_rollback_order``),
-    and runs the service's ``before_downgrade`` step (if any) before each older
+    and runs the service's ``before_downgrade`` steps (if any) before any older
     process starts again.
     """
     name = module.name
@@ -180,12 +180,17 @@ def _rollback_order(api: Program, roll_order: list[Program]) -> list[Program]:
     return [api, *(p for p in roll_order if p.name != api.name)]
 
 
+def _wait_healthy(hc: HostContext, program: str, check: Probe, started: float) -> None:
+    """Wait until ``check`` passes for the process started at ``started``."""
+    ok, detail = wait_until_healthy(since_restart(check, started), 180)
+    if not ok:
+        raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
+
+
 def _waiter(program: str, check: Probe) -> Hook:
     def wait(hc: HostContext) -> None:
         started = float(hc.supervisor.states().get(program, {}).get("start", 0))
-        ok, detail = wait_until_healthy(since_restart(check, started), 180)
-        if not ok:
-            raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
+        _wait_healthy(hc, program, check, started)
 
     return wait
 
@@ -195,9 +200,7 @@ def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
         started = time.time()
         hc.supervisor.restart(program)
         if program in checks:
-            ok, detail = wait_until_healthy(since_restart(checks[program], started), 180)
-            if not ok:
-                raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
+            _wait_healthy(hc, program, checks[program], started)
 
     return restart
 
