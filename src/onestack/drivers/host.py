@@ -102,13 +102,12 @@ class LocalHost:
             _chown(path, owner)
 
     def port_holder(self, port: int) -> str | None:
-        """Who listens on a TCP port (process name and pid), or None if free."""
-        out = self.run(["ss", "-Hltnp", f"sport = :{port}"], check=False)
-        lines = [line for line in out.splitlines() if line.strip()]
-        if not lines:
-            return _probe_port(port)
-        users = lines[0].split("users:")[-1] if "users:" in lines[0] else "unknown process"
-        return users.strip()
+        """Who holds a local TCP port (process name and pid), or None if it is free.
+
+        A listener, or else an outgoing connection whose local port it is: either
+        makes a ``bind()`` to it fail. Sockets in TIME-WAIT do not (SO_REUSEADDR)."""
+        out = self.run(["ss", "-Htanp", f"sport = :{port}"], check=False)
+        return _holder_from_ss(out) or _probe_port(port)
 
     def which(self, program: str) -> str | None:
         return shutil.which(program)
@@ -124,6 +123,15 @@ def _mode_of(path: Path) -> int | None:
 def _chown(path: Path, owner: str) -> None:
     pw = pwd.getpwnam(owner)
     os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def _holder_from_ss(out: str) -> str | None:
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    rows = [r for r in rows if r and r[0] != "TIME-WAIT"]
+    for row in sorted(rows, key=lambda r: r[0] != "LISTEN"):
+        users = " ".join(row[5:]).removeprefix("users:") or "unknown process"
+        return users if row[0] == "LISTEN" else f"a connection of {users} (state {row[0]})"
+    return None
 
 
 def _probe_port(port: int) -> str | None:

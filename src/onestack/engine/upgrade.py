@@ -33,6 +33,7 @@ from onestack.engine.progress import Progress
 from onestack.engine.runner import apply_plan
 from onestack.engine.step import Plan, make_plan
 from onestack.errors import OnestackError
+from onestack.model.ports import Ports
 from onestack.plans.deploy import deploy_steps
 from onestack.plans.upgrade import (
     flipped,
@@ -133,6 +134,9 @@ def preflight(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
     results.append(_check("all services healthy", not bad,
                           "all healthy" if not bad else f"unhealthy: {', '.join(bad)}"))
     results.append(_disk_check(handle))
+    taken = _taken_ports(handle, _new_state(handle, to)["new_colors"])
+    results.append(_check("ports for the new API instances", not taken,
+                          "; ".join(taken) if taken else "free"))
     results += _upstream_checks(handle, to)
     return results
 
@@ -225,6 +229,7 @@ def apply_upgrade(handle: SiteHandle, to: str, progress: Progress) -> dict[str, 
             validate_target(handle, to)
             _refuse_if_unhealthy(handle)
             state = _new_state(handle, to)
+            _refuse_if_ports_taken(handle, state)
             _forget(handle, upgrade_prefix(to), rollback_prefix(to))
             _save_state(handle, state)
         else:
@@ -249,6 +254,26 @@ def _refuse_if_unhealthy(handle: SiteHandle) -> None:
     if bad:
         raise UpgradeRefused(f"the site is not healthy ({', '.join(bad)}); run `onestack "
                              "status` and fix it (or `onestack up`) before upgrading")
+
+
+def _taken_ports(handle: SiteHandle, new_colors: dict[str, str]) -> list[str]:
+    """The new API instances' ports that something else already holds."""
+    from onestack.drivers.host import LocalHost
+
+    host = LocalHost(handle.site.controller.name)
+    taken = []
+    for label, port in Ports(handle.site.port_offset).backends(new_colors).items():
+        holder = host.port_holder(port)
+        if holder:
+            taken.append(f"port {port} ({label}) is held by {holder}")
+    return taken
+
+
+def _refuse_if_ports_taken(handle: SiteHandle, state: dict[str, Any]) -> None:
+    taken = _taken_ports(handle, state["new_colors"])
+    if taken:
+        raise UpgradeRefused("the new API instances cannot listen: " + "; ".join(taken)
+                             + "; stop that process (or change the site's port_offset)")
 
 
 def _recover(handle: SiteHandle, state: dict[str, Any], progress: Progress,

@@ -1,18 +1,29 @@
 """The lab's listening ports. APIs listen on their upstream ports at HAProxy;
-the service instances behind it listen on loopback ports of their own."""
+the service instances behind it listen on loopback ports of their own.
+
+Every port, shifted by the largest allowed ``port_offset``, stays below Linux's
+ephemeral range (32768-60999 by default): an outgoing connection takes its local
+port from that range, and one that happens to hold a backend port makes the
+instance's ``bind()`` fail. A green instance starts long after the host has made
+thousands of connections, so this is not a theoretical collision (ADR 0006)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # name -> (frontend port at HAProxy, backend port of the blue instance, green instance)
 API_PORTS: dict[str, tuple[int, int, int]] = {
-    "keystone": (5000, 25000, 35000),
-    "glance": (9292, 29292, 39292),
-    "placement": (8778, 28778, 38778),
-    "nova": (8774, 28774, 38774),
-    "neutron": (9696, 29696, 39696),
+    "keystone": (5000, 25000, 15000),
+    "glance": (9292, 29292, 19292),
+    "placement": (8778, 28778, 18778),
+    "nova": (8774, 28774, 18774),
+    "neutron": (9696, 29696, 19696),
 }
+
+# Linux's default first ephemeral port; no port of any site may reach it.
+EPHEMERAL_START = 32768
+MAX_PORT_OFFSET = 3000
 
 # The path each API answers without a token: HAProxy's check, onestack's probes.
 API_HEALTH_PATHS: dict[str, str] = {"keystone": "/v3", "glance": "/versions", "placement": "/",
@@ -41,6 +52,10 @@ class Ports:
 
     def infra(self, name: str) -> int:
         return INFRA_PORTS[name] + self.offset
+
+    def backends(self, colors: Mapping[str, str]) -> dict[str, int]:
+        """The ports the API instances of these colours listen on, by program."""
+        return {f"{n} API ({c})": self.backend(n, c) for n, c in colors.items()}
 
     def all_listening(self) -> dict[str, int]:
         """Ports that must be free before a first deploy (blue backends and frontends)."""

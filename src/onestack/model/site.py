@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from onestack.model.hardware import Node
+from onestack.model.ports import MAX_PORT_OFFSET
 
 
 class Role(StrEnum):
@@ -48,7 +49,7 @@ class Site(Strict):
     region: str = "RegionOne"
     hosts: list[Host] = Field(min_length=1)
     nodes: list[Node] = Field(default_factory=list)
-    port_offset: int = Field(default=0, ge=0, le=20000,
+    port_offset: int = Field(default=0, ge=0, le=MAX_PORT_OFFSET,
                              description="Added to every listening port (to run beside others)")
 
     @field_validator("hosts")

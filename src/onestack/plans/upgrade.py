@@ -218,7 +218,9 @@ def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
                  f"{dst.color(name)} ({dst.series}) behind HAProxy", dst,
                  SwapApi(name, api_src.name, api_dst.name, f"{name}-{src.color(name)}",
                          f"{name}-{dst.color(name)}", backend_probe,
-                         dst.paths.run / "haproxy.sock", config_digest=conf_digest))
+                         dst.paths.run / "haproxy.sock",
+                         to_port=dst.backend_port(name),
+                         config_digest=conf_digest))
 
 
 def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:

@@ -12,7 +12,7 @@ from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
 from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
-from onestack.errors import CommandError, OnestackError, ServiceStartError
+from onestack.errors import CommandError, OnestackError, PortInUseError, ServiceStartError
 from onestack.steps.context import HostContext
 
 
@@ -101,6 +101,7 @@ class SwapApi:
     to_server: str
     to_probe: Probe
     haproxy_socket: Path
+    to_port: int = 0
     start_timeout: float = 180
     kind: str = "swap"
     config_digest: str = field(default="")
@@ -141,6 +142,7 @@ class SwapApi:
     def _start_new(self, ctx: HostContext) -> None:
         sup = ctx.supervisor
         if sup.state(self.to_program) != "RUNNING":
+            self._refuse_taken_port(ctx)
             sup.start(self.to_program)
         elif not self.to_probe.check()[0]:
             # Running but unhealthy (e.g. left over from an interrupted run, with an
@@ -154,6 +156,12 @@ class SwapApi:
         if not ok:
             raise ServiceStartError(self.to_program, f"not healthy ({detail})",
                                     sup.log_tail(self.to_program))
+
+    def _refuse_taken_port(self, ctx: HostContext) -> None:
+        holder = ctx.host.port_holder(self.to_port) if self.to_port else None
+        if holder:
+            raise PortInUseError(ctx.host.name, self.to_port, f"{holder} (needed for "
+                                 f"{self.to_program})")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def test_yaml_syntax_error_names_line() -> None:
     ('name: lab\nrelease: "2026.1"\nport_offset: lots\nhosts:\n  - name: aio\n',
      3, "port_offset", "valid integer"),
     ('name: lab\nrelease: "2026.1"\nport_offset: 30000\nhosts:\n  - name: aio\n',
-     3, "port_offset", "less than or equal to 20000"),
+     3, "port_offset", "less than or equal to 3000"),
     ('name: lab\nrelease: "2026.1"\nhosts:\n  - name: aio\n  - name: Bad_Name\n',
      5, "hosts.1.name", "should match pattern"),
     ('name: lab\nrelease: "2026.1"\nhosts:\n  - name: aio\n    address: 300.1.1.1\n',

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.model.paths import SitePaths
-from onestack.model.ports import API_PORTS, INFRA_PORTS, Ports
+from onestack.model.ports import (
+    API_PORTS,
+    EPHEMERAL_START,
+    INFRA_PORTS,
+    MAX_PORT_OFFSET,
+    Ports,
+)
 
 
 def test_offset_shifts_every_port() -> None:
@@ -25,6 +31,18 @@ def test_frontends_are_upstream_ports_and_colors_differ() -> None:
 def test_all_listening_has_no_collisions() -> None:
     ports = Ports(7).all_listening()
     assert len(set(ports.values())) == len(ports) == 2 * len(API_PORTS) + len(INFRA_PORTS)
+
+
+def test_no_port_of_any_allowed_offset_reaches_the_ephemeral_range() -> None:
+    ports = Ports(MAX_PORT_OFFSET)
+    every = [*ports.all_listening().values(), *ports.backends(
+        {n: "green" for n in API_PORTS}).values()]
+    assert max(every) < EPHEMERAL_START
+
+
+def test_backends_follow_the_given_colours() -> None:
+    assert Ports(5).backends({"glance": "green", "nova": "blue"}) == {
+        "glance API (green)": 19297, "nova API (blue)": 28779}
 
 
 def test_site_paths_layout() -> None:

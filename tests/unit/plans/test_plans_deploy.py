@@ -182,7 +182,7 @@ def test_port_offset_shifts_rendered_ports(make_service_context: ContextFactory)
     haproxy = files["haproxy/config:haproxy.cfg"].content
     assert "bind 127.0.0.1:6000" in haproxy
     assert "server keystone-blue 127.0.0.1:26000 check" in haproxy
-    assert "server keystone-green 127.0.0.1:36000 check disabled" in haproxy
+    assert "server keystone-green 127.0.0.1:16000 check disabled" in haproxy
     assert "bind 127.0.0.1:5000\n" not in haproxy
     assert "port = 14306" in files["mariadb/config:my.cnf"].content
     assert "http-socket = 127.0.0.1:29778" in files[

@@ -88,7 +88,7 @@ def test_uwsgi_instance_per_color(ctx: ServiceContext) -> None:
     blue = uwsgi.ini(ctx, "glance", "glance.wsgi.api:application")
     green = uwsgi.ini(ctx, "glance", "glance.wsgi.api:application", color="green")
     assert "http-socket = 127.0.0.1:29292\n" in blue
-    assert "http-socket = 127.0.0.1:39292\n" in green
+    assert "http-socket = 127.0.0.1:19292\n" in green
     assert "procname-prefix = glance-green-\n" in green
     program = uwsgi.program(ctx, "glance", "green")
     assert program.name == "glance-api-green"

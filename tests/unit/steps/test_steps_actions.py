@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from onestack.drivers.host import LocalHost, digest
 from onestack.engine.progress import SilentProgress
-from onestack.errors import PrerequisiteError, ServiceStartError
+from onestack.errors import PortInUseError, PrerequisiteError, ServiceStartError
 from onestack.model.paths import SitePaths
 from onestack.steps.actions import (
     CallOnce,
@@ -24,6 +25,7 @@ from onestack.steps.actions import (
     WriteFile,
 )
 from onestack.steps.context import HostContext
+from onestack.steps.upgrade_actions import SwapApi
 
 P = Path("/x")
 
@@ -269,3 +271,33 @@ def test_start_program_gives_up_with_log_tail(tmp_path: Path) -> None:
     assert "state FATAL" in err.reason and "connection refused" in err.reason
     assert "ERROR cannot bind" in str(err)
     assert action.probe(_ctx(tmp_path, supervisor=sup)) == ["FATAL", False]
+
+
+# --- ports held by someone else -----------------------------------------------------
+
+def test_port_holder_names_a_listener_and_an_outgoing_connection() -> None:
+    host = LocalHost("aio")
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.connect(server.getsockname())
+        listening, outgoing = server.getsockname()[1], client.getsockname()[1]
+        assert f"pid={os.getpid()}" in (host.port_holder(listening) or "")
+        held = host.port_holder(outgoing) or ""
+        assert held.startswith("a connection of") and f"pid={os.getpid()}" in held
+    assert host.port_holder(listening) is None
+
+
+def test_swap_refuses_to_start_an_instance_whose_port_is_taken(tmp_path: Path) -> None:
+    sup = FakeSupervisor({"glance-api": "RUNNING"})
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        swap = SwapApi("glance", "glance-api", "glance-api-green", "glance-blue", "glance-green",
+                       FakeProbe([True]), tmp_path / "haproxy.sock", to_port=port)  # type: ignore[arg-type]
+        with pytest.raises(PortInUseError) as info:
+            swap.apply(_ctx(tmp_path, supervisor=sup))
+    assert info.value.port == port and "glance-api-green" in str(info.value)
+    assert f"pid={os.getpid()}" in str(info.value)
+    assert sup.calls == []
