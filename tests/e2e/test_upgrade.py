@@ -154,7 +154,14 @@ def test_kill_in_prepare_then_rollback() -> None:
     state = upgrade_state()
     assert state["upgrade"]["status"] == "running"
     assert state["stopped_at"] == f"upgrade-{TO}/prepare/keystone/db-expand"
-    onestack("rollback")
+    # The rollback itself fails (nova-compute "never reports healthy"); it is retried.
+    failed = onestack("rollback", check=False,
+                      fault=f"fail:rollback-{TO}/rollback/nova/ready:nova-compute")
+    assert failed.returncode != 0 and "run `onestack rollback` again" in failed.stderr
+    assert upgrade_state()["upgrade"]["status"] == "rollback-failed"
+    retried = onestack("rollback")
+    assert "retrying it" in retried.stderr
+    assert "restart nova-conductor once all of nova runs 2026.1" in retried.stderr
     assert upgrade_state()["upgrade"]["status"] == "rolled-back"
     assert_healthy_on("2026.1")
     assert_resources_from_before()

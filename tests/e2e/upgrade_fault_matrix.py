@@ -72,6 +72,8 @@ def back_to_from(site: Site) -> None:
     state = site.json("upgrade", "status")["upgrade"]
     if state and state["status"] == "done":
         site.run("restore", "--backup", state["backup"], "--yes")
+    elif state and state["status"] == "rollback-failed":
+        site.run("rollback")  # retries: restarts the settle processes
     elif state and state["status"] in ("running", "committing"):
         if site.run("rollback").returncode != 0:
             site.run("upgrade", "apply", "--to", state["to"])

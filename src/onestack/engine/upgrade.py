@@ -343,7 +343,11 @@ def rollback(handle: SiteHandle, progress: Progress) -> dict[str, Any]:
 
 def _rollback(handle: SiteHandle, state: dict[str, Any], progress: Progress) -> dict[str, Any]:
     old, new = _contexts(handle, state)
-    steps = rollback_steps(old, new)
+    retry = state["status"] == "rollback-failed"
+    if retry:
+        progress.message("the last rollback failed; retrying it, restarting each service's "
+                         "settle processes once it runs the old release")
+    steps = rollback_steps(old, new, retry=retry)
     hctx = host_context(handle, progress)
     journal = handle.journal()
     try:
@@ -352,6 +356,9 @@ def _rollback(handle: SiteHandle, state: dict[str, Any], progress: Progress) -> 
             apply_plan(plan, hctx, journal, progress)
         except OnestackError:
             journal.set_fact("upgrade", {**state, "status": "rollback-failed"})
+            progress.message("the rollback failed; fix the cause below and run `onestack "
+                             "rollback` again: it resumes, and restarts the processes that "
+                             "only had to report healthy")
             raise
         for prefix in (upgrade_prefix(state["to"]), rollback_prefix(state["to"])):
             journal.forget(prefix + "/")

@@ -109,13 +109,14 @@ def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]
 
 
 def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
-                    dst: ServiceContext) -> list[Step]:
+                    dst: ServiceContext, settle: bool = True) -> list[Step]:
     """Move one service from ``src`` (code, config, API color) to ``dst``.
 
     Programs move in the service's roll order (``roll_order``, default: API first);
     a rollback moves the API first and the rest in roll order (``_rollback_order``),
     and runs the service's ``before_downgrade`` steps (if any) before any older
-    process starts again.
+    process starts again. The roll ends by restarting the ``SETTLE`` programs once;
+    a rollback only waits for them to report healthy, unless ``settle`` (a retry).
     """
     name = module.name
     programs = module.programs(dst)
@@ -153,7 +154,7 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
                                RunWithDefinition(prog.name, " ".join(prog.command))))
     checks = {c.name: c.probe for c in module.checks(dst)}
     for prog_name in getattr(module, "SETTLE", ()):
-        if phase == "rollback":
+        if phase == "rollback" and not settle:
             if prog_name in checks:
                 steps.append(_step(prefix, phase, name, f"ready:{prog_name}",
                                    f"wait until {prog_name} reports healthy", dst,
@@ -265,15 +266,19 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     return steps
 
 
-def rollback_steps(old: ServiceContext, new: ServiceContext) -> list[Step]:
+def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False
+                   ) -> list[Step]:
     """Return every service to ``old`` (code, configuration, live API instance).
 
     Services go back in reverse upgrade order. The expanded schema stays: the old
-    code runs on it by design, and nothing written meanwhile is lost.
+    code runs on it by design, and nothing written meanwhile is lost. A ``retry`` (the
+    last rollback failed) restarts the settle programs once all of their service runs
+    ``old`` instead of only waiting for them: a process that started too early (and
+    cached something of the newer release) recovers only by a fresh start.
     """
     p = rollback_prefix(new.series)
     steps: list[Step] = []
     for module in reversed(registry.OPENSTACK):
-        steps += _switch_service(p, "rollback", module, new, old)
+        steps += _switch_service(p, "rollback", module, new, old, settle=retry)
     steps.append(_haproxy_config(p, "rollback", old))
     return steps

@@ -85,6 +85,18 @@ def test_rollback_moves_the_api_first_and_restarts_nothing_twice(rollback: list[
     assert nova.index("before:nova-api") == nova.index("swap-api") - 1
 
 
+def test_a_retried_rollback_restarts_the_settle_programs_once(
+        rollback: list[Step], contexts: tuple[ServiceContext, ServiceContext]) -> None:
+    """After a failed rollback (a process stuck with something of the newer release
+    cached), the retry restarts nova's settle programs instead of only waiting; every
+    other step keeps its id, so what the failed run did stays done."""
+    retry = rollback_steps(*contexts, retry=True)
+    nova = [i for i in _ids(retry, "nova") if i.startswith(("settle:", "ready:"))]
+    assert nova == ["settle:nova-conductor", "settle:nova-scheduler", "settle:nova-compute"]
+    same = {s.id for s in rollback if "/ready:" not in s.id}
+    assert same <= {s.id for s in retry}
+
+
 def test_swaps_point_back_to_the_old_colors(rollback: list[Step],
                                             contexts: tuple[ServiceContext, ServiceContext]
                                             ) -> None:
