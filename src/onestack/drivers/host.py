@@ -37,6 +37,10 @@ class HostConnection(Protocol):
 
     def port_holder(self, port: int) -> str | None: ...
 
+    def list_dir(self, path: Path, pattern: str = "*") -> list[str]: ...
+
+    def remove(self, path: Path) -> bool: ...
+
     def which(self, program: str) -> str | None: ...
 
 
@@ -100,6 +104,21 @@ class LocalHost:
         os.chmod(path, mode)
         if owner:
             _chown(path, owner)
+
+    def list_dir(self, path: Path, pattern: str = "*") -> list[str]:
+        """Names in a directory matching a glob, sorted; none if it does not exist."""
+        return sorted(p.name for p in path.glob(pattern)) if path.is_dir() else []
+
+    def remove(self, path: Path) -> bool:
+        """Remove a file or a directory tree; return False if it was not there."""
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            return True
+        try:
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
 
     def port_holder(self, port: int) -> str | None:
         """Who holds a local TCP port (process name and pid), or None if it is free.

@@ -38,6 +38,7 @@ from onestack.steps.context import HostContext
 from onestack.steps.upgrade_actions import (
     BackupDatabases,
     HealthGate,
+    RetireRelease,
     RunWithDefinition,
     SwapApi,
     UpgradeCheck,
@@ -263,7 +264,16 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
             steps.append(_step(p, "commit", module.name, name,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
+    steps.append(_retire(p, old, new))
     return steps
+
+
+def _retire(prefix: str, old: ServiceContext, new: ServiceContext) -> Step:
+    keep = tuple(sorted(p.name for m in registry.ALL for p in m.programs(new)))
+    return _step(prefix, "commit", "site", f"retire-{old.series}",
+                 f"retire {old.series}: its stopped programs and its configuration", new,
+                 RetireRelease(old.series, old.paths.etc(old.series),
+                               new.paths.site / "supervisor", keep))
 
 
 def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False

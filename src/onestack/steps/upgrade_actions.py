@@ -228,3 +228,45 @@ class HealthGate:
             ok, detail = wait_until_healthy(probe, self.timeout)
             if not ok:
                 raise UpgradeCheckFailed(self.name, f"{label}: {detail}")
+
+
+@dataclass(frozen=True)
+class RetireRelease:
+    """After commit, nothing of the older release stays in the site's running setup:
+    the definitions of programs the new release does not run (the old colour's API
+    instances, stopped since their swap) and the older release's configuration.
+
+    The older release's environment under ``releases/`` stays: it is immutable, other
+    sites of this home may run it, and ``restore`` needs it to go back quickly."""
+
+    series: str
+    config_dir: Path
+    definitions: Path
+    keep: tuple[str, ...]
+    kind: str = "retire"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.series}|{self.config_dir}|{','.join(self.keep)}")
+
+    def _leftovers(self, ctx: HostContext) -> list[str]:
+        files = {n.removesuffix(".conf") for n in ctx.host.list_dir(self.definitions, "*.conf")}
+        loaded = set(ctx.supervisor.states())
+        return sorted((files | loaded) - set(self.keep))
+
+    def probe(self, ctx: HostContext) -> Any:
+        return [bool(ctx.host.list_dir(self.config_dir.parent, self.config_dir.name)),
+                self._leftovers(ctx)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return done is None or fact is None or bool(fact[0]) or bool(fact[1])
+
+    def apply(self, ctx: HostContext) -> None:
+        leftovers = self._leftovers(ctx)
+        for name in leftovers:
+            ctx.host.remove(self.definitions / f"{name}.conf")
+        if leftovers:
+            ctx.supervisor.update(only=tuple(leftovers))
+            ctx.progress.message(f"removed program definitions: {', '.join(leftovers)}")
+        if ctx.host.remove(self.config_dir):
+            ctx.progress.message(f"removed {self.series} configuration {self.config_dir}")
+

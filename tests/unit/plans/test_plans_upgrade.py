@@ -12,7 +12,7 @@ from onestack.engine.step import Step
 from onestack.plans.upgrade import PHASES, flipped, phase_of, rollback_steps, upgrade_steps
 from onestack.services import registry
 from onestack.services.base import ServiceContext
-from onestack.steps.upgrade_actions import SwapApi
+from onestack.steps.upgrade_actions import RetireRelease, SwapApi
 
 ContextFactory = Callable[..., ServiceContext]
 
@@ -110,3 +110,16 @@ def test_swaps_point_back_to_the_old_colors(rollback: list[Step],
 
 def test_nothing_in_rollback_runs_schema_migrations(rollback: list[Step]) -> None:
     assert not [s.id for s in rollback if "db-" in s.id or "contract" in s.id]
+
+
+def test_commit_ends_by_retiring_the_old_release(upgrade: list[Step],
+                                                 contexts: tuple[ServiceContext, ServiceContext]
+                                                 ) -> None:
+    old, new = contexts
+    last = upgrade[-1]
+    assert last.id.endswith("/commit/site/retire-2026.1")
+    retire = last.action
+    assert isinstance(retire, RetireRelease)
+    assert retire.config_dir == old.paths.etc("2026.1")
+    assert "keystone-api-green" in retire.keep and "nova-compute" in retire.keep
+    assert "keystone-api" not in retire.keep and "mariadb" in retire.keep

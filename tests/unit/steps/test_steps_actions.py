@@ -25,7 +25,7 @@ from onestack.steps.actions import (
     WriteFile,
 )
 from onestack.steps.context import HostContext
-from onestack.steps.upgrade_actions import SwapApi
+from onestack.steps.upgrade_actions import RetireRelease, SwapApi
 
 P = Path("/x")
 
@@ -301,3 +301,38 @@ def test_swap_refuses_to_start_an_instance_whose_port_is_taken(tmp_path: Path) -
     assert info.value.port == port and "glance-api-green" in str(info.value)
     assert f"pid={os.getpid()}" in str(info.value)
     assert sup.calls == []
+
+
+# --- retiring the older release after commit ---------------------------------------
+
+class LoadedSupervisor(FakeSupervisor):
+    def states(self) -> dict[str, dict[str, str]]:
+        return {name: {"statename": s} for name, s in self.program_states.items()}
+
+    def update(self, only: tuple[str, ...] = ()) -> list[str]:
+        super().update(only)
+        for name in only:
+            self.program_states.pop(name, None)
+        return list(only)
+
+
+def test_retire_removes_stopped_old_programs_and_old_configuration(tmp_path: Path) -> None:
+    defs, etc = tmp_path / "supervisor", tmp_path / "etc" / "2026.1"
+    for name in ("glance-api", "glance-api-green", "mariadb"):
+        (defs / f"{name}.conf").parent.mkdir(parents=True, exist_ok=True)
+        (defs / f"{name}.conf").write_text("[program]")
+    (etc / "glance").mkdir(parents=True)
+    (etc / "glance" / "glance-api.conf").write_text("x")
+    sup = LoadedSupervisor({"glance-api": "STOPPED", "glance-api-green": "RUNNING",
+                            "mariadb": "RUNNING"})
+    ctx = _ctx(tmp_path, supervisor=sup)
+    retire = RetireRelease("2026.1", etc, defs, ("glance-api-green", "mariadb"))
+    assert retire.probe(ctx) == [True, ["glance-api"]]
+    assert retire.needed(retire.probe(ctx), "fp")
+    retire.apply(ctx)
+    assert sorted(p.name for p in defs.iterdir()) == ["glance-api-green.conf", "mariadb.conf"]
+    assert not etc.exists() and sup.calls == ["update glance-api"]
+    assert retire.probe(ctx) == [False, []]
+    assert not retire.needed(retire.probe(ctx), "fp")
+    retire.apply(ctx)  # idempotent: nothing left to do
+    assert sup.calls == ["update glance-api"]
