@@ -145,11 +145,16 @@ def _chown(path: Path, owner: str) -> None:
 
 
 def _holder_from_ss(out: str) -> str | None:
+    """A listener, else a process's own connection. Sockets no process owns (TIME-WAIT,
+    FIN-WAIT of a stopped server's accepted connections) do not block a SO_REUSEADDR
+    bind, and an accepted connection of a live listener comes with its listener."""
     rows = [line.split() for line in out.splitlines() if line.strip()]
-    rows = [r for r in rows if r and r[0] != "TIME-WAIT"]
-    for row in sorted(rows, key=lambda r: r[0] != "LISTEN"):
-        users = " ".join(row[5:]).removeprefix("users:") or "unknown process"
-        return users if row[0] == "LISTEN" else f"a connection of {users} (state {row[0]})"
+    for row in rows:
+        if row[0] == "LISTEN":
+            return " ".join(row[5:]).removeprefix("users:") or "unknown process"
+    for row in rows:
+        if len(row) > 5 and row[5].startswith("users:"):
+            return f"a connection of {' '.join(row[5:]).removeprefix('users:')} (state {row[0]})"
     return None
 
 
