@@ -158,7 +158,9 @@ def test_kill_in_prepare_then_rollback() -> None:
     failed = onestack("rollback", check=False,
                       fault=f"fail:rollback-{TO}/rollback/nova/ready:nova-compute")
     assert failed.returncode != 0 and "run `onestack rollback` again" in failed.stderr
-    assert upgrade_state()["upgrade"]["status"] == "rollback-failed"
+    state = upgrade_state()
+    assert state["upgrade"]["status"] == "rollback-failed"
+    assert "`onestack rollback` again" in state["what_next"]
     retried = onestack("rollback")
     assert "retrying it" in retried.stderr
     assert "restart nova-conductor once all of nova runs 2026.1" in retried.stderr

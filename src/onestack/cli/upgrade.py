@@ -87,6 +87,8 @@ def status_command(obj: CliContext, site_file: Path | None, as_json: bool) -> No
             click.echo(f"  next: {step}")
     if data.get("stopped_at"):
         click.echo(f"last run stopped at {data['stopped_at']}")
+    if data.get("what_next"):
+        click.echo(f"what next: {data['what_next']}")
 
 
 @upgrade.command("backups")

@@ -395,7 +395,21 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
         result["next"] = pending[:5]
     failed = [s for s in last if s["status"] != "done"]
     result["stopped_at"] = failed[-1]["step"] if failed else None
+    result["what_next"] = _what_next(state)
     return result
+
+
+def _what_next(state: dict[str, Any]) -> str | None:
+    """The command that moves the site on from this upgrade state, and why."""
+    to = state["to"]
+    return {
+        "running": f"`onestack upgrade apply --to {to}` resumes it; `onestack rollback` "
+                   "returns to " + state["from"],
+        "committing": f"`onestack upgrade apply --to {to}` finishes it (past the point of no "
+                      f"return; `onestack restore --backup {state['backup']}` loses writes)",
+        "rollback-failed": "fix what the rollback reported, then `onestack rollback` again: "
+                           "it resumes and restarts the processes it only waited for",
+    }.get(state["status"])
 
 
 def list_backups(handle: SiteHandle) -> list[dict[str, Any]]:
