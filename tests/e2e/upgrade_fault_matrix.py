@@ -105,6 +105,18 @@ def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes) ->
             "seconds": round(time.monotonic() - t0, 1)}
 
 
+def blocked_plan_waited(site: Site, to: str) -> dict:  # type: ignore[type-arg]
+    """The upgrade plan, once its checks pass (a site just brought up may still be
+    waiting for nova-compute's first heartbeat)."""
+    for _ in range(12):
+        data = site.json("upgrade", "plan", "--to", to)
+        if data.get("plan"):
+            return data["plan"]  # type: ignore[no-any-return]
+        time.sleep(10)
+    failed = [c for c in data.get("checks", []) if not c["passed"]]
+    sys.exit(f"the upgrade stays blocked: {failed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path("/var/tmp/onestack-matrix"))
@@ -125,7 +137,7 @@ def main() -> None:
     site.cli("image", "delete", "matrix-marker")
     site.cli("image", "create", "--file", str(args.home / "matrix-marker.raw"),
              "--disk-format", "raw", "--container-format", "bare", "matrix-marker")
-    plan = site.json("upgrade", "plan", "--to", args.to)["plan"]
+    plan = blocked_plan_waited(site, args.to)
     # Only the steps an upgrade of this site runs (a step already satisfied, such as
     # an installed release environment, is skipped and cannot be interrupted).
     globs = args.steps or ["*"]
