@@ -93,12 +93,16 @@ def restore_all(socket_path: Path, source: Path) -> None:
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:
         assert proc.stdin is not None
-        with gzip.open(source, "rb") as src:
-            shutil.copyfileobj(src, proc.stdin, 1 << 20)
-        proc.stdin.close()
+        try:
+            with gzip.open(source, "rb") as src:
+                shutil.copyfileobj(src, proc.stdin, 1 << 20)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the client stopped reading (it failed): its output says why
         out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if proc.returncode != 0:
-        raise CommandError(f"restore {source}", proc.returncode, out)
+        raise CommandError(f"load {source} into the database at {socket_path}",
+                           proc.returncode, out)
 
 
 def execute(socket_path: Path, database: str, statement: str,

@@ -412,6 +412,26 @@ def _what_next(state: dict[str, Any]) -> str | None:
     }.get(state["status"])
 
 
+def _ensure_database_running(handle: SiteHandle, ctx: ServiceContext,
+                             progress: Progress) -> None:
+    """A stopped site (after `down`, or a reboot) gets its MariaDB started to load into."""
+    from onestack.drivers.probes import wait_until_healthy
+    from onestack.errors import ServiceStartError
+
+    sup = handle.supervisor()
+    if not sup.is_running():
+        sup.start_daemon()
+    if sup.state("mariadb") == "RUNNING":
+        return
+    progress.message("starting mariadb to load the backup into")
+    sup.update(only=("mariadb",))
+    sup.start("mariadb")
+    probe = next(c.probe for c in mariadb.checks(ctx))
+    ok, detail = wait_until_healthy(probe, 120)
+    if not ok:
+        raise ServiceStartError("mariadb", detail, sup.log_tail("mariadb"))
+
+
 def list_backups(handle: SiteHandle) -> list[dict[str, Any]]:
     import json
 
@@ -434,9 +454,11 @@ def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str,
         openstack = [name for name in sup.states()
                      if not any(name == p.name for m in registry.INFRASTRUCTURE
                                 for p in m.programs(service_context(handle, generate=False)))]
-        progress.message(f"stopping {', '.join(openstack)}")
-        sup.stop_many(openstack)
+        if openstack:
+            progress.message(f"stopping {', '.join(openstack)}")
+            sup.stop_many(openstack)
         ctx = service_context(handle, generate=False)
+        _ensure_database_running(handle, ctx, progress)
         progress.message(f"loading databases from backup {backup_id}")
         mysql.restore_all(mariadb.socket_path(ctx), _backup_dir(handle, backup_id) /
                           backup["file"])
