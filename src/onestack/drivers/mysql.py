@@ -90,6 +90,9 @@ def restore_all(socket_path: Path, source: Path) -> None:
     import subprocess
 
     cmd = ["mariadb", f"--socket={socket_path}", "--user=root"]
+    what = f"load {source} into the database at {socket_path}"
+    if shutil.which(cmd[0]) is None:
+        raise CommandError(what, 127, "the mariadb client is not installed")
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:
         assert proc.stdin is not None
@@ -101,8 +104,7 @@ def restore_all(socket_path: Path, source: Path) -> None:
             pass  # the client stopped reading (it failed): its output says why
         out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     if proc.returncode != 0:
-        raise CommandError(f"load {source} into the database at {socket_path}",
-                           proc.returncode, out)
+        raise CommandError(what, proc.returncode, out)
 
 
 def execute(socket_path: Path, database: str, statement: str,
