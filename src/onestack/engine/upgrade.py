@@ -415,8 +415,7 @@ def _what_next(state: dict[str, Any]) -> str | None:
 def _ensure_database_running(handle: SiteHandle, ctx: ServiceContext,
                              progress: Progress) -> None:
     """A stopped site (after `down`, or a reboot) gets its MariaDB started to load into."""
-    from onestack.drivers.probes import wait_until_healthy
-    from onestack.errors import ServiceStartError
+    from onestack.steps.actions import StartProgram
 
     sup = handle.supervisor()
     if not sup.is_running():
@@ -425,11 +424,8 @@ def _ensure_database_running(handle: SiteHandle, ctx: ServiceContext,
         return
     progress.message("starting mariadb to load the backup into")
     sup.update(only=("mariadb",))
-    sup.start("mariadb")
-    probe = next(c.probe for c in mariadb.checks(ctx))
-    ok, detail = wait_until_healthy(probe, 120)
-    if not ok:
-        raise ServiceStartError("mariadb", detail, sup.log_tail("mariadb"))
+    StartProgram("mariadb", "", tuple(c.probe for c in mariadb.checks(ctx))).apply(
+        host_context(handle, progress))
 
 
 def list_backups(handle: SiteHandle) -> list[dict[str, Any]]:

@@ -101,7 +101,7 @@ class SwapApi:
     to_server: str
     to_probe: Probe
     haproxy_socket: Path
-    to_port: int = 0
+    to_port: int
     start_timeout: float = 180
     kind: str = "swap"
     config_digest: str = field(default="")
@@ -158,7 +158,7 @@ class SwapApi:
                                     sup.log_tail(self.to_program))
 
     def _refuse_taken_port(self, ctx: HostContext) -> None:
-        holder = ctx.host.port_holder(self.to_port) if self.to_port else None
+        holder = ctx.host.port_holder(self.to_port)
         if holder:
             raise PortInUseError(ctx.host.name, self.to_port, f"{holder} (needed for "
                                  f"{self.to_program})")
