@@ -15,10 +15,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from onestack.model.ports import API_HEALTH_PATHS, Ports
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +94,18 @@ def assert_resources_from_before() -> None:
     assert "upg-flavor" in names("flavor")
     assert "upg-net" in names("network")
     assert "upg-server" in names("server")
+
+
+def backend_answers(service: str, color: str) -> bool:
+    """Whether this API instance answers on its own port (not through HAProxy)."""
+    url = f"http://127.0.0.1:{Ports(OFFSET).backend(service, color)}{API_HEALTH_PATHS[service]}"
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def upgrade_state() -> dict:  # type: ignore[type-arg]
@@ -192,6 +208,8 @@ def test_kill_in_roll_resume_kill_in_commit_resume() -> None:
     second = onestack("upgrade", "apply", "--to", TO, check=False)
     assert second.returncode != 0 and "locked" in second.stderr
     assert first.wait(timeout=900) == -9
+    # keystone has moved: its 2026.1 instance stays up, without traffic, until commit.
+    assert backend_answers("keystone", "blue") and backend_answers("keystone", "green")
 
     # Written while the site is half-way through its upgrade.
     DURING_IMAGE.write_bytes(os.urandom(150_000))
@@ -208,6 +226,7 @@ def test_kill_in_roll_resume_kill_in_commit_resume() -> None:
 
     onestack("upgrade", "apply", "--to", TO)
     assert upgrade_state()["upgrade"]["status"] == "done"
+    assert not backend_answers("keystone", "blue")  # retired at commit
     assert_healthy_on(TO)
     assert_resources_from_before()
     assert image_bytes("upg-during") == DURING_IMAGE.read_bytes()

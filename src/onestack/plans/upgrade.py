@@ -5,9 +5,11 @@ An upgrade from release N to N+1 runs in four phases (docs/upgrade.md):
 * prepare: N+1 environment side by side, database backup, N+1 configuration,
   upstream pre-upgrade checks with the N+1 code, schema *expand* (old code still runs);
 * roll: service by service in upstream order, each API swapped blue/green behind
-  HAProxy, the other processes restarted on N+1 code;
+  HAProxy (N's instance stays up, without traffic, until commit), the other
+  processes restarted on N+1 code;
 * verify: health gates and the smoke tests;
-* commit: schema *contract* and online data migrations. Only this is irreversible.
+* commit: N's API instances and configuration retired, then schema *contract* and
+  online data migrations. Only this is irreversible.
 
 Until commit, rollback is a switch back to N's code and configuration.
 """
@@ -117,7 +119,7 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
     a rollback moves the API first and the rest in roll order (``_rollback_order``),
     and runs the service's ``before_downgrade`` steps (if any) before any older
     process starts again. The roll ends by restarting the ``SETTLE`` programs once;
-    a rollback only waits for them to report healthy, unless ``settle`` (a retry).
+    a rollback leaves them to ``_ready_steps`` at its end, unless ``settle`` (a retry).
     """
     name = module.name
     programs = module.programs(dst)
@@ -153,21 +155,24 @@ def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceCon
             steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
                                f"restart {prog.name} on {dst.series}", dst,
                                RunWithDefinition(prog.name, " ".join(prog.command))))
+    if phase == "rollback" and not settle:
+        return steps  # the settle programs are only waited for (_ready_steps)
     checks = {c.name: c.probe for c in module.checks(dst)}
     for prog_name in getattr(module, "SETTLE", ()):
-        if phase == "rollback" and not settle:
-            if prog_name in checks:
-                steps.append(_step(prefix, phase, name, f"ready:{prog_name}",
-                                   f"wait until {prog_name} reports healthy", dst,
-                                   CallOnce(f"wait for {prog_name}",
-                                            _waiter(prog_name, checks[prog_name]),
-                                            inputs=dst.series)))
-            continue
         steps.append(_step(prefix, phase, name, f"settle:{prog_name}",
                            f"restart {prog_name} once all of {name} runs {dst.series}", dst,
                            CallOnce(f"settle {prog_name}", _restarter(prog_name, checks),
                                     inputs=dst.series)))
     return steps
+
+
+def _ready_steps(prefix: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
+    """Wait until the service's settle programs that have a check report healthy."""
+    checks = {c.name: c.probe for c in module.checks(dst)}
+    return [_step(prefix, "rollback", module.name, f"ready:{prog}",
+                  f"wait until {prog} reports healthy", dst,
+                  CallOnce(f"wait for {prog}", _waiter(prog, checks[prog]), inputs=dst.series))
+            for prog in getattr(module, "SETTLE", ()) if prog in checks]
 
 
 def _rollback_order(api: Program, roll_order: list[Program]) -> list[Program]:
@@ -221,7 +226,7 @@ def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
                  SwapApi(name, api_src.name, api_dst.name, f"{name}-{src.color(name)}",
                          f"{name}-{dst.color(name)}", backend_probe,
                          dst.paths.run / "haproxy.sock",
-                         to_port=dst.backend_port(name),
+                         to_port=dst.backend_port(name), keep_warm=phase == "roll",
                          config_digest=conf_digest))
 
 
@@ -259,12 +264,14 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     steps.append(_step(p, "commit", "site", "point-of-no-return",
                        "record that the upgrade is committing (rollback ends here)", new,
                        CallOnce("commit", on_commit, inputs=new.series)))
+    # The older release's API instances stay up (no traffic) until here, for a fast
+    # rollback; they stop before the contract removes what only their code needs.
+    steps.append(_retire(p, old, new))
     for module in registry.OPENSTACK:
         for name, argv in module.contract(new):
             steps.append(_step(p, "commit", module.name, name,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
-    steps.append(_retire(p, old, new))
     return steps
 
 
@@ -280,7 +287,8 @@ def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False
                    ) -> list[Step]:
     """Return every service to ``old`` (code, configuration, live API instance).
 
-    Services go back in reverse upgrade order. The expanded schema stays: the old
+    Services go back in reverse upgrade order, then the settle programs that were
+    only restarted are waited for, all at the end. The expanded schema stays: the old
     code runs on it by design, and nothing written meanwhile is lost. A ``retry`` (the
     last rollback failed) restarts the settle programs once all of their service runs
     ``old`` instead of only waiting for them: a process that started too early (and
@@ -291,4 +299,10 @@ def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False
     for module in reversed(registry.OPENSTACK):
         steps += _switch_service(p, "rollback", module, new, old, settle=retry)
     steps.append(_haproxy_config(p, "rollback", old))
+    if not retry:
+        # Last: nova-compute's first heartbeat takes 10-30 s after its start, and the
+        # other services can move back meanwhile (the scheduler still counts the
+        # compute up on its last heartbeat, and its queue holds what is cast to it).
+        for module in reversed(registry.OPENSTACK):
+            steps += _ready_steps(p, module, old)
     return steps

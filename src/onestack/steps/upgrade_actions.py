@@ -92,7 +92,12 @@ class UpgradeCheck:
 
 @dataclass(frozen=True)
 class SwapApi:
-    """Blue/green: start the other instance, give it traffic, drain and stop this one."""
+    """Blue/green: start the other instance, give it traffic, drain this one.
+
+    The drained instance stops, unless ``keep_warm``: an upgrade leaves the older
+    release's instance running without traffic until commit, so that a rollback
+    moves traffic back to an instance that is already up instead of starting one.
+    """
 
     service: str
     from_program: str
@@ -102,6 +107,7 @@ class SwapApi:
     to_probe: Probe
     haproxy_socket: Path
     to_port: int
+    keep_warm: bool = False
     start_timeout: float = 180
     kind: str = "swap"
     config_digest: str = field(default="")
@@ -137,7 +143,10 @@ class SwapApi:
         if left:
             ctx.progress.message(f"{self.from_server}: {left} sessions still open after 60s")
         admin.set_state(self.backend, self.from_server, "maint")
-        ctx.supervisor.stop(self.from_program)
+        if self.keep_warm:
+            ctx.progress.message(f"{self.from_program} stays up without traffic until commit")
+        else:
+            ctx.supervisor.stop(self.from_program)
 
     def _start_new(self, ctx: HostContext) -> None:
         sup = ctx.supervisor

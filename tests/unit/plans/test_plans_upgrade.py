@@ -85,6 +85,13 @@ def test_rollback_moves_the_api_first_and_restarts_nothing_twice(rollback: list[
     assert nova.index("before:nova-api") == nova.index("swap-api") - 1
 
 
+def test_rollback_waits_for_the_compute_heartbeat_last(rollback: list[Step]) -> None:
+    """The other services move back while nova-compute starts reporting."""
+    ids = [s.id.split("/", 2)[2] for s in rollback]
+    assert ids[-1] == "nova/ready:nova-compute"
+    assert max(i for i, s in enumerate(ids) if s.endswith("swap-api")) < len(ids) - 1
+
+
 def test_a_retried_rollback_restarts_the_settle_programs_once(
         rollback: list[Step], contexts: tuple[ServiceContext, ServiceContext]) -> None:
     """After a failed rollback (a process stuck with something of the newer release
@@ -95,6 +102,15 @@ def test_a_retried_rollback_restarts_the_settle_programs_once(
     assert nova == ["settle:nova-conductor", "settle:nova-scheduler", "settle:nova-compute"]
     same = {s.id for s in rollback if "/ready:" not in s.id}
     assert same <= {s.id for s in retry}
+
+
+def test_roll_keeps_the_old_api_instances_up_and_rollback_stops_the_new(
+        upgrade: list[Step], rollback: list[Step]) -> None:
+    roll = [s.action for s in upgrade if isinstance(s.action, SwapApi)]
+    back = [s.action for s in rollback if isinstance(s.action, SwapApi)]
+    assert len(roll) == len(back) == len(registry.OPENSTACK)
+    assert all(swap.keep_warm for swap in roll)
+    assert not any(swap.keep_warm for swap in back)
 
 
 def test_swaps_point_back_to_the_old_colors(rollback: list[Step],
@@ -112,13 +128,15 @@ def test_nothing_in_rollback_runs_schema_migrations(rollback: list[Step]) -> Non
     assert not [s.id for s in rollback if "db-" in s.id or "contract" in s.id]
 
 
-def test_commit_ends_by_retiring_the_old_release(upgrade: list[Step],
-                                                 contexts: tuple[ServiceContext, ServiceContext]
-                                                 ) -> None:
+def test_commit_retires_the_old_release_before_any_contract(
+        upgrade: list[Step], contexts: tuple[ServiceContext, ServiceContext]) -> None:
     old, new = contexts
-    last = upgrade[-1]
-    assert last.id.endswith("/commit/site/retire-2026.1")
-    retire = last.action
+    commit = [s for s in upgrade if "/commit/" in s.id]
+    assert commit[0].id.endswith("/commit/site/point-of-no-return")
+    first = commit[1]
+    assert first.id.endswith("/commit/site/retire-2026.1")
+    assert [s for s in commit[2:] if "contract" in s.id or "migrations" in s.id] == commit[2:]
+    retire = first.action
     assert isinstance(retire, RetireRelease)
     assert retire.config_dir == old.paths.etc("2026.1")
     assert "keystone-api-green" in retire.keep and "nova-compute" in retire.keep
