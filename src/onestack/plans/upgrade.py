@@ -111,59 +111,97 @@ def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]
     return {prog.name: render_program(prog, ctx.paths.log) for prog in programs}
 
 
-def _switch_service(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
-                    dst: ServiceContext, settle: bool = True) -> list[Step]:
-    """Move one service from ``src`` (code, config, API color) to ``dst``.
+def _program_files(prefix: str, phase: str, name: str, dst: ServiceContext,
+                   defs: dict[str, str]) -> list[Step]:
+    return [_step(prefix, phase, name, f"program:{prog}", f"define program {prog} "
+                  f"({dst.series})", dst, WriteFile(dst.paths.site / "supervisor" /
+                                                    f"{prog}.conf", text))
+            for prog, text in defs.items()]
 
-    Programs move in the service's roll order (``roll_order``, default: API first);
-    a rollback moves the API first and the rest in roll order (``_rollback_order``),
-    and runs the service's ``before_downgrade`` steps (if any) before any older
-    process starts again. The roll ends by restarting the ``SETTLE`` programs once;
-    a rollback leaves them to ``_ready_steps`` at its end, unless ``settle`` (a retry).
+
+def _load(prefix: str, phase: str, name: str, dst: ServiceContext, defs: dict[str, str],
+          step_name: str = "supervisor") -> Step:
+    """Load these program definitions (a changed one stops its running process)."""
+    return _step(prefix, phase, name, step_name, f"load program definitions of "
+                 f"{', '.join(sorted(defs))}", dst,
+                 UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))),
+                                  tuple(sorted(defs))))
+
+
+def _restart(prefix: str, phase: str, name: str, dst: ServiceContext, prog: Program) -> Step:
+    return _step(prefix, phase, name, f"restart:{prog.name}",
+                 f"restart {prog.name} on {dst.series}", dst,
+                 RunWithDefinition(prog.name, " ".join(prog.command)))
+
+
+def _settle(prefix: str, phase: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
+    """Restart the ``SETTLE`` programs once more, now that all of the service moved."""
+    checks = {c.name: c.probe for c in module.checks(dst)}
+    return [_step(prefix, phase, module.name, f"settle:{prog}",
+                  f"restart {prog} once all of {module.name} runs {dst.series}", dst,
+                  CallOnce(f"settle {prog}", _restarter(prog, checks), inputs=dst.series))
+            for prog in getattr(module, "SETTLE", ())]
+
+
+def _roll_service(prefix: str, module: ModuleType, old: ServiceContext,
+                  new: ServiceContext) -> list[Step]:
+    """Move one service to ``new`` in its roll order (``roll_order``, default: API
+    first), then restart its ``SETTLE`` programs once: a process started while its
+    peers still ran ``old`` keeps version pins until it starts again."""
+    name = module.name
+    programs = module.programs(new)
+    defs = _definitions(new, programs)
+    steps = [*_program_files(prefix, "roll", name, new, defs),
+             _load(prefix, "roll", name, new, defs)]
+    for prog in getattr(module, "roll_order", list)(programs):
+        steps.append(_swap_step(prefix, "roll", module, old, new) if prog is programs[0]
+                     else _restart(prefix, "roll", name, new, prog))
+    return steps + _settle(prefix, "roll", module, new)
+
+
+def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
+                       older: ServiceContext, settle: bool) -> list[Step]:
+    """Move one service back to ``older``: its API first, then the rest.
+
+    1. the service's ``before_downgrade`` steps (nova's version markers), all before
+       any older process starts: an older conductor that started first would cache
+       the newer compute version and refuse the compute ("older than the minimum");
+    2. the API swapped back (its older instance is still up since the roll), so
+       nothing sends messages of the newer release any more;
+    3. ``drain_before_stop`` (nova): the newer back end handles what is queued for it;
+    4. the other programs' older definitions loaded, which stops their newer processes;
+    5. ``before_rollback`` (nova): stored objects made readable by the older code;
+    6. the other programs started in roll order, each among older processes only, so
+       none needs the roll's settle restart (unless ``settle``: a retried rollback).
     """
     name = module.name
-    programs = module.programs(dst)
-    defs = _definitions(dst, programs)
-    steps = [_step(prefix, phase, name, f"program:{prog}", f"define program {prog} "
-                   f"({dst.series})", dst, WriteFile(dst.paths.site / "supervisor" /
-                                                     f"{prog}.conf", text))
-             for prog, text in defs.items()]
-    steps.append(_step(prefix, phase, name, "supervisor", "load program definitions", dst,
-                       UpdateSupervisor(digest("".join(defs[k] for k in sorted(defs))),
-                                        tuple(sorted(defs)))))
-    before_rollback = getattr(module, "before_rollback", None)
-    if phase == "rollback" and before_rollback is not None:
-        steps.append(_step(prefix, phase, name, "before-rollback",
-                           f"make {name}'s stored data readable by {dst.series}", dst,
-                           before_rollback(src, dst)))
-    order = getattr(module, "roll_order", list)(programs)
-    downgrade = getattr(module, "before_downgrade", None) if phase == "rollback" else None
-    if phase == "rollback":
-        order = _rollback_order(programs[0], order)
+    programs = module.programs(older)
+    api, rest = programs[0], [p for p in getattr(module, "roll_order", list)(programs)
+                              if p is not programs[0]]
+    defs = _definitions(older, programs)
+    steps = _program_files(prefix, "rollback", name, older, defs)
+    downgrade = getattr(module, "before_downgrade", None)
     if downgrade is not None:
-        # Every marker goes back before any older process starts: a conductor that
-        # started first would cache the newer compute version and refuse the compute
-        # ("older than the minimum"). The API's is last, right before it moves.
-        for prog in [*order[1:], order[0]]:
-            steps.append(_step(prefix, phase, name, f"before:{prog.name}",
-                               f"prepare {prog.name} to run {dst.series} again", dst,
-                               downgrade(dst, prog)))
-    for prog in order:
-        if prog is programs[0]:
-            steps.append(_swap_step(prefix, phase, module, src, dst))
-        else:
-            steps.append(_step(prefix, phase, name, f"restart:{prog.name}",
-                               f"restart {prog.name} on {dst.series}", dst,
-                               RunWithDefinition(prog.name, " ".join(prog.command))))
-    if phase == "rollback" and not settle:
-        return steps  # the settle programs are only waited for (_ready_steps)
-    checks = {c.name: c.probe for c in module.checks(dst)}
-    for prog_name in getattr(module, "SETTLE", ()):
-        steps.append(_step(prefix, phase, name, f"settle:{prog_name}",
-                           f"restart {prog_name} once all of {name} runs {dst.series}", dst,
-                           CallOnce(f"settle {prog_name}", _restarter(prog_name, checks),
-                                    inputs=dst.series)))
-    return steps
+        steps += [_step(prefix, "rollback", name, f"before:{prog.name}",
+                        f"prepare {prog.name} to run {older.series} again", older,
+                        downgrade(older, prog)) for prog in [*rest, api]]
+    steps.append(_load(prefix, "rollback", name, older, {api.name: defs[api.name]},
+                       "supervisor:api" if rest else "supervisor"))
+    steps.append(_swap_step(prefix, "rollback", module, newer, older))
+    if not rest:
+        return steps
+    drain = getattr(module, "drain_before_stop", None)
+    if drain is not None:
+        steps.append(_step(prefix, "rollback", name, "drain", f"let {name} {newer.series} "
+                           "handle what is queued for it", newer, drain(newer)))
+    steps.append(_load(prefix, "rollback", name, older, {p.name: defs[p.name] for p in rest}))
+    before_rollback = getattr(module, "before_rollback", None)
+    if before_rollback is not None:
+        steps.append(_step(prefix, "rollback", name, "before-rollback",
+                           f"make {name}'s stored data readable by {older.series}", older,
+                           before_rollback(newer, older)))
+    steps += [_restart(prefix, "rollback", name, older, prog) for prog in rest]
+    return steps + (_settle(prefix, "rollback", module, older) if settle else [])
 
 
 def _ready_steps(prefix: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
@@ -173,18 +211,6 @@ def _ready_steps(prefix: str, module: ModuleType, dst: ServiceContext) -> list[S
                   f"wait until {prog} reports healthy", dst,
                   CallOnce(f"wait for {prog}", _waiter(prog, checks[prog]), inputs=dst.series))
             for prog in getattr(module, "SETTLE", ()) if prog in checks]
-
-
-def _rollback_order(api: Program, roll_order: list[Program]) -> list[Program]:
-    """The API first, then the other programs in the roll order.
-
-    Loading the older definitions has stopped every other program of the service
-    (their command names the newer environment), so once the API is back no newer
-    process is left and each one starts among older ones only: nothing to settle
-    (unlike the roll, where a process started before its peers moved must restart
-    to lift its version pins).
-    """
-    return [api, *(p for p in roll_order if p.name != api.name)]
 
 
 def _wait_healthy(hc: HostContext, program: str, check: Probe, started: float) -> None:
@@ -256,7 +282,7 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     p = upgrade_prefix(new.series)
     steps = _prepare(old, new, backup_dir, wheelhouse)
     for module in registry.OPENSTACK:
-        steps += _switch_service(p, "roll", module, old, new)
+        steps += _roll_service(p, module, old, new)
     steps.append(_haproxy_config(p, "roll", new))
     steps.append(_gate(p, new))
     steps.append(_step(p, "verify", "site", "smoke-tests", "smoke tests on the new code", new,
@@ -297,7 +323,7 @@ def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False
     p = rollback_prefix(new.series)
     steps: list[Step] = []
     for module in reversed(registry.OPENSTACK):
-        steps += _switch_service(p, "rollback", module, new, old, settle=retry)
+        steps += _roll_back_service(p, module, new, old, settle=retry)
     steps.append(_haproxy_config(p, "rollback", old))
     if not retry:
         # Last: nova-compute's first heartbeat takes 10-30 s after its start, and the

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers import mysql
+from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
-from onestack.services import mariadb, memcached, oslo, uwsgi
+from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -130,6 +131,35 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
                           "AND version>%s", (version, binary, version))
 
     return CallOnce(f"reset {binary} service version", run, inputs=ctx.series)
+
+
+# The RPC servers of nova's back end (each listens on ``topic`` and ``topic.<host>``).
+RPC_TOPICS = ("conductor", "scheduler", "compute", "compute-alt")
+
+
+def drain_before_stop(newer: ServiceContext) -> CallOnce:
+    """Wait until the newer back end has handled every message queued for it.
+
+    Runs once the API is back on the older release (nothing sends newer messages
+    any more) and before the newer conductor, scheduler and compute stop. A message
+    the newer release sent carries object versions the older code does not know
+    ("Version 1.44 of ImageMetaProps is not supported"); an older conductor that
+    receives one asks the conductor, i.e. itself, to backport it, and hangs in RPC
+    timeouts for minutes, with nova-compute waiting on it.
+    """
+    queues = [q for t in RPC_TOPICS for q in (t, f"{t}.{newer.host}")]
+    argv = rabbitmq.rabbitmqctl(newer, *rabbitmq_queues.LIST_QUEUES)
+    env = rabbitmq.environment(newer)
+
+    def run(hc: HostContext) -> None:
+        left = rabbitmq_queues.wait_until_empty(lambda: hc.host.run(argv, env=env), queues)
+        if left:
+            # Not a failure: a rollback must not wait forever on a newer process that
+            # died (it may be why the upgrade is rolling back). Say what is left.
+            hc.progress.message("nova RPC messages left for the older release, which may "
+                                "reject them: " + ", ".join(f"{q}={n}" for q, n in left.items()))
+
+    return CallOnce("drain nova's RPC queues", run, inputs=newer.series)
 
 
 MANIFEST_SCRIPT = ("import json; from nova import objects; objects.register_all(); "

@@ -12,6 +12,7 @@ from onestack.engine.step import Step
 from onestack.plans.upgrade import PHASES, flipped, phase_of, rollback_steps, upgrade_steps
 from onestack.services import registry
 from onestack.services.base import ServiceContext
+from onestack.steps.actions import UpdateSupervisor
 from onestack.steps.upgrade_actions import RetireRelease, SwapApi
 
 ContextFactory = Callable[..., ServiceContext]
@@ -71,18 +72,32 @@ def test_rollback_goes_back_in_reverse_service_order(rollback: list[Step]) -> No
 
 
 def test_rollback_moves_the_api_first_and_restarts_nothing_twice(rollback: list[Step]) -> None:
-    """Loading the older definitions stops nova's other programs; the API goes back
-    first so no newer process is left when they start, and none needs a second restart."""
+    """The API goes back first (nothing sends the newer release's messages any more),
+    the newer back end drains its queues, then stops, the stored objects are made
+    readable, and each older process starts among older ones only: no second restart."""
     nova = _ids(rollback, "nova")
     moves = [i for i in nova if i.startswith(("restart:", "swap-", "settle:", "ready:"))]
     assert moves == ["swap-api", "restart:nova-conductor", "restart:nova-scheduler",
                      "restart:nova-compute", "ready:nova-compute"]
-    assert nova.index("supervisor") < nova.index("before-rollback") < nova.index("swap-api")
+    order = ["supervisor:api", "swap-api", "drain", "supervisor", "before-rollback",
+             "restart:nova-conductor"]
+    assert [nova.index(i) for i in order] == sorted(nova.index(i) for i in order)
     # every version marker goes back before any older nova process starts
     befores = [i for i in nova if i.startswith("before:")]
     assert befores == ["before:nova-conductor", "before:nova-scheduler",
                        "before:nova-compute", "before:nova-api"]
-    assert nova.index("before:nova-api") == nova.index("swap-api") - 1
+    assert nova.index("before:nova-api") < nova.index("supervisor:api")
+
+
+def test_rollback_loads_only_the_api_before_its_swap(rollback: list[Step]) -> None:
+    """Loading the back end's older definitions stops its newer processes: not before
+    the API is back and the queues are drained."""
+    loads = {s.id.split("/", 3)[3]: s.action.programs for s in rollback
+             if s.service == "nova" and isinstance(s.action, UpdateSupervisor)}
+    assert loads == {"supervisor:api": ("nova-api",),
+                     "supervisor": ("nova-compute", "nova-conductor", "nova-scheduler")}
+    glance = [i for i in _ids(rollback, "glance") if not i.startswith("program:")]
+    assert glance == ["supervisor", "swap-api"]
 
 
 def test_rollback_waits_for_the_compute_heartbeat_last(rollback: list[Step]) -> None:
