@@ -167,10 +167,14 @@ def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
        any older process starts: an older conductor that started first would cache
        the newer compute version and refuse the compute ("older than the minimum");
     2. the API swapped back (its older instance is still up since the roll), so
-       nothing sends messages of the newer release any more;
+       nothing sends messages of the newer release any more. With ``before_rollback``
+       (nova) the swap has a gap: the newer API drains, HAProxy holds new requests,
+       stored objects are made readable by the older code, then the older API takes
+       the requests. Without the gap, the older API would read objects the newer one
+       had just written and fail ("Version 1.44 of ImageMetaProps is not supported");
     3. ``drain_before_stop`` (nova): the newer back end handles what is queued for it;
     4. the other programs' older definitions loaded, which stops their newer processes;
-    5. ``before_rollback`` (nova): stored objects made readable by the older code;
+    5. ``before_rollback`` again: what the newer back end stored meanwhile;
     6. the other programs started in roll order, each among older processes only, so
        none needs the roll's settle restart (unless ``settle``: a retried rollback).
     """
@@ -187,7 +191,10 @@ def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
                         downgrade(older, prog)) for prog in [*rest, api]]
     steps.append(_load(prefix, "rollback", name, older, {api.name: defs[api.name]},
                        "supervisor:api" if rest else "supervisor"))
-    steps.append(_swap_step(prefix, "rollback", module, newer, older))
+    before_rollback = getattr(module, "before_rollback", None)
+    convert = before_rollback(newer, older) if before_rollback is not None else None
+    steps.append(_swap_step(prefix, "rollback", module, newer, older,
+                            between=convert.func if convert is not None else None))
     if not rest:
         return steps
     drain = getattr(module, "drain_before_stop", None)
@@ -195,11 +202,10 @@ def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
         steps.append(_step(prefix, "rollback", name, "drain", f"let {name} {newer.series} "
                            "handle what is queued for it", newer, drain(newer)))
     steps.append(_load(prefix, "rollback", name, older, {p.name: defs[p.name] for p in rest}))
-    before_rollback = getattr(module, "before_rollback", None)
-    if before_rollback is not None:
+    if convert is not None:
         steps.append(_step(prefix, "rollback", name, "before-rollback",
-                           f"make {name}'s stored data readable by {older.series}", older,
-                           before_rollback(newer, older)))
+                           f"make {name}'s stored data readable by {older.series} (what "
+                           f"its {newer.series} back end wrote since)", older, convert))
     steps += [_restart(prefix, "rollback", name, older, prog) for prog in rest]
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])
 
@@ -239,7 +245,7 @@ def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
 
 
 def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
-               dst: ServiceContext) -> Step:
+               dst: ServiceContext, between: Hook | None = None) -> Step:
     name = module.name
     api_src = module.programs(src)[0]
     api_dst = module.programs(dst)[0]
@@ -253,7 +259,7 @@ def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
                          f"{name}-{dst.color(name)}", backend_probe,
                          dst.paths.run / "haproxy.sock",
                          to_port=dst.backend_port(name), keep_warm=phase == "roll",
-                         config_digest=conf_digest))
+                         between=between, config_digest=conf_digest))
 
 
 def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:

@@ -15,10 +15,28 @@ name = "haproxy"
 kind = "infra"
 PACKAGES = ("haproxy",)
 
+# How long a request waits at HAProxy for an API instance that takes traffic (a
+# rollback converts nova's stored objects while no instance does: ADR 0007) before
+# HAProxy answers 503 as it would at once without the wait.
+HOLD_MS = 15000
+
+# An http-request action: wait (without blocking HAProxy) while the named backend has
+# no usable server, up to a limit. HAProxy's nbsrv counts neither drain nor maint.
+HOLD_LUA = """-- onestack: hold a request while its API has no instance that takes traffic
+core.register_action("wait_for_server", {"http-req"}, function(txn, backend, limit_ms)
+    local waited = 0
+    while txn.f:nbsrv(backend) == 0 and waited < tonumber(limit_ms) do
+        core.msleep(100)
+        waited = waited + 100
+    end
+end, 2)
+"""
+
 def _backend(ctx: ServiceContext, api: str) -> str:
     return f"""
 frontend {api}
     bind {ctx.address}:{ctx.ports.frontend(api)}
+    http-request lua.wait_for_server {api} {HOLD_MS}
     default_backend {api}
 
 backend {api}
@@ -40,10 +58,15 @@ def config_path(ctx: ServiceContext) -> Path:
     return ctx.etc_infra(name) / "haproxy.cfg"
 
 
+def hold_script_path(ctx: ServiceContext) -> Path:
+    return ctx.etc_infra(name) / "hold.lua"
+
+
 def render(ctx: ServiceContext) -> str:
     """haproxy.cfg for the site, with the live color of every API enabled."""
     head = f"""global
     maxconn 4096
+    lua-load {hold_script_path(ctx)}
     stats socket {ctx.paths.run / 'haproxy.sock'} mode 600 level admin
 
 defaults
@@ -72,7 +95,7 @@ def checks(ctx: ServiceContext) -> list[Check]:
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
-    config = {config_path(ctx): render(ctx)}
+    config = {hold_script_path(ctx): HOLD_LUA, config_path(ctx): render(ctx)}
     probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
     return [*config_steps(ctx, name, config, mode=0o644),
             *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]

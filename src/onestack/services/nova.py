@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from onestack.drivers import mysql
@@ -100,16 +101,24 @@ def roll_order(programs: list[Program]) -> list[Program]:
     return [by_name["nova-conductor"], by_name["nova-scheduler"], api, by_name["nova-compute"]]
 
 
-_SERVICE_VERSIONS: dict[str, int] = {}
+# What a release's nova is: its SERVICE_VERSION and every object's version. One
+# Python start per release environment and onestack process (importing nova takes
+# seconds, and the rollback needs both while nova's API requests are held).
+_RELEASE_FACTS: dict[str, tuple[int, str]] = {}
+RELEASE_FACTS_SCRIPT = (
+    "import json; from nova import objects; objects.register_all(); "
+    "from nova.objects.base import NovaObjectRegistry as R; "
+    "from nova.objects.service import SERVICE_VERSION as V; "
+    "print(json.dumps([V, {n: c[0].VERSION for n, c in R.obj_classes().items()}]))")
 
 
-def _service_version(hc: HostContext, python: str) -> int:
-    """nova's SERVICE_VERSION in a release environment (asked once per process)."""
-    if python not in _SERVICE_VERSIONS:
-        out = hc.host.run([python, "-c", "from nova.objects.service import SERVICE_VERSION "
-                           "as v; print(v)"])
-        _SERVICE_VERSIONS[python] = int(out.strip().splitlines()[-1])
-    return _SERVICE_VERSIONS[python]
+def _release_facts(hc: HostContext, python: str) -> tuple[int, str]:
+    """(SERVICE_VERSION, object manifest as JSON) of the nova in this environment."""
+    if python not in _RELEASE_FACTS:
+        out = hc.host.run([python, "-c", RELEASE_FACTS_SCRIPT])
+        version, manifest = json.loads(out.strip().splitlines()[-1])
+        _RELEASE_FACTS[python] = (int(version), json.dumps(manifest))
+    return _RELEASE_FACTS[python]
 
 
 def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
@@ -125,7 +134,7 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     python = ctx.bin("python")
 
     def run(hc: HostContext) -> None:
-        version = _service_version(hc, python)
+        version = _release_facts(hc, python)[0]
         for database in ("nova", "nova_cell0"):
             mysql.execute(sock, database, "UPDATE services SET version=%s WHERE `binary`=%s "
                           "AND version>%s", (version, binary, version))
@@ -162,11 +171,6 @@ def drain_before_stop(newer: ServiceContext) -> CallOnce:
     return CallOnce("drain nova's RPC queues", run, inputs=newer.series)
 
 
-MANIFEST_SCRIPT = ("import json; from nova import objects; objects.register_all(); "
-                   "from nova.objects.base import NovaObjectRegistry as R; "
-                   "print(json.dumps({n: c[0].VERSION for n, c in R.obj_classes().items()}))")
-
-
 def before_rollback(newer: ServiceContext, older: ServiceContext) -> CallOnce:
     """Make nova objects stored by the newer release readable by the older one."""
     script = Path(__file__).parent / "scripts" / "nova_backport.py"
@@ -175,8 +179,7 @@ def before_rollback(newer: ServiceContext, older: ServiceContext) -> CallOnce:
                                                for db in ("nova", "nova_cell0"))}
 
     def run(hc: HostContext) -> None:
-        out = hc.host.run([older.bin("python"), "-c", MANIFEST_SCRIPT])
-        manifest = out.strip().splitlines()[-1]
+        manifest = _release_facts(hc, older.bin("python"))[1]
         result = hc.host.run([newer.bin("python"), str(script)],
                              env={**env, "ONESTACK_NOVA_MANIFEST": manifest})
         hc.progress.message(f"nova objects made readable by {older.series}: "

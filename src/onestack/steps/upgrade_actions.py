@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ class SwapApi:
     The drained instance stops, unless ``keep_warm``: an upgrade leaves the older
     release's instance running without traffic until commit, so that a rollback
     moves traffic back to an instance that is already up instead of starting one.
+
+    With ``between``, there is a gap instead of an overlap: this instance drains
+    first, ``between`` runs while no instance takes traffic (HAProxy holds new
+    requests, services.haproxy.HOLD_MS), then the other takes it. If ``between``
+    fails or the other does not come up, this instance takes traffic again.
+    ``between`` must not call the API itself: its request would wait for the gap.
     """
 
     service: str
@@ -108,6 +115,8 @@ class SwapApi:
     haproxy_socket: Path
     to_port: int
     keep_warm: bool = False
+    between: Callable[[HostContext], None] | None = field(default=None, compare=False,
+                                                         repr=False)
     start_timeout: float = 180
     kind: str = "swap"
     config_digest: str = field(default="")
@@ -136,17 +145,32 @@ class SwapApi:
     def apply(self, ctx: HostContext) -> None:
         admin = HaproxyAdmin(self.haproxy_socket)
         self._start_new(ctx)
-        admin.set_state(self.backend, self.to_server, "ready")
-        admin.wait_up(self.backend, self.to_server, timeout=30)
-        admin.set_state(self.backend, self.from_server, "drain")
-        left = admin.wait_drained(self.backend, self.from_server, timeout=60)
-        if left:
-            ctx.progress.message(f"{self.from_server}: {left} sessions still open after 60s")
+        if self.between is None:
+            self._take_traffic(admin)
+            self._drain(ctx, admin)
+        else:
+            self._drain(ctx, admin)
+            try:
+                self.between(ctx)
+                self._take_traffic(admin)
+            except BaseException:
+                admin.set_state(self.backend, self.from_server, "ready")
+                raise
         admin.set_state(self.backend, self.from_server, "maint")
         if self.keep_warm:
             ctx.progress.message(f"{self.from_program} stays up without traffic until commit")
         else:
             ctx.supervisor.stop(self.from_program)
+
+    def _take_traffic(self, admin: HaproxyAdmin) -> None:
+        admin.set_state(self.backend, self.to_server, "ready")
+        admin.wait_up(self.backend, self.to_server, timeout=30)
+
+    def _drain(self, ctx: HostContext, admin: HaproxyAdmin) -> None:
+        admin.set_state(self.backend, self.from_server, "drain")
+        left = admin.wait_drained(self.backend, self.from_server, timeout=60)
+        if left:
+            ctx.progress.message(f"{self.from_server}: {left} sessions still open after 60s")
 
     def _start_new(self, ctx: HostContext) -> None:
         sup = ctx.supervisor

@@ -74,9 +74,14 @@ def test_catalog_entries(ctx: ServiceContext) -> None:
 
 
 def test_haproxy_frontends_and_blue_green_backends(ctx: ServiceContext) -> None:
-    text = next(a.content for s in haproxy.steps(ctx) if isinstance(a := s.action, WriteFile))
+    files = {a.path.name: a.content for s in haproxy.steps(ctx)
+             if isinstance(a := s.action, WriteFile)}
+    text = files["haproxy.cfg"]
+    assert f"lua-load {haproxy.hold_script_path(ctx)}\n" in text
+    assert files["hold.lua"] == haproxy.HOLD_LUA
     for api, (front, blue, green) in API_PORTS.items():
         assert f"bind 127.0.0.1:{front}\n" in text
+        assert f"http-request lua.wait_for_server {api} {haproxy.HOLD_MS}\n" in text
         assert f"server {api}-blue 127.0.0.1:{blue} check\n" in text
         assert f"server {api}-green 127.0.0.1:{green} check disabled\n" in text
         assert f"option httpchk GET {API_HEALTH_PATHS[api]}\n" in text
