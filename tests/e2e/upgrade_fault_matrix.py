@@ -10,6 +10,11 @@ site running FROM:
 * fail:  inject a failure at the step; `upgrade apply` must roll back by itself
   (before commit) or stop with the site resumable (in commit; then apply again).
 
+With ``--during rollback``, the fault is in the rollback instead: the upgrade is
+killed once its roll phase is complete (at the health gate), ``onestack rollback`` is
+run with the fault at the named rollback step (``--steps``, required: e.g.
+``rollback-2026.2/rollback/nova/drain``), then ``onestack rollback`` again must finish.
+
 After each case the site must be healthy on FROM (or on TO after a commit-phase case,
 which is then restored from its backup to start the next case on FROM), `onestack
 verify` must pass, and the marker image must be intact. One line per case; a JSON
@@ -105,6 +110,22 @@ def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes) ->
             "seconds": round(time.monotonic() - t0, 1)}
 
 
+def rollback_case(site: Site, mode: str, step: str, to: str, base: str,
+                  marker: bytes) -> dict:  # type: ignore[type-arg]
+    t0 = time.monotonic()
+    site.run("upgrade", "apply", "--to", to, fault=f"kill:upgrade-{to}/verify/site/health-gate")
+    first = site.run("rollback", fault=f"{mode}:{step}")
+    after = site.run("rollback")
+    problem = healthy(site, base, marker)
+    if first.returncode == 0:
+        problem = "the fault was never reached"
+    elif after.returncode != 0:
+        problem = f"the second rollback exited {after.returncode}: {after.stderr[-300:]}"
+    return {"step": step, "mode": mode, "first_exit": first.returncode,
+            "recovery_exit": after.returncode, "ok": problem is None, "problem": problem,
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
 def blocked_plan_waited(site: Site, to: str) -> dict:  # type: ignore[type-arg]
     """The upgrade plan, once its checks pass (a site just brought up may still be
     waiting for nova-compute's first heartbeat)."""
@@ -125,7 +146,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=["kill", "fail"], default="kill")
     parser.add_argument("--steps", action="append", default=[],
                         help="glob of step ids to cover (repeatable; default: every step)")
+    parser.add_argument("--during", choices=["upgrade", "rollback"], default="upgrade",
+                        help="where the fault is: an upgrade step, or a rollback step "
+                             "(then --steps names the rollback steps)")
     args = parser.parse_args()
+    if args.during == "rollback" and not args.steps:
+        parser.error("--during rollback needs --steps (rollback step ids or globs)")
     site = Site(args.home, args.site)
     if (args.home / "sites" / args.site / "state.db").exists():
         back_to_from(site)
@@ -143,10 +169,13 @@ def main() -> None:
     globs = args.steps or ["*"]
     steps = [s["id"] for s in plan["steps"]
              if s["needed"] and any(fnmatch.fnmatchcase(s["id"], g) for g in globs)]
-    print(f"{len(steps)} steps, mode {args.mode}", flush=True)
+    if args.during == "rollback":
+        steps = args.steps
+    print(f"{len(steps)} steps, mode {args.mode} during the {args.during}", flush=True)
     results = []
     for step in steps:
-        result = case(site, args.mode, step, args.to, base, marker)
+        run_case = rollback_case if args.during == "rollback" else case
+        result = run_case(site, args.mode, step, args.to, base, marker)
         results.append(result)
         if not result["ok"]:  # repair, so that the next cases start from a sound site
             back_to_from(site)
