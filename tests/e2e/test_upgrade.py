@@ -234,7 +234,7 @@ def test_kill_in_roll_resume_kill_in_commit_resume() -> None:
 
 
 def test_after_upgrade_up_and_plan_change_nothing() -> None:
-    # Commit retired 2026.1: its configuration and its stopped API programs are gone.
+    # Commit retired 2026.1: its configuration and its API programs are gone.
     site_dir = HOME / "sites" / SITE
     assert not (site_dir / "etc" / "2026.1").exists()
     assert not (site_dir / "supervisor" / "keystone-api.conf").exists()

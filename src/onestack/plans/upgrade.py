@@ -134,9 +134,13 @@ def _restart(prefix: str, phase: str, name: str, dst: ServiceContext, prog: Prog
                  RunWithDefinition(prog.name, " ".join(prog.command)))
 
 
+def _checks(module: ModuleType, ctx: ServiceContext) -> dict[str, Probe]:
+    return {c.name: c.probe for c in module.checks(ctx)}
+
+
 def _settle(prefix: str, phase: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
     """Restart the ``SETTLE`` programs once more, now that all of the service moved."""
-    checks = {c.name: c.probe for c in module.checks(dst)}
+    checks = _checks(module, dst)
     return [_step(prefix, phase, module.name, f"settle:{prog}",
                   f"restart {prog} once all of {module.name} runs {dst.series}", dst,
                   CallOnce(f"settle {prog}", _restarter(prog, checks), inputs=dst.series))
@@ -212,7 +216,7 @@ def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
 
 def _ready_steps(prefix: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
     """Wait until the service's settle programs that have a check report healthy."""
-    checks = {c.name: c.probe for c in module.checks(dst)}
+    checks = _checks(module, dst)
     return [_step(prefix, "rollback", module.name, f"ready:{prog}",
                   f"wait until {prog} reports healthy", dst,
                   CallOnce(f"wait for {prog}", _waiter(prog, checks[prog]), inputs=dst.series))
@@ -310,7 +314,8 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
 def _retire(prefix: str, old: ServiceContext, new: ServiceContext) -> Step:
     keep = tuple(sorted(p.name for m in registry.ALL for p in m.programs(new)))
     return _step(prefix, "commit", "site", f"retire-{old.series}",
-                 f"retire {old.series}: its stopped programs and its configuration", new,
+                 f"retire {old.series}: stop and remove its API instances and its "
+                 "configuration", new,
                  RetireRelease(old.series, old.paths.etc(old.series),
                                new.paths.site / "supervisor", keep))
 

@@ -266,8 +266,9 @@ class HealthGate:
 @dataclass(frozen=True)
 class RetireRelease:
     """After commit, nothing of the older release stays in the site's running setup:
-    the definitions of programs the new release does not run (the old colour's API
-    instances, stopped since their swap) and the older release's configuration.
+    the programs the new release does not run (the old colour's API instances, idle
+    since their swap: loading their removed definitions stops them) and the older
+    release's configuration.
 
     The older release's environment under ``releases/`` stays: it is immutable, other
     sites of this home may run it, and ``restore`` needs it to go back quickly."""
