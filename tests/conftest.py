@@ -29,3 +29,16 @@ def make_service_context(tmp_path: Path) -> ContextFactory:
                               venv=paths.venv(series), ports=Ports(site.port_offset))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def wrapper_packages() -> None:
+    """The Debian packages every supervised program runs under (tini, util-linux): tests
+    that start a real supervisord need them, as ``onestack up`` does."""
+    from onestack.drivers import apt
+    from onestack.drivers.host import LocalHost
+    from onestack.drivers.supervisor import WRAPPER_PACKAGES
+
+    host = LocalHost()
+    if apt.missing(host, WRAPPER_PACKAGES):
+        apt.install(host, WRAPPER_PACKAGES)

@@ -97,13 +97,15 @@ def _render_status(data: dict[str, Any]) -> None:
     click.echo(f"site {data['site']}  release {data['release']}  "
                f"supervisor {data['supervisor']}")
     head = f"{'SERVICE':<10} {'PROCESS':<25} {'STATE':<9} {'PID':>7} {'UPTIME':>9} " \
-           f"{'VERSION':<22} {'HEALTH':<7} ADDRESS"
+           f"{'CRASHES':>7} {'VERSION':<22} {'HEALTH':<7} ADDRESS"
     click.echo(head)
     for c in data["components"]:
         health = {True: "ok", False: "FAIL", None: "-"}[c["healthy"]]
         click.echo(f"{c['service']:<10} {c['process']:<25} {c['state']:<9} "
-                   f"{c['pid'] or '-':>7} {c['uptime']:>9} {c['version']:<22} {health:<7} "
-                   f"{c['address']}")
+                   f"{c['pid'] or '-':>7} {c['uptime']:>9} {c['crashes']:>7} "
+                   f"{c['version']:<22} {health:<7} {c['address']}")
+        if c["healthy"] is False and c["detail"]:
+            click.echo(f"{'':<10} {'':<25} ! {c['detail']}")
     run = data.get("last_run")
     if run:
         line = f"last run: #{run['id']} {run['operation']} {run['status']}"

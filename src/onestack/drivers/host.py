@@ -26,7 +26,8 @@ class HostConnection(Protocol):
     name: str
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 600, check: bool = True) -> str: ...
+            cwd: Path | None = None, timeout: float = 600, check: bool = True,
+            input: str | None = None) -> str: ...
 
     def write_file(self, path: Path, content: str, *, mode: int = 0o644,
                    owner: str | None = None) -> bool: ...
@@ -57,13 +58,17 @@ class LocalHost:
         self.name = name
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 600, check: bool = True) -> str:
-        """Run a command; return its combined output; raise CommandError on failure."""
+            cwd: Path | None = None, timeout: float = 600, check: bool = True,
+            input: str | None = None) -> str:
+        """Run a command; return its combined output; raise CommandError on failure.
+
+        ``input`` goes to its stdin (how a secret reaches a command: never in argv)."""
         full_env = {**os.environ, **(env or {})}
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         try:
             proc = subprocess.run(list(argv), env=full_env, cwd=cwd, timeout=timeout,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, stdin=subprocess.DEVNULL)
+                                  text=True, **stdin)
         except FileNotFoundError:
             if not check:
                 return f"{argv[0]}: not found"

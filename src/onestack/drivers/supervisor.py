@@ -7,6 +7,7 @@ environment; every long-running service of the site is a program in it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from onestack.drivers.processes import MARKER_VARIABLE
 from onestack.errors import CommandError, ServiceStartError
 
 
@@ -56,12 +58,39 @@ def _env_value(value: str) -> str:
     raise ValueError("an environment value cannot hold both kinds of quote for supervisord")
 
 
+# What every program runs under (ADR 0008): the supervised process is ``unshare``,
+# which dies with supervisord (parent-death signal) and takes its child with it
+# (``--kill-child``); its child ``tini`` is PID 1 of a PID namespace of the program's
+# own, so when the program's main process exits for any reason ``tini`` exits and the
+# kernel kills every process left in the namespace. No orphan can hold a port.
+TREE_WRAPPER = ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--",
+                "/usr/bin/unshare", "--pid", "--fork", "--kill-child", "--",
+                "/usr/bin/tini", "-g", "--")
+# The Debian packages the wrapper needs on every host that runs programs.
+WRAPPER_PACKAGES = ("util-linux", "tini")
+
+
+def supervised_command(program: Program) -> list[str]:
+    """The full command supervisord runs: the tree wrapper, then the program as its
+    user (switched inside the namespace: creating one needs root)."""
+    as_user = (["/usr/bin/setpriv", f"--reuid={program.user}", f"--regid={program.user}",
+                "--init-groups", "--"] if program.user else [])
+    return [*TREE_WRAPPER, *as_user, *program.command]
+
+
+def program_marker(log_dir: Path, name: str) -> str:
+    """What identifies a program's processes on a host: every one of them carries it in
+    ``ONESTACK_PROGRAM``. A site's log directory is its own, so this is unique."""
+    return f"{log_dir}/{name}"
+
+
 def render_program(program: Program, log_dir: Path) -> str:
     """The supervisord ``[program:x]`` section of one program."""
-    env = ",".join(f"{k}={_env_value(v)}" for k, v in sorted(program.environment.items()))
+    marked = {**program.environment, MARKER_VARIABLE: program_marker(log_dir, program.name)}
+    env = ",".join(f"{k}={_env_value(v)}" for k, v in sorted(marked.items()))
     lines = [
         f"[program:{program.name}]",
-        "command=" + " ".join(_quote(a) for a in program.command),
+        "command=" + " ".join(_quote(a) for a in supervised_command(program)),
         "autostart=false",
         "autorestart=true",
         f"startsecs={program.startsecs}",
@@ -75,10 +104,7 @@ def render_program(program: Program, log_dir: Path) -> str:
         "stdout_logfile_maxbytes=20MB",
         "stdout_logfile_backups=2",
     ]
-    if env:
-        lines.append(f"environment={env}")
-    if program.user:
-        lines.append(f"user={program.user}")
+    lines.append(f"environment={env}")
     # Programs run from the site's log directory, never from wherever onestack was started.
     lines.append(f"directory={program.directory or log_dir}")
     return "\n".join(lines) + "\n"
@@ -211,6 +237,15 @@ class Supervisor:
     def signal(self, name: str, signal: str) -> None:
         self._proxy().signalProcess(name, signal)
 
+    def unexpected_exits(self, since: float) -> dict[str, int]:
+        """Program -> how often it exited unexpectedly (crashed) since this time,
+        from supervisord's own log."""
+        try:
+            text = str(self._proxy().readLog(-200_000, 0))
+        except (OSError, xmlrpc.client.Fault):
+            return {}
+        return count_unexpected_exits(text, since)
+
     def log_tail(self, name: str, lines: int = 20) -> list[str]:
         try:
             text = self._proxy().tailProcessStdoutLog(name, 0, 8000)[0]
@@ -247,3 +282,18 @@ class Supervisor:
             if not self.socket_path.exists() or not self.is_running():
                 return
             time.sleep(0.1)
+
+
+_EXIT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ exited: (\S+) "
+                        r"\(.*not expected\)$")
+
+
+def count_unexpected_exits(log_text: str, since: float) -> dict[str, int]:
+    """Count ``exited: NAME (...; not expected)`` lines of supervisord's log (local
+    time stamps) at or after ``since`` (epoch seconds)."""
+    counts: dict[str, int] = {}
+    for line in log_text.splitlines():
+        match = _EXIT_LINE.match(line)
+        if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since - 1:
+            counts[match[2]] = counts.get(match[2], 0) + 1
+    return counts

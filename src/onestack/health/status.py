@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from onestack.drivers import apt
+from onestack.drivers import apt, processes
 from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe, Probe, TcpProbe
 from onestack.drivers.python_env import installed_versions
+from onestack.drivers.supervisor import program_marker
 from onestack.engine.journal import process_alive
 from onestack.engine.operations import SiteHandle, series_of, service_context
 from onestack.services import registry
@@ -22,12 +25,20 @@ class ComponentStatus:
     service: str
     process: str
     state: str
-    pid: int | None
+    pid: int | None  # the program's main process (what runs under its PID namespace)
     uptime: str
     version: str
     address: str
     healthy: bool | None
     detail: str
+    supervised_pid: int | None = None  # what supervisord started (the tree wrapper)
+    crashes: int = 0  # unexpected exits in the last CRASH_WINDOW seconds
+    orphans: tuple[int, ...] = ()  # processes of the program outside its supervised tree
+
+
+# A program that crashed this often in this window is flapping, whatever its state now.
+CRASH_WINDOW = 600
+FLAPPING = 3
 
 
 def _address(probe: object) -> str:
@@ -52,14 +63,21 @@ def _versions(ctx: ServiceContext) -> dict[str, str]:
 def collect(handle: SiteHandle) -> dict[str, Any]:
     """Status of the whole site as plain data (for the table and ``--json``)."""
     ctx = service_context(handle, generate=False)
-    states = handle.supervisor().states()
+    supervisor = handle.supervisor()
+    states = supervisor.states()
+    crashes = supervisor.unexpected_exits(time.time() - CRASH_WINDOW) if states else {}
     versions = _versions(ctx)
+    host = LocalHost()
+    parent_of = processes.parents(host)
     rows: list[ComponentStatus] = []
     for module in registry.ALL:
         checks = {c.name: c.probe for c in module.checks(ctx)}
         for program in module.programs(ctx):
-            rows.append(_row(module.name, program.name, states.get(program.name, {}),
-                             versions[module.name], checks.get(program.name)))
+            row = _row(module.name, program.name, states.get(program.name, {}),
+                       versions[module.name], checks.get(program.name))
+            marker = program_marker(ctx.paths.log, program.name)
+            rows.append(_supervision(row, host, marker, parent_of,
+                                     crashes.get(program.name, 0), checks.get(program.name)))
     return {"site": handle.site.name, "release": series_of(handle),
             "supervisor": "running" if states else "stopped",
             "last_run": _last_run(handle), "components": [asdict(r) for r in rows],
@@ -79,6 +97,54 @@ def _row(service: str, program: str, info: dict[str, Any], version: str,
         healthy = False
     return ComponentStatus(service, program, state, info.get("pid") or None,
                            _uptime(info), version, _address(probe), healthy, detail)
+
+
+def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
+                 parent_of: dict[int, int], crashes: int,
+                 probe: Probe | None) -> ComponentStatus:
+    """What the supervisor's state alone hides: the main process under the wrapper,
+    processes of the program outside supervision, a port held by another process,
+    and crashes (a program respawned every few seconds still shows RUNNING)."""
+    supervised = row.pid if row.state in ("RUNNING", "STARTING", "STOPPING") else None
+    split = processes.split_processes(processes.marked_pids(host, marker), parent_of,
+                                      supervised)
+    row.supervised_pid, row.pid = supervised, _main_pid(parent_of, supervised)
+    row.crashes, row.orphans = crashes, split.outside
+    problems = []
+    if split.outside:
+        problems.append(f"{len(split.outside)} process(es) outside supervision "
+                        f"(pids {', '.join(map(str, split.outside))})")
+    port = _port(probe)
+    if port and supervised:
+        tree = processes.descendants(parent_of, supervised)
+        strangers = processes.listening_pids(host, port) - tree
+        if strangers:
+            problems.append(f"port {port} held by pid {', '.join(map(str, sorted(strangers)))}"
+                            f", not by the supervised program")
+    if crashes >= FLAPPING:
+        problems.append(f"flapping: {crashes} crashes in the last {CRASH_WINDOW // 60} min")
+    if problems:
+        row.healthy, row.detail = False, "; ".join(problems)
+    return row
+
+
+def _main_pid(parent_of: dict[int, int], supervised: int | None) -> int | None:
+    """The program itself: the child of ``tini``, the child of the wrapper's pid."""
+    pid = supervised
+    for _ in range(2):
+        children = sorted(p for p, pp in parent_of.items() if pp == pid)
+        if not children:
+            return supervised
+        pid = children[0]
+    return pid
+
+
+def _port(probe: Probe | None) -> int | None:
+    if isinstance(probe, TcpProbe):
+        return probe.port
+    if isinstance(probe, HttpProbe):
+        return urllib.parse.urlsplit(probe.url).port
+    return None
 
 
 def _uptime(info: dict[str, Any]) -> str:

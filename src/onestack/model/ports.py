@@ -33,6 +33,7 @@ INFRA_PORTS: dict[str, int] = {
     "mariadb": 13306,
     "rabbitmq": 5682,
     "rabbitmq-dist": 25682,
+    "rabbitmq-epmd": 14369,
     "memcached": 11212,
     "haproxy-stats": 11936,
 }

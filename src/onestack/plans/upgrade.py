@@ -23,7 +23,7 @@ from types import ModuleType
 
 from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
-from onestack.drivers.supervisor import Program, render_program
+from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.engine.step import Step
 from onestack.errors import ServiceStartError
 from onestack.services import haproxy, mariadb, registry
@@ -131,7 +131,7 @@ def _load(prefix: str, phase: str, name: str, dst: ServiceContext, defs: dict[st
 def _restart(prefix: str, phase: str, name: str, dst: ServiceContext, prog: Program) -> Step:
     return _step(prefix, phase, name, f"restart:{prog.name}",
                  f"restart {prog.name} on {dst.series}", dst,
-                 RunWithDefinition(prog.name, " ".join(prog.command)))
+                 RunWithDefinition(prog.name, " ".join(supervised_command(prog))))
 
 
 def _checks(module: ModuleType, ctx: ServiceContext) -> dict[str, Probe]:

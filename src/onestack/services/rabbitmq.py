@@ -10,13 +10,14 @@ from onestack.drivers.supervisor import Program
 from onestack.engine.step import Step
 from onestack.errors import CommandError
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
-from onestack.steps.actions import CallOnce, EnsureDirs
+from onestack.steps.actions import CallOnce, EnsureDirs, WriteFile
 from onestack.steps.context import HostContext
 
 name = "rabbitmq"
 kind = "infra"
 PACKAGES = ("rabbitmq-server",)
 USER = "openstack"
+DEFAULT_USER = "guest"
 
 
 def node_name(ctx: ServiceContext) -> str:
@@ -32,9 +33,19 @@ def _base(ctx: ServiceContext) -> Path:
     return ctx.paths.data / "rabbitmq"
 
 
+def cookie_path(ctx: ServiceContext) -> Path:
+    """The site's own Erlang cookie: ``$HOME/.erlang.cookie`` of the broker and the CLI."""
+    return _base(ctx) / ".erlang.cookie"
+
+
 def environment(ctx: ServiceContext) -> dict[str, str]:
+    """What the broker and ``rabbitmqctl`` share: node, ports, the site's own epmd
+    (loopback only) and, through ``HOME``, the site's own cookie."""
     base = _base(ctx)
     return {
+        "HOME": str(base),
+        "ERL_EPMD_PORT": str(ctx.ports.infra("rabbitmq-epmd")),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODENAME": node_name(ctx),
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(ctx.ports.infra("rabbitmq")),
@@ -49,18 +60,20 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
 
 def _config(ctx: ServiceContext) -> dict[Path, str]:
     return {
-        ctx.etc_infra(name) / "rabbitmq.conf": ("loopback_users = none\n"
-                                          "disk_free_limit.absolute = 200MB\n"
-                                          "vm_memory_high_watermark.relative = 0.2\n"),
+        ctx.etc_infra(name) / "rabbitmq.conf": ("disk_free_limit.absolute = 200MB\n"
+                                                "vm_memory_high_watermark.relative = 0.2\n"),
         ctx.etc_infra(name) / "enabled_plugins": "[].\n",
     }
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    # The broker script itself, run as the rabbitmq user: the /usr/sbin wrapper
-    # switches user with su, which puts the broker outside the supervisor's
-    # process group, so stopping it would leave the broker running.
-    env = {**environment(ctx), "HOME": "/var/lib/rabbitmq"}
+    # The broker script itself, run as the rabbitmq user (the /usr/sbin wrapper
+    # switches user with su). RUNNING_UNDER_SYSTEMD makes the script exec the Erlang
+    # VM, so the supervised process is the broker itself, which stops gracefully on
+    # SIGTERM; otherwise a shell sits in between and its death orphans the VM.
+    # The distribution listens on loopback only.
+    env = {**environment(ctx), "RUNNING_UNDER_SYSTEMD": "true",
+           "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
     return [Program("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env,
                     user="rabbitmq", stopwaitsecs=60, startsecs=3)]
 
@@ -70,28 +83,36 @@ def checks(ctx: ServiceContext) -> list[Check]:
 
 
 def rabbitmqctl(ctx: ServiceContext, *args: str) -> list[str]:
-    return ["/usr/sbin/rabbitmqctl", "-n", node_name(ctx), *args]
+    """The CLI itself, not /usr/sbin's wrapper: that one switches to the rabbitmq user
+    with ``su``, which resets ``HOME`` (so the site's cookie is not found) and splices
+    every argument into a shell string."""
+    return ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", node_name(ctx), *args]
 
 
 def _ensure_user(ctx: ServiceContext) -> CallOnce:
+    """The OpenStack user with its password (given on stdin, never on a command line),
+    and no ``guest``: RabbitMQ creates it with administrator rights on a new node."""
     password = ctx.secret("rabbitmq.openstack")
     env = environment(ctx)
     listing = rabbitmqctl(ctx, "-q", "list_users")
-    add = rabbitmqctl(ctx, "add_user", USER, password)
-    change = rabbitmqctl(ctx, "change_password", USER, password)
+    add = rabbitmqctl(ctx, "add_user", USER)
+    change = rabbitmqctl(ctx, "change_password", USER)
     perms = rabbitmqctl(ctx, "set_permissions", "-p", "/", USER, ".*", ".*", ".*")
 
     def run(hc: HostContext) -> None:
         hc.host.run(rabbitmqctl(ctx, "await_startup"), env=env, timeout=120)
-        users = hc.host.run(listing, env=env)
+        users = [line.split()[0] for line in hc.host.run(listing, env=env).splitlines()
+                 if line.strip()]
         try:
-            hc.host.run(change if USER in users.split() else add, env=env)
-        except CommandError as exc:  # the command line holds the password: do not show it
+            hc.host.run(change if USER in users else add, env=env, input=password + "\n")
+        except CommandError as exc:  # never show the password, should it be echoed
             raise CommandError(f"rabbitmqctl add_user/change_password {USER}", exc.returncode,
                                exc.output.replace(password, "***")) from None
         hc.host.run(perms, env=env)
+        if DEFAULT_USER in users:
+            hc.host.run(rabbitmqctl(ctx, "delete_user", DEFAULT_USER), env=env)
 
-    return CallOnce("rabbitmq user", run, inputs=f"{USER}|{digest(password)}")
+    return CallOnce("rabbitmq user", run, inputs=f"{USER}|{digest(password)}|no-guest")
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
@@ -101,6 +122,9 @@ def steps(ctx: ServiceContext) -> list[Step]:
              EnsureDirs(((_base(ctx), "rabbitmq", 0o750),
                          (ctx.paths.log / "rabbitmq", "rabbitmq", 0o750)))),
         *config_steps(ctx, name, config, mode=0o644),
+        step(ctx, name, "cookie", "write the node's own Erlang cookie",
+             WriteFile(cookie_path(ctx), ctx.secret("rabbitmq.cookie"), mode=0o400,
+                       owner="rabbitmq")),
         *program_steps(ctx, name, programs(ctx), config,
                        {"rabbitmq": TcpProbe("127.0.0.1", ctx.ports.infra("rabbitmq"))}, 120),
         step(ctx, name, "user", f"create messaging user {USER}", _ensure_user(ctx)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from onestack.drivers.supervisor import WRAPPER_PACKAGES
 from onestack.services import (
     glance,
     haproxy,
@@ -24,7 +25,7 @@ ALL: tuple[ModuleType, ...] = INFRASTRUCTURE + OPENSTACK
 
 def system_packages() -> tuple[str, ...]:
     """Debian packages of the infrastructure."""
-    return tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES)
+    return WRAPPER_PACKAGES + tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES)
 
 
 def by_name(name: str) -> ModuleType:

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onestack.drivers import apt
+from onestack.drivers import apt, processes
 from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
+from onestack.drivers.supervisor import program_marker
 from onestack.errors import ServiceStartError
 from onestack.steps.context import HostContext
 
@@ -178,6 +179,7 @@ class StartProgram:
         if sup.state(self.program) == "RUNNING":
             sup.restart(self.program)
         else:
+            remove_leftovers(ctx, self.program)
             sup.start(self.program)
         for probe in self.probe_checks:
             self._wait(ctx, since_restart(probe, started))
@@ -193,6 +195,25 @@ class StartProgram:
             raise ServiceStartError(self.program, f"not healthy after {self.start_timeout:.0f}s"
                                     f" ({detail}); state {sup.state(self.program)}",
                                     sup.log_tail(self.program))
+
+
+def remove_leftovers(ctx: HostContext, program: str) -> None:
+    """Kill what a crash left of a program outside supervision (found by the program's
+    marker, never by name) so its start finds its ports free."""
+    info = ctx.supervisor.states().get(program, {})
+    pid = int(info.get("pid") or 0) if info.get("statename") in _ALIVE else None
+    stale = processes.program_processes(ctx.host, program_marker(ctx.paths.log, program),
+                                        pid).outside
+    if not stale:
+        return
+    ctx.progress.message(f"{program}: removing {len(stale)} leftover process(es) of an "
+                         f"earlier run (pids {', '.join(map(str, stale))})")
+    left = processes.kill(ctx.host, stale)
+    if left:
+        raise ServiceStartError(program, f"leftover processes {left} did not die on SIGKILL")
+
+
+_ALIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
 def since_restart(probe: Probe, started: float) -> Probe:

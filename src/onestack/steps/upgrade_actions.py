@@ -14,6 +14,7 @@ from onestack.drivers.haproxy_admin import HaproxyAdmin
 from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.errors import CommandError, OnestackError, PortInUseError, ServiceStartError
+from onestack.steps.actions import remove_leftovers
 from onestack.steps.context import HostContext
 
 
@@ -224,6 +225,7 @@ class RunWithDefinition:
         if sup.state(self.program) == "RUNNING":
             sup.restart(self.program)
         else:
+            remove_leftovers(ctx, self.program)
             sup.start(self.program)
         deadline = time.monotonic() + self.timeout
         while sup.state(self.program) != "RUNNING":

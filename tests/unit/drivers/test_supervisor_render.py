@@ -11,7 +11,12 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from onestack.drivers.supervisor import Program, render_program, render_supervisord_conf
+from onestack.drivers.supervisor import (
+    TREE_WRAPPER,
+    Program,
+    render_program,
+    render_supervisord_conf,
+)
 
 
 def _load(tmp_path: Path, *programs: Program) -> dict[str, Any]:
@@ -58,20 +63,25 @@ def test_program_autostart_false_and_restarts(tmp_path: Path) -> None:
                                  "#hash", "it's", "", "--opt=a b"])
 def test_command_arguments_survive_quoting(tmp_path: Path, arg: str) -> None:
     pc = _load(tmp_path, Program("p", ["/bin/echo", arg, "tail"]))["p"]
-    assert shlex.split(pc.command) == ["/bin/echo", arg, "tail"]
+    assert shlex.split(pc.command) == [*TREE_WRAPPER, "/bin/echo", arg, "tail"]
 
 
 def test_environment_and_user(tmp_path: Path) -> None:
     env = {"OS_NOVA_CONFIG_DIR": "/etc/nova", "RABBITMQ_NODENAME": "onestack-lab@localhost",
            "SPACED": "two words", "LIST": "a,b"}
-    text = render_program(Program("p", ["/bin/true"], env, user="nobody"), Path("/log"))
-    assert "\nuser=nobody\n" in text
+    pc = _load(tmp_path, Program("p", ["/bin/true"], env, user="nobody"))["p"]
+    # The user is switched inside the program's PID namespace (creating one needs root).
+    assert pc.uid is None
+    assert shlex.split(pc.command) == [*TREE_WRAPPER, "/usr/bin/setpriv", "--reuid=nobody",
+                                       "--regid=nobody", "--init-groups", "--", "/bin/true"]
     pc = _load(tmp_path, Program("p", ["/bin/true"], env))["p"]
-    assert pc.environment == env
+    assert pc.environment == {**env, "ONESTACK_PROGRAM": f"{tmp_path}/log/p"}
 
 
-def test_no_environment_line_without_environment() -> None:
-    assert "environment=" not in render_program(Program("p", ["/bin/true"]), Path("/log"))
+def test_every_program_carries_its_marker(tmp_path: Path) -> None:
+    # What finds a program's leftover processes after a crash (drivers/processes.py).
+    pc = _load(tmp_path, Program("p", ["/bin/true"]))["p"]
+    assert pc.environment == {"ONESTACK_PROGRAM": f"{tmp_path}/log/p"}
 
 
 def test_explicit_directory_wins(tmp_path: Path) -> None:
@@ -81,12 +91,14 @@ def test_explicit_directory_wins(tmp_path: Path) -> None:
 
 def test_environment_value_with_percent(tmp_path: Path) -> None:
     env = {"PASSWORD": "50%off"}
-    assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment == env
+    assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment["PASSWORD"] == (
+        "50%off")
 
 
 def test_environment_value_with_quote(tmp_path: Path) -> None:
     env = {"GREETING": 'say "hi" now'}
-    assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment == env
+    assert _load(tmp_path, Program("p", ["/bin/true"], env))["p"].environment["GREETING"] == (
+        'say "hi" now')
 
 
 def test_environment_value_ending_in_quote_is_refused() -> None:
@@ -97,4 +109,4 @@ def test_environment_value_ending_in_quote_is_refused() -> None:
 
 def test_command_argument_with_backslash(tmp_path: Path) -> None:
     pc = _load(tmp_path, Program("p", ["/bin/echo", "a\\b"]))["p"]
-    assert shlex.split(pc.command) == ["/bin/echo", "a\\b"]
+    assert shlex.split(pc.command) == [*TREE_WRAPPER, "/bin/echo", "a\\b"]

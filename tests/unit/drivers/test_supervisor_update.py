@@ -9,11 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from onestack.drivers.supervisor import Program, Supervisor, render_program, render_supervisord_conf
+from onestack.drivers.supervisor import (
+    TREE_WRAPPER,
+    Program,
+    Supervisor,
+    render_program,
+    render_supervisord_conf,
+)
+
+WRAPPED = " ".join(TREE_WRAPPER)
 
 
 @pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[tuple[Supervisor, Path, Path]]:
+def supervisor(tmp_path: Path, wrapper_packages: None) -> Iterator[tuple[Supervisor, Path, Path]]:
     # A short directory: the unix socket path must stay under 108 bytes.
     run, log, progs = tmp_path / "r", tmp_path / "l", tmp_path / "p"
     for d in (run, log, progs):
@@ -53,7 +61,7 @@ def test_update_only_touches_the_named_programs(
     _define(progs, log, "svc-a", "2000")
     _define(progs, log, "svc-b", "2000")  # e.g. written by an interrupted upgrade
     assert sup.update(("svc-a",)) == ["svc-a"]
-    assert sup.loaded_command("svc-a") == "sleep 2000"
+    assert sup.loaded_command("svc-a") == f"{WRAPPED} sleep 2000"
     assert sup.state("svc-a") == "STOPPED"  # autostart=false: its plan starts it
     assert sup.state("svc-b") == "RUNNING"
     assert sup.states()["svc-b"]["pid"] == pid_b  # not stopped, not restarted
@@ -68,4 +76,4 @@ def test_update_without_names_loads_every_change(
     _define(progs, log, "svc-a", "2000")
     _define(progs, log, "svc-b", "2000")
     assert sup.update() == ["svc-a", "svc-b"]
-    assert sup.loaded_command("svc-b") == "sleep 2000"
+    assert sup.loaded_command("svc-b") == f"{WRAPPED} sleep 2000"

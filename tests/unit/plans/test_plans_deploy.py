@@ -69,7 +69,8 @@ def test_step_ids_unique_and_services_known(steps: list[Step]) -> None:
 def test_packages_come_first(steps: list[Step]) -> None:
     assert steps[0].id == "host/packages"
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
-        "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy"}
+        "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
+        "tini", "util-linux"}
 
 
 def test_infrastructure_before_keystone(steps: list[Step]) -> None:

@@ -52,6 +52,9 @@ class FakeSupervisor:
     def state(self, name: str) -> str:
         return self.program_states.get(name, "ABSENT")
 
+    def states(self) -> dict[str, dict[str, Any]]:
+        return {n: {"statename": s, "pid": 0} for n, s in self.program_states.items()}
+
     def start(self, name: str) -> None:
         self.calls.append(f"start {name}")
         self.program_states[name] = "RUNNING"

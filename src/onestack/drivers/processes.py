@@ -1,0 +1,100 @@
+"""The processes of a supervised program on a host, found by the program's own marker.
+
+Every program runs with ``ONESTACK_PROGRAM=<marker>`` in its environment (see
+:func:`onestack.drivers.supervisor.program_marker`), and every process it starts
+inherits it. A process carrying a program's marker that is not below the process
+supervisord supervises for that program is left over from a crash: it is found by
+that marker, never by a process name (ADR 0008).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from onestack.drivers.host import HostConnection
+
+MARKER_VARIABLE = "ONESTACK_PROGRAM"
+
+# Print the environ paths of the processes whose environment holds the marker; the
+# marker is an argument, never spliced into the script.
+_FIND_MARKED = 'grep -lzxF -e "$1" /proc/[0-9]*/environ 2>/dev/null; exit 0'
+
+
+@dataclass(frozen=True)
+class ProgramProcesses:
+    """A program's processes: those under its supervised process, and the others."""
+
+    supervised: tuple[int, ...]
+    outside: tuple[int, ...]
+
+
+def marked_pids(host: HostConnection, marker: str) -> set[int]:
+    """Processes whose environment carries this program marker."""
+    out = host.run(["sh", "-c", _FIND_MARKED, "sh", f"{MARKER_VARIABLE}={marker}"],
+                   check=False)
+    return {int(m.group(1)) for m in re.finditer(r"/proc/(\d+)/environ", out)}
+
+
+def parents(host: HostConnection) -> dict[int, int]:
+    """pid -> parent pid of every live process on the host (zombies are dead: they
+    hold no port and wait only for their parent to reap them)."""
+    found: dict[int, int] = {}
+    for line in host.run(["ps", "-e", "-o", "pid=,ppid=,stat="], check=False).splitlines():
+        fields = line.split()
+        if (len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit()
+                and not fields[2].startswith("Z")):
+            found[int(fields[0])] = int(fields[1])
+    return found
+
+
+def descendants(parent_of: Mapping[int, int], root: int) -> set[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent_of.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in tree:
+            continue
+        tree.add(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def split_processes(marked: Iterable[int], parent_of: Mapping[int, int],
+                    supervised_pid: int | None) -> ProgramProcesses:
+    """Marked processes under the supervised one, and the rest (orphans)."""
+    tree = descendants(parent_of, supervised_pid) if supervised_pid else set()
+    live = [p for p in marked if p in parent_of]  # the grep itself may be gone
+    return ProgramProcesses(tuple(sorted(p for p in live if p in tree)),
+                            tuple(sorted(p for p in live if p not in tree)))
+
+
+def program_processes(host: HostConnection, marker: str,
+                      supervised_pid: int | None) -> ProgramProcesses:
+    """The processes of one program, split by whether supervision still holds them."""
+    return split_processes(marked_pids(host, marker), parents(host), supervised_pid)
+
+
+def kill(host: HostConnection, pids: Iterable[int], timeout: float = 10) -> list[int]:
+    """SIGKILL the processes and wait until they are gone; return any still there."""
+    wanted = sorted(set(pids))
+    if not wanted:
+        return []
+    host.run(["kill", "-KILL", *map(str, wanted)], check=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in wanted if p in parents(host)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def listening_pids(host: HostConnection, port: int) -> set[int]:
+    """The processes that hold a TCP listening socket on this port."""
+    out = host.run(["ss", "-Htlnp", f"sport = :{port}"], check=False)
+    return {int(m) for m in re.findall(r"pid=(\d+)", out)}
