@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from onestack.cli.common import CliContext, emit_json, json_option
+from onestack.core.progress import JsonProgress, PlainProgress, Progress, SilentProgress
+from onestack.core.step import Plan
 from onestack.engine import operations
-from onestack.engine.progress import JsonProgress, PlainProgress, Progress, SilentProgress
-from onestack.engine.step import Plan
 from onestack.plans.deploy import CLOUD_NAME
 
 site_file_option = click.option("--site-file", type=click.Path(path_type=Path), default=None,

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onestack.core.progress import Progress
+from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
 from onestack.drivers.secrets import SecretStore
 from onestack.drivers.supervisor import Supervisor
 from onestack.engine.journal import Journal
 from onestack.engine.lock import site_lock
-from onestack.engine.progress import Progress
 from onestack.engine.runner import apply_plan
-from onestack.engine.step import Plan, Step, make_plan
 from onestack.errors import PortInUseError, PrerequisiteError
 from onestack.model.loader import dump_site, parse_site
 from onestack.model.paths import SitePaths

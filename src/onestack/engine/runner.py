@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from onestack.core.progress import Progress
+from onestack.core.step import Plan, Step
 from onestack.engine.journal import Journal
-from onestack.engine.progress import Progress
-from onestack.engine.step import Plan, Step
 from onestack.errors import OnestackError, StepFailed
 
 

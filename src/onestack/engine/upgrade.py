@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from onestack.catalog.releases import check_upgrade, load_bundle
+from onestack.core.progress import Progress
+from onestack.core.step import Plan, make_plan
 from onestack.drivers import mysql
 from onestack.engine.lock import site_lock
 from onestack.engine.operations import (
@@ -29,9 +31,7 @@ from onestack.engine.operations import (
     series_of,
     service_context,
 )
-from onestack.engine.progress import Progress
 from onestack.engine.runner import apply_plan
-from onestack.engine.step import Plan, make_plan
 from onestack.errors import OnestackError
 from onestack.model.ports import Ports
 from onestack.plans.deploy import deploy_steps
@@ -385,7 +385,7 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
     result["last_run"] = ({"operation": runs[0].operation, "status": runs[0].status,
                            "detail": runs[0].detail} if runs else None)
     if state["status"] in ("running", "committing"):
-        from onestack.engine.progress import SilentProgress
+        from onestack.core.progress import SilentProgress
 
         plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()))
         pending = [s.id for s in plan.changes]

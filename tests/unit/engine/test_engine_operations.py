@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from onestack.core.progress import SilentProgress
 from onestack.drivers.host import LocalHost
 from onestack.engine import operations
 from onestack.engine.journal import Journal
-from onestack.engine.progress import SilentProgress
 from onestack.errors import PortInUseError, PrerequisiteError, SiteFileError
 from onestack.model.ports import Ports
 from onestack.plans.deploy import required_secrets
