@@ -11,8 +11,8 @@ from typing import Any
 
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step
-from onestack.engine.journal import Journal
 from onestack.errors import OnestackError, StepFailed
+from onestack.state.journal import Journal
 
 
 def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> int:
