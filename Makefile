@@ -9,6 +9,7 @@ test:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 	.venv/bin/pytest -v -p no:cacheprovider tests
 
 unit:
@@ -19,3 +20,4 @@ lint:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from onestack.core.progress import SilentProgress
 from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe
-from onestack.engine.progress import SilentProgress
 from onestack.model.paths import SitePaths
 from onestack.model.ports import MAX_PORT_OFFSET, Ports
 from onestack.model.site import default_lab_site

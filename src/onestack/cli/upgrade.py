@@ -10,9 +10,9 @@ import click
 
 from onestack.cli.common import CliContext, emit_json, json_option
 from onestack.cli.site import _handle, _progress, _render_plan, site_file_option
+from onestack.core.progress import SilentProgress
 from onestack.engine import upgrade as ops
 from onestack.engine.operations import host_context
-from onestack.engine.progress import SilentProgress
 
 
 @click.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from onestack.drivers.host import HostConnection
+from onestack.core.host import HostConnection
 from onestack.errors import CommandError, PackageInstallError, PrerequisiteError
 
 

@@ -1,13 +1,11 @@
-"""A host and its connection: every action on a machine goes through here.
+"""This machine as a host: ``LocalHost`` implements ``core.host.HostConnection``.
 
-The lab is one host reached locally. Remote hosts will be reached through an
-existing engine (pyinfra), never a home-made SSH layer; they implement the same
-:class:`HostConnection` protocol so plans do not special-case them.
+Every action on a machine goes through a host connection. Remote hosts will be
+reached through an existing engine (pyinfra) behind the same protocol.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import shutil
@@ -15,40 +13,9 @@ import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
+from onestack.core.digest import digest
 from onestack.errors import CommandError
-
-
-class HostConnection(Protocol):
-    """What the engine needs from a machine."""
-
-    name: str
-
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 600, check: bool = True,
-            input: str | None = None) -> str: ...
-
-    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
-                   owner: str | None = None) -> bool: ...
-
-    def file_digest(self, path: Path) -> str | None: ...
-
-    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None: ...
-
-    def port_holder(self, port: int) -> str | None: ...
-
-    def list_dir(self, path: Path, pattern: str = "*") -> list[str]: ...
-
-    def remove(self, path: Path) -> bool: ...
-
-    def which(self, program: str) -> str | None: ...
-
-
-def digest(content: str | bytes) -> str:
-    """sha256 of text or bytes, as hex."""
-    data = content.encode() if isinstance(content, str) else content
-    return hashlib.sha256(data).hexdigest()
 
 
 class LocalHost:

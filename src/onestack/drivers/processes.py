@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from onestack.drivers.host import HostConnection
+from onestack.core.host import HostConnection
 
 MARKER_VARIABLE = "ONESTACK_PROGRAM"
 

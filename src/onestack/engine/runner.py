@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from onestack.engine.journal import Journal
-from onestack.engine.progress import Progress
-from onestack.engine.step import Plan, Step
+from onestack.core.progress import Progress
+from onestack.core.step import Plan, Step
 from onestack.errors import OnestackError, StepFailed
+from onestack.state.journal import Journal
 
 
 def apply_plan(plan: Plan, ctx: Any, journal: Journal, progress: Progress) -> int:

@@ -15,24 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from onestack.catalog.releases import check_upgrade, load_bundle
+from onestack.core.progress import Progress
+from onestack.core.step import Plan, make_plan
 from onestack.drivers import mysql
 from onestack.engine.lock import site_lock
 from onestack.engine.operations import (
-    SiteHandle,
     check_prerequisites,
-    colors_of,
     default_wheelhouse,
     gather_facts,
     host_context,
     plan_up,
-    recorded_fact,
-    series_of,
-    service_context,
 )
-from onestack.engine.progress import Progress
 from onestack.engine.runner import apply_plan
-from onestack.engine.step import Plan, make_plan
 from onestack.errors import OnestackError
+from onestack.health import verify
+from onestack.health.status import collect
 from onestack.model.ports import Ports
 from onestack.plans.deploy import deploy_steps
 from onestack.plans.upgrade import (
@@ -45,6 +42,7 @@ from onestack.plans.upgrade import (
 )
 from onestack.services import mariadb, registry
 from onestack.services.base import ServiceContext
+from onestack.state.site import SiteHandle, colors_of, recorded_fact, series_of, service_context
 from onestack.steps.context import HostContext
 from onestack.steps.upgrade_actions import UpgradeCheckFailed
 
@@ -121,8 +119,6 @@ def validate_target(handle: SiteHandle, to: str) -> None:
 
 def preflight(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
     """Checks shown by ``upgrade plan``: path, health, disk space, upstream checks."""
-    from onestack.health.status import collect
-
     results = []
     try:
         validate_target(handle, to)
@@ -183,9 +179,7 @@ def _upstream_checks(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
 
 def _hooks(handle: SiteHandle, state: dict[str, Any]) -> tuple[Any, Any]:
     def smoke_test(_: HostContext) -> None:
-        from onestack.health.verify import run
-
-        result = run(handle)
+        result = verify.run(handle)
         failed = [c["name"] + ": " + c["detail"] for c in result["checks"] if not c["passed"]]
         if failed:
             raise UpgradeCheckFailed("smoke tests", "; ".join(failed))
@@ -248,8 +242,6 @@ def apply_upgrade(handle: SiteHandle, to: str, progress: Progress) -> dict[str, 
 
 
 def _refuse_if_unhealthy(handle: SiteHandle) -> None:
-    from onestack.health.status import collect
-
     bad = [c["process"] for c in collect(handle)["components"] if not c["healthy"]]
     if bad:
         raise UpgradeRefused(f"the site is not healthy ({', '.join(bad)}); run `onestack "
@@ -385,7 +377,7 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
     result["last_run"] = ({"operation": runs[0].operation, "status": runs[0].status,
                            "detail": runs[0].detail} if runs else None)
     if state["status"] in ("running", "committing"):
-        from onestack.engine.progress import SilentProgress
+        from onestack.core.progress import SilentProgress
 
         plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()))
         pending = [s.id for s in plan.changes]

@@ -12,10 +12,10 @@ from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe, Probe, TcpProbe
 from onestack.drivers.python_env import installed_versions
 from onestack.drivers.supervisor import program_marker
-from onestack.engine.journal import process_alive
-from onestack.engine.operations import SiteHandle, series_of, service_context
 from onestack.services import registry
 from onestack.services.base import ServiceContext
+from onestack.state.journal import process_alive
+from onestack.state.site import SiteHandle, series_of, service_context
 
 
 @dataclass

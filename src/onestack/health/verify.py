@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from onestack.drivers import openstack as os_driver
-from onestack.engine.operations import SiteHandle, service_context
 from onestack.services import oslo
+from onestack.state.site import SiteHandle, service_context
 
 PREFIX = "onestack-verify"
 

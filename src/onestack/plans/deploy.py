@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from onestack.drivers.host import digest
+from onestack.core.digest import digest
+from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import render_supervisord_conf
-from onestack.engine.step import Step
 from onestack.services import oslo, registry
 from onestack.services.base import ServiceContext, step
 from onestack.steps.actions import (

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from onestack.drivers.host import digest
+from onestack.core.digest import digest
+from onestack.core.step import Step
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
-from onestack.engine.step import Step
 from onestack.errors import ServiceStartError
 from onestack.services import haproxy, mariadb, registry
 from onestack.services.base import ServiceContext, api_probes

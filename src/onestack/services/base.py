@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from onestack.drivers.host import digest
+from onestack.core.digest import digest
+from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
-from onestack.engine.step import Step
 from onestack.model.paths import SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Site

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps
 

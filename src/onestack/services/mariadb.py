@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestack.core.digest import digest
+from onestack.core.step import Step
 from onestack.drivers import mysql
-from onestack.drivers.host import digest
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
 from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
 from onestack.steps.context import HostContext

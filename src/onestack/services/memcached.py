@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.services.base import Check, ServiceContext, program_steps
 
 name = "memcached"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from onestack.core.step import Step
 from onestack.drivers import mysql
 from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,

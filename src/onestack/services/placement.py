@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,

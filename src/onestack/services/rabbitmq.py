@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onestack.drivers.host import digest
+from onestack.core.digest import digest
+from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
-from onestack.engine.step import Step
 from onestack.errors import CommandError
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
 from onestack.steps.actions import CallOnce, EnsureDirs, WriteFile

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onestack.core.digest import digest
 from onestack.drivers import apt, processes
-from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import program_marker
 from onestack.errors import ServiceStartError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onestack.drivers.host import HostConnection
+from onestack.core.host import HostConnection
+from onestack.core.progress import Progress
 from onestack.drivers.supervisor import Supervisor
-from onestack.engine.progress import Progress
 from onestack.model.paths import SitePaths
 
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onestack.core.digest import digest
 from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
-from onestack.drivers.host import digest
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.errors import CommandError, OnestackError, PortInUseError, ServiceStartError
 from onestack.steps.actions import remove_leftovers

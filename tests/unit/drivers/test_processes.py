@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from onestack.core.progress import SilentProgress
 from onestack.drivers import processes
 from onestack.drivers.host import LocalHost
 from onestack.drivers.supervisor import count_unexpected_exits, program_marker
-from onestack.engine.progress import SilentProgress
 from onestack.model.paths import SitePaths
 from onestack.steps.actions import remove_leftovers
 from onestack.steps.context import HostContext

@@ -1,4 +1,4 @@
-"""Site operations: opening a site, secrets on demand, prerequisites and port checks."""
+"""Site operations: prerequisites and port checks."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
+from onestack.core.progress import SilentProgress
 from onestack.drivers.host import LocalHost
 from onestack.engine import operations
-from onestack.engine.journal import Journal
-from onestack.engine.progress import SilentProgress
-from onestack.errors import PortInUseError, PrerequisiteError, SiteFileError
+from onestack.errors import PortInUseError, PrerequisiteError
 from onestack.model.ports import Ports
-from onestack.plans.deploy import required_secrets
+from onestack.state.site import SiteHandle, open_site
 from onestack.steps.context import HostContext
 
 SITE = 'name: edge\nrelease: "2026.2"\nport_offset: 7\nhosts:\n  - name: ctl1\n'
@@ -36,68 +35,10 @@ class EveryPortTaken(LocalHost):
         return f"squatter on {port}"
 
 
-def _hctx(handle: operations.SiteHandle, host: Any = None,
+def _hctx(handle: SiteHandle, host: Any = None,
           states: dict[str, str] | None = None) -> HostContext:
     return HostContext(host or LocalHost("aio"), handle.paths, FakeSupervisor(states),  # type: ignore[arg-type]
                        SilentProgress())
-
-
-def test_open_site_default_lab(tmp_path: Path) -> None:
-    handle = operations.open_site(tmp_path, "lab")
-    assert handle.site_file is None
-    assert (handle.site.name, handle.site.release) == ("lab", "2026.1")
-    assert handle.paths.site == tmp_path / "sites" / "lab"
-    assert operations.open_site(tmp_path, "lab", release="2026.2").site.release == "2026.2"
-    assert not (tmp_path / "sites").exists()  # opening reads only
-
-
-def test_open_site_explicit_file(tmp_path: Path) -> None:
-    path = tmp_path / "edge.yaml"
-    path.write_text(SITE)
-    handle = operations.open_site(tmp_path, "lab", path)
-    assert handle.site_file == path
-    assert (handle.site.name, handle.site.release, handle.site.port_offset) == ("edge",
-                                                                               "2026.2", 7)
-    assert handle.paths.site == tmp_path / "sites" / "edge"
-
-
-def test_open_site_uses_recorded_site_file(tmp_path: Path) -> None:
-    own = tmp_path / "sites" / "lab" / "site.yaml"
-    own.parent.mkdir(parents=True)
-    own.write_text(SITE.replace("edge", "lab"))
-    handle = operations.open_site(tmp_path, "lab")
-    assert handle.site_file == own
-    assert handle.site.hosts[0].name == "ctl1"
-
-
-def test_open_site_bad_files(tmp_path: Path) -> None:
-    with pytest.raises(PrerequisiteError, match="cannot read site file"):
-        operations.open_site(tmp_path, "lab", tmp_path / "missing.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(SITE.replace("port_offset: 7", "port_offset: -1"))
-    with pytest.raises(SiteFileError, match=f"{bad}:3: port_offset: "):
-        operations.open_site(tmp_path, "lab", bad)
-
-
-def test_series_recorded_in_journal_wins(tmp_path: Path) -> None:
-    handle = operations.open_site(tmp_path, "lab")
-    assert operations.series_of(handle) == "2026.1"
-    journal = Journal(handle.paths.state_db)
-    journal.set_fact("release", "2026.2")
-    journal.close()
-    assert operations.series_of(handle) == "2026.2"
-
-
-def test_service_context_generates_secrets_only_when_asked(tmp_path: Path) -> None:
-    handle = operations.open_site(tmp_path, "lab")
-    ctx = operations.service_context(handle, generate=False)
-    assert not handle.paths.secrets_file.exists()
-    assert set(ctx.secrets.values()) == {""}
-    ctx = operations.service_context(handle)
-    assert handle.paths.secrets_file.stat().st_mode & 0o777 == 0o600
-    assert sorted(ctx.secrets) == sorted(required_secrets())
-    assert ctx.secrets == operations.service_context(handle).secrets  # stable
-    assert ctx.venv == tmp_path / "releases" / "2026.1" / "venv"
 
 
 def test_prerequisites_non_root(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +78,7 @@ def test_check_ports_names_the_taken_port(tmp_path: Path,
     sock, offset = listener
     path = tmp_path / "site.yaml"
     path.write_text(SITE.replace("port_offset: 7", f"port_offset: {offset}"))
-    handle = operations.open_site(tmp_path, "edge", path)
+    handle = open_site(tmp_path, "edge", path)
     port = sock.getsockname()[1]
     with pytest.raises(PortInUseError) as info:
         operations.check_ports(handle, _hctx(handle))
@@ -153,7 +94,7 @@ OWNERS = ["haproxy", "keystone-api", "glance-api", "placement-api", "nova-api",
 
 
 def test_ports_held_by_the_sites_own_programs_are_fine(tmp_path: Path) -> None:
-    handle = operations.open_site(tmp_path, "lab")
+    handle = open_site(tmp_path, "lab")
     host = EveryPortTaken("aio")
     operations.check_ports(handle, _hctx(handle, host, dict.fromkeys(OWNERS, "RUNNING")))
 
@@ -163,7 +104,7 @@ def test_ports_held_by_the_sites_own_programs_are_fine(tmp_path: Path) -> None:
     ("memcached", 11212)])
 def test_port_of_a_stopped_program_must_be_free(tmp_path: Path, stopped: str,
                                                 port: int) -> None:
-    handle = operations.open_site(tmp_path, "lab")
+    handle = open_site(tmp_path, "lab")
     states = dict.fromkeys(OWNERS, "RUNNING") | {stopped: "STOPPED"}
     with pytest.raises(PortInUseError) as info:
         operations.check_ports(handle, _hctx(handle, EveryPortTaken("aio"), states))

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from onestack.engine.journal import Journal
+from onestack.core.step import Step, make_plan
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan
-from onestack.engine.step import Step, make_plan
 from onestack.errors import CommandError, OnestackError, SiteLockedError, StepFailed
+from onestack.state.journal import Journal
 
 
 @dataclass(frozen=True)

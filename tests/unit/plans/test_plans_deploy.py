@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from onestack.core.progress import SilentProgress
+from onestack.core.step import Step, make_plan
 from onestack.drivers.host import LocalHost
-from onestack.engine.progress import SilentProgress
-from onestack.engine.step import Step, make_plan
 from onestack.model.site import default_lab_site
 from onestack.plans.deploy import CLOUD_NAME, deploy_steps, required_secrets
 from onestack.services import registry

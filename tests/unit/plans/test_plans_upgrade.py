@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from onestack.engine.step import Step
+from onestack.core.step import Step
 from onestack.plans.upgrade import PHASES, flipped, phase_of, rollback_steps, upgrade_steps
 from onestack.services import registry
 from onestack.services.base import ServiceContext

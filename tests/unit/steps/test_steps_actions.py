@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from onestack.drivers.host import LocalHost, digest
-from onestack.engine.progress import SilentProgress
+from onestack.core.digest import digest
+from onestack.core.progress import SilentProgress
+from onestack.drivers.host import LocalHost
 from onestack.errors import PortInUseError, PrerequisiteError, ServiceStartError
 from onestack.model.paths import SitePaths
 from onestack.steps.actions import (

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Protocol, TextIO
 
-from onestack.engine.step import Step
+from onestack.core.step import Step
 
 
 class Progress(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from onestack.engine.journal import Journal
+from onestack.state.journal import Journal
 
 
 def _dead_pid() -> int:

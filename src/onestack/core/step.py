@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from onestack.drivers.host import digest
+from onestack.core.digest import digest
 
 
 class ApplyContext(Protocol):
-    """What an action may use while it runs (see engine.context)."""
+    """What an action may use while it runs (see steps.context)."""
 
 
 class Action(Protocol):

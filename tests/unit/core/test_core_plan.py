@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from onestack.drivers.host import digest
-from onestack.engine.step import Plan, Step, make_plan
+from onestack.core.digest import digest
+from onestack.core.step import Plan, Step, make_plan
 from onestack.steps.actions import RunOnce, StartProgram, WriteFile
 
 CONF = Path("/etc/x.conf")

@@ -1,0 +1,37 @@
+"""The host-connection protocol: every action on a machine goes through one.
+
+The lab is one host reached locally (``drivers.host.LocalHost``). Remote hosts will
+be reached through an existing engine (pyinfra), never a home-made SSH layer; they
+implement the same :class:`HostConnection` protocol so plans do not special-case them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+
+class HostConnection(Protocol):
+    """What the engine needs from a machine."""
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 600, check: bool = True,
+            input: str | None = None) -> str: ...
+
+    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
+                   owner: str | None = None) -> bool: ...
+
+    def file_digest(self, path: Path) -> str | None: ...
+
+    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None: ...
+
+    def port_holder(self, port: int) -> str | None: ...
+
+    def list_dir(self, path: Path, pattern: str = "*") -> list[str]: ...
+
+    def remove(self, path: Path) -> bool: ...
+
+    def which(self, program: str) -> str | None: ...
