@@ -4,7 +4,7 @@ Every program runs with ``ONESTACK_PROGRAM=<marker>`` in its environment (see
 :func:`onestack.drivers.supervisor.program_marker`), and every process it starts
 inherits it. A process carrying a program's marker that is not below the process
 supervisord supervises for that program is left over from a crash: it is found by
-that marker, never by a process name (ADR 0008).
+that marker, never by a process name (ADR 0010).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def _env_value(value: str) -> str:
     raise ValueError("an environment value cannot hold both kinds of quote for supervisord")
 
 
-# What every program runs under (ADR 0008): the supervised process is ``unshare``,
+# What every program runs under (ADR 0010): the supervised process is ``unshare``,
 # which dies with supervisord (parent-death signal) and takes its child with it
 # (``--kill-child``); its child ``tini`` is PID 1 of a PID namespace of the program's
 # own, so when the program's main process exits for any reason ``tini`` exits and the

@@ -40,6 +40,11 @@ frontend {api}
     default_backend {api}
 
 backend {api}
+    # A GET or HEAD whose API process died under it is sent again once the
+    # instance answers (it changed nothing); any other request fails as it must:
+    # it may have been applied (ADR 0010).
+    retry-on conn-failure empty-response
+    http-request disable-l7-retry unless METH_GET
     option httpchk GET {API_HEALTH_PATHS[api]}
     http-check expect rstatus ^[23]
     default-server inter 2s fall 2 rise 1
