@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from onestack.cli.common import CliContext, emit_json, json_option
+from onestack.cli.common import CliContext, emit_json, json_option, open_site
 from onestack.engine import operations
 from onestack.engine.progress import JsonProgress, PlainProgress, Progress, SilentProgress
 from onestack.engine.step import Plan
@@ -20,7 +20,7 @@ site_file_option = click.option("--site-file", type=click.Path(path_type=Path), 
 
 
 def _handle(obj: CliContext, site_file: Path | None) -> operations.SiteHandle:
-    return operations.open_site(obj.home_path, obj.site_name, site_file)
+    return open_site(obj, site_file)
 
 
 def _progress(as_json: bool) -> Progress:

@@ -7,6 +7,7 @@ classes, so callers see a node status and a reason, never a foreign exception.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import requests
@@ -125,6 +127,30 @@ def _essence(exc: BaseException) -> str:
     return _short(text, 120)
 
 
+_MARKUP = re.compile(r"<[^>]+>")
+_HEADLINE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
+
+
+def _readable_detail(detail: object, status: int | None) -> str:
+    """A BMC's error message for an operator: no web-server page, no markup.
+
+    A proxy or web server in front of the BMC may answer with an HTML page
+    (sometimes wrapped in the Redfish error's message); its headline, or the
+    HTTP status phrase, is what the operator needs.
+    """
+    text = str(detail or "")
+    if _MARKUP.search(text):
+        headline = _HEADLINE.search(text)
+        text = _MARKUP.sub(" ", headline.group(2) if headline else text)
+        text = html.unescape(" ".join(text.split()))
+    if not text:
+        try:
+            text = HTTPStatus(status or 0).phrase
+        except ValueError:
+            text = "no detail"
+    return _short(text)
+
+
 def _translate_connection(login: BmcLogin, exc: BaseException) -> BmcFault:
     node, address = login.node.name, login.node.bmc
     cause = _inner_cause(exc)
@@ -153,8 +179,8 @@ def translate(login: BmcLogin, exc: BaseException) -> BmcFault:
     if isinstance(exc, sushy_exc.ConnectionError | requests.RequestException):
         return _translate_connection(login, exc)
     if isinstance(exc, sushy_exc.HTTPError):
-        detail = getattr(exc, "detail", None) or "no detail"
-        return BmcRequestFailed(node, address, f"HTTP {exc.status_code}: {_short(detail)}")
+        detail = _readable_detail(getattr(exc, "detail", None), exc.status_code)
+        return BmcRequestFailed(node, address, f"HTTP {exc.status_code}: {detail}")
     if isinstance(exc, ValueError):
         return BmcMalformedResponse(node, address, f"bad value in payload: {_short(exc)}")
     if isinstance(exc, sushy_exc.MissingAttributeError | sushy_exc.MalformedAttributeError):
