@@ -127,6 +127,16 @@ class NicAdapter(Record):
     manufacturer: str | None = None
     model: str | None = None
     firmware_version: str | None = None
+    uri: str | None = Field(default=None, description="The adapter's Redfish resource")
+
+    @property
+    def label(self) -> str:
+        """Make and model (the model alone if it already starts with the make)."""
+        make, model = (self.manufacturer or "").strip(), (self.model or "").strip()
+        first = make.split(" ", 1)[0].casefold()
+        if first and model.casefold().startswith(first):
+            return model
+        return f"{make} {model}".strip() or (self.name or "")
 
 
 class Drive(Record):
@@ -155,6 +165,8 @@ class FirmwareComponent(Record):
     inventory_uri: str | None = Field(default=None,
                                       description="FirmwareInventory member, when exposed")
     updateable: bool | None = None
+    owner: str | None = Field(default=None,
+                              description="How the version is known to be this node's")
 
 
 class NodeInventory(Record):
