@@ -136,6 +136,37 @@ class SiteLockedError(OnestackError):
 
 
 @dataclass
+class SiteNameMismatch(OnestackError):
+    """``--site`` names one site while the ``--site-file`` given declares another."""
+
+    site_option: str
+    site_file: str
+    declared: str
+
+    def __post_init__(self) -> None:
+        self.hint = (f"the site file decides which site's secrets and state are used; drop "
+                     f"--site, or pass --site {self.declared}")
+
+    def __str__(self) -> str:
+        return (f"--site {self.site_option} but {self.site_file} declares site "
+                f"{self.declared}")
+
+
+@dataclass
+class ConfirmationNeeded(OnestackError):
+    """A command that changes machines has no terminal to ask for confirmation on."""
+
+    action: str
+    exit_code: int = 2
+
+    def __post_init__(self) -> None:
+        self.hint = "run it again with --yes to confirm without a terminal"
+
+    def __str__(self) -> str:
+        return f"{self.action} needs confirmation and there is no terminal to ask on"
+
+
+@dataclass
 class BmcError(OnestackError):
     """A BMC could not be reached or answered badly."""
 

@@ -102,7 +102,7 @@ def discovered(fleet_site: tuple[Path, list[FakeBmc]]) -> tuple[Path, dict[str, 
                          "--node-deadline", "20")
     took = time.monotonic() - started
     assert code == 1, err  # some nodes could not be read at all
-    assert "discovering: 15/15 nodes" in err  # no-creds needs no BMC call
+    assert "discovering: 16/16 nodes" in err  # no-creds counts as done at once
     return home, {i["node"]: i for i in json.loads(out)}, took
 
 
@@ -125,7 +125,13 @@ def test_discovery_gives_each_node_its_own_status(discovered: tuple) -> None:
     assert inv["storage-broken"]["cpus"] and inv["storage-broken"]["storage"] == []
 
 
-def test_discovery_reads_the_whole_machine(discovered: tuple) -> None:
+def bmcs_by_name(fleet: tuple[Path, list[FakeBmc]]) -> dict[str, FakeBmc]:
+    return {b.name: b for b in fleet[1]}
+
+
+def test_discovery_reads_the_whole_machine(discovered: tuple,
+                                           fleet_site: tuple[Path, list[FakeBmc]]) -> None:
+    fleet = fleet_site
     _, inv, _ = discovered
     node = inv["r750-storage"]
     assert (node["manufacturer"], node["model"], node["serial"]) == (
@@ -138,8 +144,11 @@ def test_discovery_reads_the_whole_machine(discovered: tuple) -> None:
     drives = node["storage"][0]["drives"]
     assert len(drives) == 6 and drives[0]["media_type"] == "SSD"
     assert drives[0]["capacity_bytes"] == 3840 * 10**9
+    chassis = bmcs_by_name(fleet)["r750-storage"].chassis_uuid
     assert node["nic_adapters"] == [{"name": "Intel E810-XXVDA2", "manufacturer": "Intel",
-                                     "model": "E810-XXVDA2", "firmware_version": "4.40"}]
+                                     "model": "E810-XXVDA2", "firmware_version": "4.40",
+                                     "uri": f"/redfish/v1/Chassis/{chassis}/NetworkAdapters/"
+                                            "NIC.Slot.1"}]
     assert {f["component"]: f["version"] for f in node["firmware"]} == {
         "BIOS": "1.10.2", "BMC": "6.10.30.00", "Intel E810-XXVDA2": "4.40"}
     assert node["power_state"] == "On" and node["health"] == "OK"

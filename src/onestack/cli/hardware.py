@@ -11,13 +11,12 @@ from typing import Any
 import click
 
 from onestack import hardware as hw
-from onestack.cli.common import CliContext, emit_json, json_option
+from onestack.cli.common import emit_json, json_option, open_site
 from onestack.drivers.redfish import BmcLogin
 from onestack.drivers.secrets import SecretStore
-from onestack.hardware.errors import HardwareActionFailed, NoInventoryError
+from onestack.errors import ConfirmationNeeded
+from onestack.hardware.errors import NoInventoryError
 from onestack.model.hardware import NodeInventory
-from onestack.model.loader import parse_site
-from onestack.model.paths import SitePaths
 from onestack.model.site import Site
 
 PROGRESS_FROM = 10  # nodes: show a progress indicator from this many
@@ -31,30 +30,30 @@ class HardwareContext:
     secrets: SecretStore
     store: hw.InventoryStore
 
-    def logins(self, names: Sequence[str]) -> list[BmcLogin]:
-        """Logins for the named nodes; fails naming nodes without credentials."""
+    def logins(self, names: Sequence[str]) -> tuple[list[BmcLogin], dict[str, str]]:
+        """Logins for the named nodes, and why each of the others has none.
+
+        A node without credentials does not stop the others: the caller acts on
+        the nodes it can and reports the rest as not attempted.
+        """
         logins, missing = [], {}
         secrets = hw.SecretsSnapshot(self.secrets)
         for node in hw.select_nodes(self.site, list(names)):
             login = hw.login_for(node, secrets, hw.Timeouts())
             if isinstance(login, NodeInventory):
-                missing[node.name] = login.reason or "no credentials"
+                missing[node.name] = f"not attempted: {login.reason or 'no credentials'}"
             else:
                 logins.append(login)
-        if missing:
-            raise HardwareActionFailed("reading credentials", missing)
-        return logins
-
+        return logins, missing
 
 
 def _context(ctx: click.Context, site_file: str | None) -> HardwareContext:
-    cli: CliContext = ctx.find_root().obj
-    paths = SitePaths(cli.home_path, cli.site_name)
-    path = Path(site_file) if site_file else paths.site_file
-    if not path.exists():
-        raise click.ClickException(f"no site file at {path} (use --site-file PATH)")
-    site = parse_site(path.read_text(), str(path))
-    return HardwareContext(site, SecretStore(paths.secrets_file), hw.InventoryStore(paths.state_db))
+    """The site named by ``--site-file`` (else ``--site``): its secrets and its state."""
+    handle = open_site(ctx.find_root().obj, Path(site_file) if site_file else None)
+    if handle.site_file is None:
+        raise click.ClickException(f"no site file at {handle.paths.site_file} "
+                                   "(use --site-file PATH)")
+    return HardwareContext(handle.site, handle.secrets, hw.InventoryStore(handle.paths.state_db))
 
 
 def _exit_failing(summary: str) -> None:
@@ -110,7 +109,7 @@ def hardware() -> None:
 def _inventory_row(inv: NodeInventory) -> list[str]:
     note = inv.reason or "; ".join(inv.problems)
     if not inv.status.has_data:
-        return [inv.node, inv.status.value, *["-"] * 8, note]
+        return [inv.node, inv.status.value, *["-"] * 8, f"{inv.bmc}: {note}"]
     gib = sum(d.capacity_bytes or 0 for d in inv.drives) / 1024**3
     return [inv.node, inv.status.value, f"{inv.manufacturer or '-'} {inv.model or ''}".strip(),
             inv.serial or "-", f"{inv.sockets}/{inv.cores}",
@@ -295,12 +294,22 @@ def firmware_apply(ctx: click.Context, nodes: tuple[str, ...], site_file: str | 
     if not as_json:
         show_plan(changes)
     if not yes:
-        click.confirm(f"update {len(changes)} component(s)?", abort=True, err=True)
-    logins = {lg.node.name: lg for lg in hc.logins(sorted({c.node for c in changes}))}
-    outcomes = hw.apply_firmware(changes, logins, hc.store, hw.OnFailure(on_failure),
-                                 task_timeout, workers=workers,
+        _confirm(f"update {len(changes)} component(s)?", "firmware apply")
+    found, missing = hc.logins(sorted({c.node for c in changes}))
+    logins = {lg.node.name: lg for lg in found}
+    outcomes = hw.apply_firmware([c for c in changes if c.node in logins], logins, hc.store,
+                                 hw.OnFailure(on_failure), task_timeout, workers=workers,
                                  progress=_progress("updating", len(logins)))
+    outcomes += [hw.FirmwareOutcome(node=c.node, component=c.component, status="skipped",
+                                    detail=missing[c.node]) for c in changes if c.node in missing]
     _after_firmware(hc, outcomes, as_json)
+
+
+def _confirm(question: str, action: str) -> None:
+    """Ask on the terminal; without one, refuse (the operator must say --yes)."""
+    if not sys.stdin.isatty():
+        raise ConfirmationNeeded(action)
+    click.confirm(question, abort=True, err=True)
 
 
 def _after_firmware(hc: HardwareContext,
@@ -323,7 +332,14 @@ def _after_firmware(hc: HardwareContext,
 # -- power and boot -------------------------------------------------------------
 
 
-def _report(outcomes: list[hw.ActionOutcome], as_json: bool) -> None:
+def _not_attempted(missing: dict[str, str], action: str) -> list[hw.ActionOutcome]:
+    return [hw.ActionOutcome(node=node, action=action, ok=False, detail=why)
+            for node, why in missing.items()]
+
+
+def _report(hc: HardwareContext, outcomes: list[hw.ActionOutcome], as_json: bool) -> None:
+    order = {n.name: i for i, n in enumerate(hc.site.nodes)}
+    outcomes = sorted(outcomes, key=lambda o: order.get(o.node, len(order)))
     if as_json:
         emit_json([o.model_dump(mode="json") for o in outcomes])
     else:
@@ -347,9 +363,10 @@ def power(ctx: click.Context, action: str, nodes: tuple[str, ...], site_file: st
           as_json: bool, timeout: float) -> None:
     """Power nodes on, off (forced), shutdown (graceful) or cycle; confirm the state."""
     hc = _context(ctx, site_file)
-    logins = hc.logins(list(nodes))
-    _report(hw.power_nodes(logins, action, timeout,
-                                progress=_progress(f"power {action}", len(logins))), as_json)
+    logins, missing = hc.logins(list(nodes))
+    done = hw.power_nodes(logins, action, timeout,
+                          progress=_progress(f"power {action}", len(logins)))
+    _report(hc, done + _not_attempted(missing, action), as_json)
 
 
 @hardware.command()
@@ -365,4 +382,6 @@ def boot(ctx: click.Context, device: str, nodes: tuple[str, ...], site_file: str
     if image and device != "cd":
         raise click.UsageError("--image goes with the cd device")
     hc = _context(ctx, site_file)
-    _report(hw.set_boot_once(hc.logins(list(nodes)), device, image), as_json)
+    logins, missing = hc.logins(list(nodes))
+    done = hw.set_boot_once(logins, device, image)
+    _report(hc, done + _not_attempted(missing, f"boot {device}"), as_json)

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from onestack.cli import common, hardware, release, site, upgrade
+from onestack.cli import common, release, site, upgrade
 from onestack.errors import OnestackError
 
+# Command groups imported only when used: the hardware group pulls in sushy and
+# requests (~1 s), which `set-secret` or `status` must not pay for.
+LAZY_GROUPS = {"hardware": ("onestack.cli.hardware", "hardware")}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A click group whose heavier subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module, attribute = LAZY_GROUPS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--site", "site_name", default="lab", show_default=True, envvar="ONESTACK_SITE",
               help="Name of the site to act on.")
 @click.option("--home", default=None, envvar="ONESTACK_HOME",
@@ -18,13 +36,14 @@ from onestack.errors import OnestackError
 @click.pass_context
 def cli(ctx: click.Context, site_name: str, home: str | None) -> None:
     """onestack: a turnkey OpenStack cloud, upgraded and rolled back as one unit."""
-    ctx.obj = common.CliContext(site_name=site_name, home=home)
+    source = ctx.get_parameter_source("site_name")
+    ctx.obj = common.CliContext(site_name=site_name, home=home,
+                                site_explicit=source is not click.core.ParameterSource.DEFAULT)
 
 
 for command in [*site.COMMANDS, *upgrade.COMMANDS]:
     cli.add_command(command)
 cli.add_command(release.release)
-cli.add_command(hardware.hardware)
 
 
 def main() -> None:

@@ -9,19 +9,19 @@ from typing import Any
 
 import click
 
-from onestack.cli.common import CliContext, emit_json, json_option
+from onestack.cli.common import CliContext, emit_json, json_option, open_site
 from onestack.core.progress import JsonProgress, PlainProgress, Progress, SilentProgress
 from onestack.core.step import Plan
 from onestack.engine import operations
 from onestack.plans.deploy import CLOUD_NAME
-from onestack.state.site import SiteHandle, open_site
+from onestack.state.site import SiteHandle
 
 site_file_option = click.option("--site-file", type=click.Path(path_type=Path), default=None,
                                 help="Site file to use instead of the site's own site.yaml.")
 
 
 def _handle(obj: CliContext, site_file: Path | None) -> SiteHandle:
-    return open_site(obj.home_path, obj.site_name, site_file)
+    return open_site(obj, site_file)
 
 
 def _progress(as_json: bool) -> Progress:

@@ -7,6 +7,7 @@ classes, so callers see a node status and a reason, never a foreign exception.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import requests
@@ -33,6 +35,7 @@ from onestack.drivers.redfish_errors import (
     BmcTlsError,
     BmcUnreachable,
 )
+from onestack.drivers.redfish_ownership import Ownership, link_ids, software_images
 from onestack.model.hardware import (
     Cpu,
     DiscoveryStatus,
@@ -125,6 +128,30 @@ def _essence(exc: BaseException) -> str:
     return _short(text, 120)
 
 
+_MARKUP = re.compile(r"<[^>]+>")
+_HEADLINE = re.compile(r"<(title|h1)[^>]*>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
+
+
+def _readable_detail(detail: object, status: int | None) -> str:
+    """A BMC's error message for an operator: no web-server page, no markup.
+
+    A proxy or web server in front of the BMC may answer with an HTML page
+    (sometimes wrapped in the Redfish error's message); its headline, or the
+    HTTP status phrase, is what the operator needs.
+    """
+    text = str(detail or "")
+    if _MARKUP.search(text):
+        headline = _HEADLINE.search(text)
+        text = _MARKUP.sub(" ", headline.group(2) if headline else text)
+        text = html.unescape(" ".join(text.split()))
+    if not text:
+        try:
+            text = HTTPStatus(status or 0).phrase
+        except ValueError:
+            text = "no detail"
+    return _short(text)
+
+
 def _translate_connection(login: BmcLogin, exc: BaseException) -> BmcFault:
     node, address = login.node.name, login.node.bmc
     cause = _inner_cause(exc)
@@ -153,8 +180,8 @@ def translate(login: BmcLogin, exc: BaseException) -> BmcFault:
     if isinstance(exc, sushy_exc.ConnectionError | requests.RequestException):
         return _translate_connection(login, exc)
     if isinstance(exc, sushy_exc.HTTPError):
-        detail = getattr(exc, "detail", None) or "no detail"
-        return BmcRequestFailed(node, address, f"HTTP {exc.status_code}: {_short(detail)}")
+        detail = _readable_detail(getattr(exc, "detail", None), exc.status_code)
+        return BmcRequestFailed(node, address, f"HTTP {exc.status_code}: {detail}")
     if isinstance(exc, ValueError):
         return BmcMalformedResponse(node, address, f"bad value in payload: {_short(exc)}")
     if isinstance(exc, sushy_exc.MissingAttributeError | sushy_exc.MalformedAttributeError):
@@ -177,6 +204,13 @@ def _enum_value(value: Any) -> str | None:
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
     except (TypeError, ValueError):
         return None
 
@@ -269,7 +303,8 @@ class RedfishBmc:
                 if isinstance(fault, BmcTimeout | BmcUnreachable | BmcAuthFailed):
                     deadline.at = 0.0  # the BMC is gone; do not wait again per section
         record["firmware"] = _merge_firmware(record.pop("_bios", None), record.pop("_bmc", None),
-                                             record.pop("_inventory", []))
+                                             record.pop("_inventory", []),
+                                             record.get("nic_adapters", []))
         status = DiscoveryStatus.PARTIAL if problems else DiscoveryStatus.OK
         return NodeInventory(node=self.login.node.name, bmc=self.login.node.bmc, status=status,
                              problems=problems, discovered_at=datetime.now(UTC),
@@ -282,24 +317,37 @@ class RedfishBmc:
             ("network interfaces", lambda: {"nics": _read_nics(system)}),
             ("network adapters", lambda: {"nic_adapters": _read_adapters(system)}),
             ("storage", lambda: {"storage": _read_storage(system)}),
-            ("firmware inventory", lambda: {"_inventory": self._read_firmware_inventory()}),
-            ("BMC firmware", lambda: self._bmc_unless_listed(system, record)),
+            ("BMC firmware", lambda: {"_bmc": _read_bmc_version(system)}),
+            ("firmware inventory", lambda: {"_inventory": self._read_firmware_inventory(
+                system, record.get("nic_adapters", []))}),
         ]
 
-    @staticmethod
-    def _bmc_unless_listed(system: Any, record: dict[str, Any]) -> dict[str, Any]:
-        """The manager's firmware version, read only if the inventory lacked the BMC."""
-        if any(item.component == "BMC" for item in record.get("_inventory", [])):
-            return {}
-        return {"_bmc": _read_bmc_version(system)}
+    def _ownership(self, system: Any, adapters: list[NicAdapter]) -> Ownership:
+        """What on this BMC is the node's: its system, managers, chassis and their links."""
+        doc: dict[str, Any] = system.json or {}
+        links = _mapping(doc.get("Links"))
+        systems = self._root.get_system_collection().members_identities
+        images: dict[str, str] = {}
+        for manager in system.managers:
+            images.update(software_images(manager.json or {}))
+        if len(systems) != 1 and _mapping(doc.get("Bios")).get("@odata.id"):
+            images.update(_bios_images(system))
+        return Ownership(
+            system=system.path, managers=link_ids(links.get("ManagedBy")),
+            chassis=link_ids(links.get("Chassis")), images=images,
+            only_system=len(systems) == 1,
+            adapters={a.uri: a.label for a in adapters if a.uri})
 
-    def _read_firmware_inventory(self) -> list[FirmwareComponent]:
+    def _read_firmware_inventory(self, system: Any, adapters: list[NicAdapter]
+                                 ) -> list[FirmwareComponent]:
+        """The node's members of the firmware inventory: only those it provably owns."""
         if not self._root._update_service_path:
             return []
         service = self._root.get_update_service()
         if not service._firmware_inventory_path:
             return []
-        return [_firmware_item(m) for m in service.firmware_inventory.get_members()]
+        owner = self._ownership(system, adapters)
+        return owner.components(service.firmware_inventory.get_members())
 
     # -- power and boot -------------------------------------------------------
 
@@ -351,10 +399,10 @@ class RedfishBmc:
         system = self.system()
         with self._translated():
             system.refresh()
-            bios = system.bios_version
-            bmc = _read_bmc_version(system)
-            items = self._read_firmware_inventory()
-        return _merge_firmware(bios, bmc, items)
+            adapters = _read_adapters(system)
+            items = self._read_firmware_inventory(system, adapters)
+            return _merge_firmware(system.bios_version, _read_bmc_version(system), items,
+                                   adapters)
 
     def start_firmware_update(self, image_uri: str, targets: list[str]) -> str:
         """Start a SimpleUpdate; return the task monitor URI to watch."""
@@ -419,15 +467,23 @@ def _system_record(system: Any) -> dict[str, Any]:
     doc: dict[str, Any] = system.json or {}
     status = _mapping(doc.get("Status"))
     summary = _mapping(doc.get("ProcessorSummary"))
-    memory = system.memory_summary
+    memory = _mapping(doc.get("MemorySummary")).get("TotalSystemMemoryGiB")
     return {
         "manufacturer": system.manufacturer, "model": system.model,
         "serial": system.serial_number, "power_state": _enum_value(system.power_state),
         "health": status.get("HealthRollup") or status.get("HealthRollUp") or status.get("Health"),
         "cpu_summary_count": _int(summary.get("Count")),
-        "memory_gib": float(memory.size_gib) if memory and memory.size_gib is not None else None,
+        "memory_gib": _float(memory),  # not sushy's size_gib: it truncates to int
         "_bios": system.bios_version,
     }
+
+
+def _bios_images(system: Any) -> dict[str, str]:
+    """Firmware members the system's Bios resource links to (a BMC need not expose it)."""
+    try:
+        return software_images(system.bios.json or {}, "BIOS")
+    except sushy_exc.ResourceNotFoundError:
+        return {}
 
 
 def _read_cpus(system: Any) -> list[Cpu]:
@@ -455,11 +511,24 @@ def _read_adapters(system: Any) -> list[NicAdapter]:
         if not (chassis.json or {}).get("NetworkAdapters"):
             continue
         for adapter in chassis.network_adapters.get_members():
-            controllers = (adapter.json or {}).get("Controllers") or [{}]
-            version = controllers[0].get("FirmwarePackageVersion") if controllers else None
             adapters.append(NicAdapter(name=adapter.name, manufacturer=adapter.manufacturer,
-                                       model=adapter.model, firmware_version=version))
+                                       model=adapter.model, uri=adapter.path,
+                                       firmware_version=_adapter_firmware(adapter.json or {})))
     return adapters
+
+
+def _adapter_firmware(doc: dict[str, Any]) -> str | None:
+    """An adapter's firmware as reported by its controllers (Redfish NetworkAdapter).
+
+    Controllers[].FirmwarePackageVersion is where Intel E810, Mellanox and Broadcom
+    adapters report it; not always the first controller.
+    """
+    controllers = doc.get("Controllers")
+    for controller in controllers if isinstance(controllers, list) else []:
+        version = _mapping(controller).get("FirmwarePackageVersion")
+        if version:
+            return str(version)
+    return None
 
 
 def _read_storage(system: Any) -> list[StorageController]:
@@ -490,29 +559,20 @@ def _read_bmc_version(system: Any) -> str | None:
         else None
 
 
-def _firmware_item(member: Any) -> FirmwareComponent:
-    doc: dict[str, Any] = member.json or {}
-    related = " ".join(str(r.get("@odata.id", "")) for r in doc.get("RelatedItem") or []
-                       if isinstance(r, dict))
-    label = f"{member.identity} {member.name}".lower()
-    if "bios" in label or ("/Systems/" in related and "uefi" in label):
-        component = "BIOS"
-    elif "/Managers/" in related or "bmc" in label:
-        component = "BMC"
-    else:
-        component = str(member.name)
-    return FirmwareComponent(component=component, version=member.version,
-                             inventory_uri=member.path, updateable=member.updateable)
+def _merge_firmware(bios: str | None, bmc: str | None, items: list[FirmwareComponent],
+                    adapters: list[NicAdapter] | None = None) -> list[FirmwareComponent]:
+    """BIOS, BMC and adapter versions from the node's own resources, then its inventory.
 
-
-def _merge_firmware(bios: str | None, bmc: str | None,
-                    items: list[FirmwareComponent]) -> list[FirmwareComponent]:
-    """BIOS and BMC versions from the system and manager, the rest from the inventory."""
+    ``items`` holds only the firmware inventory members the node owns; their
+    version wins (it is what an update changes) and they bring the update target.
+    """
     merged: dict[str, FirmwareComponent] = {}
-    if bios:
-        merged["BIOS"] = FirmwareComponent(component="BIOS", version=bios)
-    if bmc:
-        merged["BMC"] = FirmwareComponent(component="BMC", version=bmc)
+    reported = [("BIOS", bios), ("BMC", bmc)] + [
+        (a.label, a.firmware_version) for a in adapters or []]
+    for component, version in reported:
+        if version and component not in merged:
+            merged[component] = FirmwareComponent(component=component, version=version,
+                                                  owner="reported by the node's own resource")
     for item in items:
         known = merged.get(item.component)
         version = item.version or (known.version if known else None)

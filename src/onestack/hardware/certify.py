@@ -15,7 +15,11 @@ from onestack.hardware.hcl import (
     HardwareCompatibilityList,
     RoleMinimums,
     baseline_applies,
+    component_version,
+    loose,
     normalise,
+    part_key,
+    part_matches,
     version_below,
 )
 from onestack.model.hardware import NodeInventory
@@ -75,24 +79,36 @@ def check_health(inv: NodeInventory, hcl: HardwareCompatibilityList,
 
 def check_components(inv: NodeInventory, hcl: HardwareCompatibilityList,
                      baseline: FirmwareBaseline) -> list[Reason]:
-    """Every NIC adapter, storage controller and drive must be on the list."""
+    """Every NIC adapter, storage controller and drive must be on the list.
+
+    Makes and models are matched as BMCs report them: case, spacing, corporate
+    suffixes and a model that repeats the make do not matter.
+    """
     parts = hcl.components
-    nics = {(normalise(n.manufacturer), normalise(n.model)) for n in parts.nic_adapters}
+    nics = {part_key(n.manufacturer, n.model) for n in parts.nic_adapters}
     controllers = {normalise(c) for c in parts.storage_controllers}
-    drives = {normalise(d) for d in parts.drives}
     reasons = [Reason(code="nic-not-certified",
-                      message=f"NIC {a.manufacturer} {a.model} is not certified")
-               for a in inv.nic_adapters
-               if (normalise(a.manufacturer), normalise(a.model)) not in nics]
+                      message=f"NIC {a.manufacturer} {a.model} is not certified (compared as "
+                              f"'{part_key(a.manufacturer, a.model)}')")
+               for a in inv.nic_adapters if part_key(a.manufacturer, a.model) not in nics]
     reasons += [Reason(code="storage-controller-not-certified",
                        message=f"storage controller {c.model} is not certified")
                 for c in inv.storage if c.model and normalise(c.model) not in controllers]
-    for model in sorted({d.model or "(no model)" for d in inv.drives}):
-        if normalise(model) not in drives:
-            count = sum(1 for d in inv.drives if (d.model or "(no model)") == model)
-            reasons.append(Reason(code="drive-not-certified",
-                                  message=f"{count} drive(s) {model} not certified"))
-    return reasons
+    return reasons + _drive_reasons(inv, parts.drives)
+
+
+def _drive_reasons(inv: NodeInventory, listed: list[str]) -> list[Reason]:
+    uncertified: dict[tuple[str | None, str | None], int] = {}
+    for drive in inv.drives:
+        if not any(part_matches(drive.manufacturer, drive.model, e) for e in listed):
+            key = (drive.manufacturer, drive.model)
+            uncertified[key] = uncertified.get(key, 0) + 1
+    return [Reason(code="drive-not-certified",
+                   message=f"{count} drive(s) {maker or '(no manufacturer)'} "
+                           f"{model or '(no model)'} not certified (compared as "
+                           f"'{part_key(maker, model)}' and '{loose(model)}' with the HCL's "
+                           f"drives)")
+            for (maker, model), count in sorted(uncertified.items(), key=str)]
 
 
 def check_firmware(inv: NodeInventory, hcl: HardwareCompatibilityList,
@@ -102,7 +118,7 @@ def check_firmware(inv: NodeInventory, hcl: HardwareCompatibilityList,
     for component, target in sorted(baseline.for_model(inv.manufacturer, inv.model).items()):
         if not baseline_applies(inv, component):
             continue
-        version = inv.firmware_version(component)
+        version = component_version(inv, component)
         if version is None:
             reasons.append(Reason(code="firmware-not-reported",
                                   message=f"{component} firmware version not reported"))

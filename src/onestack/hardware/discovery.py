@@ -18,6 +18,17 @@ def _read(login: BmcLogin, deadline_s: float) -> NodeInventory:
     return read_node(login, Deadline(deadline_s))
 
 
+def _counting_ready(progress: Progress | None, ready: int, selected: int) -> Progress | None:
+    """Progress over every selected node: nodes settled without a BMC call count as done."""
+    if progress is None or not ready:
+        return progress
+
+    def report(done: int, total: int, node: str) -> None:
+        progress(done + ready, selected, node)
+
+    return report
+
+
 def discover_nodes(nodes: list[Node], secrets: SecretStore, timeouts: Timeouts | None = None,
                    workers: int = DEFAULT_WORKERS, progress: Progress | None = None
                    ) -> list[NodeInventory]:
@@ -47,5 +58,6 @@ def discover_nodes(nodes: list[Node], secrets: SecretStore, timeouts: Timeouts |
         return failed_inventory(by_name[name], DiscoveryStatus.TIMEOUT,
                                 f"no result within {overall:g}s")
 
-    results = for_each_node(tasks, workers, overall, timed_out, progress)
+    results = for_each_node(tasks, workers, overall, timed_out,
+                            _counting_ready(progress, len(ready), len(nodes)))
     return [ready.get(n.name) or results[n.name] for n in nodes]

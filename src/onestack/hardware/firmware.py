@@ -18,9 +18,16 @@ from pydantic import BaseModel, ConfigDict
 from onestack.drivers.redfish import BmcLogin, RedfishBmc, open_bmc
 from onestack.drivers.redfish_errors import BmcFault
 from onestack.hardware.fanout import Progress, for_each_node
-from onestack.hardware.hcl import FirmwareBaseline, baseline_applies, version_below
+from onestack.hardware.hcl import (
+    FirmwareBaseline,
+    baseline_applies,
+    component_entry,
+    component_version,
+    loose,
+    version_below,
+)
 from onestack.hardware.store import InventoryStore
-from onestack.model.hardware import NodeInventory
+from onestack.model.hardware import FirmwareComponent, NodeInventory
 
 
 class FirmwareAction(StrEnum):
@@ -67,17 +74,25 @@ def _change(inv: NodeInventory, component: str, current: str | None, minimum: st
             expected: str, image: str) -> FirmwareChange | None:
     if current == expected:
         return None
-    target = next((f.inventory_uri for f in inv.firmware if f.component == component), None)
+    entry = component_entry(inv, component)
+    target = entry.inventory_uri if entry else None
     if current is not None and not version_below(current, expected):
         action, note = FirmwareAction.NEWER, "newer than the baseline; left as is"
     elif target is None:
-        action, note = FirmwareAction.CANNOT_UPDATE, "not in the BMC's firmware inventory"
+        action, note = FirmwareAction.CANNOT_UPDATE, _why_no_target(entry)
     else:
         action, note = FirmwareAction.UPDATE, ""
     return FirmwareChange(node=inv.node, component=component, current=current,
                           expected=expected, minimum=minimum, action=action, image=image,
                           below_minimum=current is None or version_below(current, minimum),
                           target=target, note=note)
+
+
+def _why_no_target(entry: FirmwareComponent | None) -> str:
+    if entry is not None and entry.owner and entry.owner.startswith("ambiguous"):
+        return entry.owner
+    return ("no member of the BMC's firmware inventory provably belongs to this node "
+            "(see docs/hardware.md, firmware ownership)")
 
 
 def plan_firmware(inventories: list[NodeInventory],
@@ -90,7 +105,7 @@ def plan_firmware(inventories: list[NodeInventory],
         for component, want in sorted(baseline.for_model(inv.manufacturer, inv.model).items()):
             if not baseline_applies(inv, component):
                 continue
-            change = _change(inv, component, inv.firmware_version(component), want.minimum,
+            change = _change(inv, component, component_version(inv, component), want.minimum,
                              want.expected, want.image)
             if change is not None:
                 changes.append(change)
@@ -111,20 +126,43 @@ def _wait_task(bmc: RedfishBmc, monitor: str, timeout_s: float, poll_s: float) -
         time.sleep(poll_s)
 
 
+def _owned_entry(bmc: RedfishBmc, component: str) -> FirmwareComponent | None:
+    """The node's component as its BMC reports it now (only members it provably owns)."""
+    wanted = loose(component)
+    return next((f for f in bmc.firmware() if loose(f.component) == wanted), None)
+
+
+def _outcome(change: FirmwareChange, status: str, detail: str = "",
+             after: str | None = None) -> FirmwareOutcome:
+    return FirmwareOutcome(node=change.node, component=change.component, status=status,
+                           detail=detail, version_after=after)
+
+
 def _update_one(bmc: RedfishBmc, change: FirmwareChange, timeout_s: float,
                 poll_s: float) -> FirmwareOutcome:
-    monitor = bmc.start_firmware_update(change.image, [change.target or ""])
+    """Update one component, targeting only the node's own inventory member.
+
+    Before: the planned target must still be the member the node owns for that
+    component (else refused, nothing sent). After: the node's own reading must
+    show the new version; a BMC that updated something else is a failure.
+    """
+    before = _owned_entry(bmc, change.component)
+    if before is None or before.inventory_uri is None or before.inventory_uri != change.target:
+        found = before.inventory_uri if before else None
+        return _outcome(change, "failed", f"refused: {change.target} is not the member of "
+                        f"{change.node}'s firmware inventory for {change.component} (the BMC "
+                        f"now links {found or 'none'} to it); run discover and plan again")
+    monitor = bmc.start_firmware_update(change.image, [before.inventory_uri])
     status, detail = _wait_task(bmc, monitor, timeout_s, poll_s)
     if status != "ok":
-        return FirmwareOutcome(node=change.node, component=change.component, status=status,
-                               detail=detail)
-    after = next((f.version for f in bmc.firmware() if f.component == change.component), None)
+        return _outcome(change, status, detail)
+    after_entry = _owned_entry(bmc, change.component)
+    after = after_entry.version if after_entry else None
     if after != change.expected:
-        return FirmwareOutcome(node=change.node, component=change.component, status="failed",
-                               detail=f"task completed but version is {after}",
-                               version_after=after)
-    return FirmwareOutcome(node=change.node, component=change.component, status="updated",
-                           version_after=after)
+        return _outcome(change, "failed", f"task completed but {change.node} still reports "
+                        f"{change.component} {after} (was {before.version}, wanted "
+                        f"{change.expected}): the update did not reach this node", after)
+    return _outcome(change, "updated", after=after)
 
 
 class _Run:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from onestack.errors import CatalogError
-from onestack.model.hardware import NodeInventory
+from onestack.model.hardware import FirmwareComponent, NodeInventory
 
 
 class Strict(BaseModel):
@@ -109,6 +109,51 @@ def normalise(text: str | None) -> str:
     return _norm(text or "")
 
 
+# Words BMCs add to a maker's name ("Intel Corporation", "Seagate Technology LLC").
+CORPORATE_WORDS = frozenset({"inc", "inc.", "corp", "corp.", "corporation", "co", "co.",
+                             "ltd", "ltd.", "llc", "limited", "gmbh", "technology",
+                             "technologies"})
+
+
+def loose(text: str | None) -> str:
+    """A name compared loosely: case, spacing, commas and corporate suffixes ignored."""
+    words = normalise(text).replace(",", " ").split()
+    return " ".join(w for w in words if w not in CORPORATE_WORDS)
+
+
+def part_key(manufacturer: str | None, model: str | None) -> str:
+    """``maker model`` as compared with the HCL, whether or not the model repeats the maker.
+
+    ``SEAGATE`` + ``ST16000NM004J``, ``Seagate Technology`` + ``SEAGATE ST16000NM004J``
+    and the HCL's ``Seagate ST16000NM004J`` all give ``seagate st16000nm004j``.
+    """
+    maker, name = loose(manufacturer), loose(model)
+    first = maker.split(" ", 1)[0] if maker else ""
+    for prefix in dict.fromkeys(p for p in (maker, first) if p):
+        if name.startswith(prefix + " "):
+            name = name[len(prefix) + 1:]
+            break
+    return f"{maker} {name}".strip()
+
+
+def part_matches(manufacturer: str | None, model: str | None, listed: str) -> bool:
+    """Whether a reported part is an HCL entry written ``maker model`` (or ``model``)."""
+    entry = loose(listed)
+    return entry in (part_key(manufacturer, model), loose(model)) and bool(entry)
+
+
+def component_entry(inventory: NodeInventory, component: str) -> FirmwareComponent | None:
+    """The node's firmware component named ``component`` in a baseline (loosely matched)."""
+    wanted = loose(component)
+    return next((f for f in inventory.firmware if loose(f.component) == wanted), None)
+
+
+def component_version(inventory: NodeInventory, component: str) -> str | None:
+    """Version of a baseline component on the node, or None if not reported."""
+    entry = component_entry(inventory, component)
+    return entry.version if entry else None
+
+
 def _read_yaml(path: Path | Any, what: str) -> Any:
     try:
         return yaml.safe_load(path.read_text())
@@ -150,10 +195,9 @@ def baseline_applies(inventory: NodeInventory, component: str) -> bool:
     BIOS and BMC always do; an adapter's firmware only if the node reports that
     firmware or has that adapter (a node without the card needs no firmware for it).
     """
-    if component in ALWAYS_PRESENT or inventory.firmware_version(component) is not None:
+    if component in ALWAYS_PRESENT or component_version(inventory, component) is not None:
         return True
-    wanted = normalise(component)
-    return any(normalise(f"{a.manufacturer} {a.model}") == wanted or normalise(a.name) == wanted
+    return any(part_matches(a.manufacturer, a.model, component) or loose(a.name) == loose(component)
                for a in inventory.nic_adapters)
 
 

@@ -6,6 +6,7 @@ keep their own tables in the same file.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +39,16 @@ class InventoryStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _create_private(self) -> None:
+        """Create the database file 0600 before SQLite does (it would use the umask)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_private()
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.executescript(SCHEMA)

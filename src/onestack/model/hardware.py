@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from ipaddress import ip_address
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
 
 class Node(BaseModel):
@@ -18,11 +22,18 @@ class Node(BaseModel):
     ``credentials`` names an entry in the site's secrets store; the secrets hold
     ``<credentials>.username`` and ``<credentials>.password``. Credentials are
     never written inline in the site file.
+
+    ``bmc`` must be an ``https://`` URL. Plain ``http://`` is accepted only for
+    a loopback address (emulators, SSH tunnels) or with ``insecure_http: true``
+    on the node, because Basic credentials would cross the network in clear.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # Declared before ``bmc`` so that the bmc validator can see it.
+    insecure_http: bool = Field(default=False,
+                                description="Allow plain http to a non-loopback BMC")
     bmc: str = Field(description="Redfish URL of the BMC, e.g. https://10.0.0.5")
     credentials: str = Field(description="Name of the credentials entry in the site secrets")
     system_id: str | None = Field(default=None,
@@ -30,6 +41,41 @@ class Node(BaseModel):
     failure_domain: str | None = None
     role: str | None = None
     verify_tls: bool = True
+
+    @field_validator("bmc")
+    @classmethod
+    def _bmc_is_a_redfish_url(cls, value: str, info: ValidationInfo) -> str:
+        problem = bmc_url_problem(value, bool(info.data.get("insecure_http")))
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host.casefold() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bmc_url_problem(url: str, insecure_http: bool = False) -> str | None:
+    """Why ``url`` is not an acceptable BMC address, or None when it is."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be a URL like https://10.0.0.5 (scheme https, then the BMC's host)"
+    if parts.username or parts.password:
+        return "must not carry credentials; name a secrets entry in credentials instead"
+    if parts.scheme == "http" and not (insecure_http or _is_loopback(host)):
+        return ("plain http sends the BMC password unencrypted; use https, or set "
+                "insecure_http: true on this node to accept that")
+    return None
 
 
 class DiscoveryStatus(StrEnum):
@@ -81,6 +127,16 @@ class NicAdapter(Record):
     manufacturer: str | None = None
     model: str | None = None
     firmware_version: str | None = None
+    uri: str | None = Field(default=None, description="The adapter's Redfish resource")
+
+    @property
+    def label(self) -> str:
+        """Make and model (the model alone if it already starts with the make)."""
+        make, model = (self.manufacturer or "").strip(), (self.model or "").strip()
+        first = make.split(" ", 1)[0].casefold()
+        if first and model.casefold().startswith(first):
+            return model
+        return f"{make} {model}".strip() or (self.name or "")
 
 
 class Drive(Record):
@@ -109,6 +165,8 @@ class FirmwareComponent(Record):
     inventory_uri: str | None = Field(default=None,
                                       description="FirmwareInventory member, when exposed")
     updateable: bool | None = None
+    owner: str | None = Field(default=None,
+                              description="How the version is known to be this node's")
 
 
 class NodeInventory(Record):

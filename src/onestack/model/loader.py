@@ -46,6 +46,25 @@ def _reject_duplicate_keys(node: yaml.Node, path: str, where: tuple[str, ...]) -
             _reject_duplicate_keys(item, path, (*where, str(index)))
 
 
+def _reject_duplicate_node_names(root: yaml.Node, path: str) -> None:
+    """Two nodes with one name would make a power action by name hit both machines."""
+    nodes = next((v for k, v in root.value if k.value == "nodes"), None) \
+        if isinstance(root, yaml.MappingNode) else None
+    if not isinstance(nodes, yaml.SequenceNode):
+        return
+    first: dict[str, int] = {}
+    for index, item in enumerate(nodes.value):
+        name = next((v for k, v in item.value if k.value == "name"), None) \
+            if isinstance(item, yaml.MappingNode) else None
+        if not isinstance(name, yaml.ScalarNode):
+            continue
+        if name.value in first:
+            at = first[name.value]
+            raise SiteFileError(path, name.start_mark.line + 1, f"nodes.{index}.name",
+                                f"duplicate node name {name.value!r} (already nodes.{at}.name)")
+        first[name.value] = index
+
+
 def parse_site(text: str, path: str) -> Site:
     """Validate site-file text. Raises SiteFileError with file, line and field."""
     try:
@@ -59,6 +78,7 @@ def parse_site(text: str, path: str) -> Site:
     if root is None or not isinstance(data, dict):
         raise SiteFileError(path, 1, "(top)", "expected a mapping of site settings")
     _reject_duplicate_keys(root, path, ())
+    _reject_duplicate_node_names(root, path)
     try:
         return Site.model_validate(data)
     except ValidationError as exc:

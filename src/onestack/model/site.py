@@ -61,6 +61,15 @@ class Site(Strict):
             raise ValueError(f"duplicate host names: {', '.join(dupes)}")
         return hosts
 
+    @field_validator("nodes")
+    @classmethod
+    def _unique_node_names(cls, nodes: list[Node]) -> list[Node]:
+        names = [n.name for n in nodes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate node names: {', '.join(dupes)}")
+        return nodes
+
     def hosts_with(self, role: Role) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
 

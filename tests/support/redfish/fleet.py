@@ -43,7 +43,11 @@ class FakeBmc:
     username: str = "admin"
     password: str = "secret"
     fault: str | None = None
-    """None, or one of: malformed, slow, storage-error, firmware-fail, firmware-hang."""
+    """None, or one of: malformed, slow, storage-error, firmware-fail, firmware-hang,
+    firmware-wrong-node (in an enclosure: the update lands on the next system)."""
+    enclosure: str | None = None
+    """BMCs naming the same enclosure share one endpoint (give them the same port and
+    credentials) and one firmware inventory."""
     uuid: str = ""
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ def site_yaml(bmcs: list[FakeBmc], extra_nodes: list[dict[str, Any]] | None = No
     for bmc in bmcs:
         lines += [f"  - name: {bmc.name}", f"    bmc: {bmc.url}",
                   f"    credentials: bmc-{bmc.name}", f"    failure_domain: rack{bmc.port % 2}"]
+        if bmc.enclosure:
+            lines.append(f"    system_id: {bmc.uuid}")
         if bmc.name in roles:
             lines.append(f"    role: {roles[bmc.name]}")
     for node in extra_nodes or []:

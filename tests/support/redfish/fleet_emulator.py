@@ -16,7 +16,12 @@ application with its fake driver and adds, over real HTTP:
   ``SimpleUpdate`` that runs a task, then changes the version;
 * faults per BMC: ``malformed`` (invalid JSON for the system), ``slow`` (every
   request sleeps), ``storage-error`` (500 on storage), ``firmware-fail`` and
-  ``firmware-hang`` (update tasks end in Exception / never end).
+  ``firmware-hang`` (update tasks end in Exception / never end),
+  ``firmware-wrong-node`` (the task completes, but the BMC installed the image
+  on the next system of its enclosure);
+* enclosures: BMCs with the same ``enclosure`` share one port, credentials and
+  one ``FirmwareInventory`` listing every system's members, each linked to its
+  system, manager or adapter through ``RelatedItem`` (as multi-node chassis do).
 
 Firmware images are named ``..._<version>.<ext>``: the version after the last
 underscore is what an update installs.
@@ -41,7 +46,7 @@ from sushy_tools.emulator.resources.systems import fakedriver
 from werkzeug.serving import make_server
 
 FLEET: dict[str, Any] = {}
-BY_PORT: dict[int, dict[str, Any]] = {}
+BY_PORT: dict[int, list[dict[str, Any]]] = {}
 BY_UUID: dict[str, dict[str, Any]] = {}
 TASKS: dict[str, dict[str, Any]] = {}
 _task_ids = itertools.count(100)
@@ -89,10 +94,19 @@ class FleetDriver(fakedriver.FakeDriver):
                 "power_state": pending, "apply_time": time.time() + FLEET["power_delay_s"]})
 
 
-def _current_bmc() -> dict[str, Any] | None:
+def _current_group() -> list[dict[str, Any]] | None:
+    """The BMCs behind this endpoint: one, or every system of an enclosure."""
     header = flask.request.headers.get("X-Onestack-Bmc-Port")
     port = int(header) if header else int(flask.request.environ.get("SERVER_PORT", 0))
     return BY_PORT.get(port)
+
+
+def _concerned(group: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """The system of the group a path is about (by its system or chassis id)."""
+    for bmc in group:
+        if bmc["uuid"] in path or bmc["chassis_uuid"] in path:
+            return bmc
+    return group[0]
 
 
 def _error(message: str, code: int) -> flask.Response:
@@ -110,35 +124,35 @@ def _authorized(bmc: dict[str, Any]) -> bool:
 
 def before_request() -> flask.Response | None:
     """Scope to one BMC, check its credentials and inject its faults."""
-    bmc = _current_bmc()
-    if bmc is None:
+    group = _current_group()
+    if group is None:
         return _error("no BMC on this port", 404)
-    flask.g.bmc = bmc
     path = flask.request.path.strip("/")
+    flask.g.group, flask.g.bmc = group, _concerned(group, path)
     if path in OPEN_PATHS:
         return None
-    if not _authorized(bmc):
+    if not _authorized(group[0]):
         return _error("Invalid credentials", 401)
-    foreign = [u for u in UUID_RE.findall(path) if u not in (bmc["uuid"], bmc["chassis_uuid"])]
-    if foreign:
+    own = {u for b in group for u in (b["uuid"], b["chassis_uuid"])}
+    if any(u not in own for u in UUID_RE.findall(path)):
         return _error("resource not found", 404)
-    return _fault(bmc, path) or _own_collection(bmc, path)
+    return _fault(flask.g.bmc, path) or _own_collection(group, path)
 
 
-def _own_collection(bmc: dict[str, Any], path: str) -> flask.Response | None:
-    """A BMC lists only its own system, manager and chassis.
+def _own_collection(group: list[dict[str, Any]], path: str) -> flask.Response | None:
+    """A BMC lists only its own systems, managers and chassis.
 
     Answered here rather than by filtering the emulator's list of the whole
     fleet, which costs ~10 ms per request with 1,000 systems.
     """
-    kinds = {"redfish/v1/Systems": bmc["uuid"], "redfish/v1/Managers": bmc["uuid"],
-             "redfish/v1/Chassis": bmc["chassis_uuid"]}
+    kinds = {"redfish/v1/Systems": "uuid", "redfish/v1/Managers": "uuid",
+             "redfish/v1/Chassis": "chassis_uuid"}
     if path not in kinds or flask.request.method != "GET":
         return None
     kind = path.rsplit("/", 1)[-1]
     return _json({"@odata.id": f"/{path}", "@odata.type": f"#{kind}Collection",
-                  "Name": f"{kind} Collection", "Members@odata.count": 1,
-                  "Members": [{"@odata.id": f"/{path}/{kinds[path]}"}]})
+                  "Name": f"{kind} Collection", "Members@odata.count": len(group),
+                  "Members": [{"@odata.id": f"/{path}/{b[kinds[path]]}"} for b in group]})
 
 
 def _fault(bmc: dict[str, Any], path: str) -> flask.Response | None:
@@ -238,6 +252,8 @@ def _inventory_items(bmc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     items = {}
     for name, version in bmc["firmware"].items():
         item_id = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        if bmc.get("enclosure"):  # one inventory for the enclosure: ids name the system
+            item_id = f"{bmc['name']}-{item_id}"
         related = (f"/redfish/v1/Systems/{bmc['uuid']}" if name == "BIOS" else
                    f"/redfish/v1/Managers/{bmc['uuid']}" if name == "BMC" else
                    f"/redfish/v1/Chassis/{bmc['chassis_uuid']}/NetworkAdapters/NIC.Slot.1")
@@ -245,20 +261,25 @@ def _inventory_items(bmc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "@odata.id": f"/redfish/v1/UpdateService/FirmwareInventory/{item_id}",
             "@odata.type": "#SoftwareInventory.v1_2_0.SoftwareInventory",
             "Id": item_id, "Name": name, "Version": version, "Updateable": True,
-            "RelatedItem": [{"@odata.id": related}], "_component": name,
+            "RelatedItem": [{"@odata.id": related}], "_component": name, "_bmc": bmc,
         }
     return items
 
 
+def _group_items() -> dict[str, dict[str, Any]]:
+    """Every firmware inventory member of the endpoint (of each system of an enclosure)."""
+    return {k: v for bmc in flask.g.group for k, v in _inventory_items(bmc).items()}
+
+
 def firmware_inventory() -> flask.Response:
-    items = _inventory_items(flask.g.bmc)
+    items = _group_items()
     return _json({"@odata.id": "/redfish/v1/UpdateService/FirmwareInventory",
                   "Name": "Firmware Inventory", "Members@odata.count": len(items),
                   "Members": [{"@odata.id": i["@odata.id"]} for i in items.values()]})
 
 
 def firmware_item(item_id: str) -> flask.Response:
-    item = _inventory_items(flask.g.bmc).get(item_id)
+    item = _group_items().get(item_id)
     if item is None:
         return _error("no such firmware", 404)
     return _json({k: v for k, v in item.items() if not k.startswith("_")})
@@ -266,21 +287,31 @@ def firmware_item(item_id: str) -> flask.Response:
 
 def simple_update() -> flask.Response:
     """Start an update task per the image's version; it completes after a second."""
-    bmc = flask.g.bmc
     body = flask.request.get_json(force=True)
     image, targets = body.get("ImageURI"), body.get("Targets") or []
-    items = _inventory_items(bmc)
+    items = _group_items()
     wanted = [items.get(t.rstrip("/").rsplit("/", 1)[-1]) for t in targets]
     if not image or not targets or None in wanted:
         return _error("Missing or unknown ImageURI/Targets", 400)
     version = Path(image).stem.rsplit("_", 1)[-1]
     task_id = str(next(_task_ids))
     with _lock:
-        TASKS[task_id] = {"bmc": bmc, "components": [w["_component"] for w in wanted if w],
+        TASKS[task_id] = {"group": flask.g.group, "bmc": wanted[0]["_bmc"],
+                          "installs": [_installed_on(w) for w in wanted if w],
                           "version": version, "done_at": time.time() + FLEET.get("task_s", 1.0)}
     uri = f"/redfish/v1/TaskService/Tasks/{task_id}"
     return _json(_task_doc(task_id, "Running", "OK", 10), 202,
                  {"Location": uri, "Retry-After": "1"})
+
+
+def _installed_on(item: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Where an update of a member really lands: its system, or with the
+    ``firmware-wrong-node`` fault, the next system of the enclosure."""
+    bmc = item["_bmc"]
+    if bmc.get("fault") == "firmware-wrong-node":
+        group = BY_PORT[int(bmc["port"])]
+        bmc = group[(group.index(bmc) + 1) % len(group)]
+    return bmc, item["_component"]
 
 
 def _task_doc(task_id: str, state: str, status: str, percent: int,
@@ -296,7 +327,7 @@ def _task_doc(task_id: str, state: str, status: str, percent: int,
 
 def task(task_id: str) -> flask.Response:
     record = TASKS.get(task_id)
-    if record is None or record["bmc"] is not flask.g.bmc:
+    if record is None or record["group"] is not flask.g.group:
         return _error("no such task", 404)
     fault = record["bmc"].get("fault")
     if fault == "firmware-hang" or time.time() < record["done_at"]:
@@ -306,8 +337,8 @@ def task(task_id: str) -> flask.Response:
                                "image verification failed"))
     with _lock:
         if not record.get("applied"):
-            for component in record["components"]:
-                record["bmc"]["firmware"][component] = record["version"]
+            for bmc, component in record["installs"]:
+                bmc["firmware"][component] = record["version"]
             record["applied"] = True
     return _json(_task_doc(task_id, "Completed", "OK", 100))
 
@@ -316,7 +347,7 @@ def build_app(fleet: dict[str, Any]) -> flask.Flask:
     """Configure the sushy-tools app with the fake driver and our extensions."""
     FLEET.update(fleet)
     for bmc in fleet["bmcs"]:
-        BY_PORT[int(bmc["port"])] = bmc
+        BY_PORT.setdefault(int(bmc["port"]), []).append(bmc)
         BY_UUID[bmc["uuid"]] = bmc
     memoize.PersistentDict = InMemory  # type: ignore[misc]
     fakedriver.FakeDriver = FleetDriver  # type: ignore[misc]
@@ -381,7 +412,8 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app.logger.setLevel(logging.ERROR)
-    ports = [int(b["port"]) for b in fleet["bmcs"]] if args.listen_each else [args.backend_port]
+    ports = sorted({int(b["port"]) for b in fleet["bmcs"]}) if args.listen_each \
+        else [args.backend_port]
     serve(app, ports)
 
 

@@ -94,3 +94,51 @@ def test_newer_baseline_raises_nothing_new_for_certification(
         hcl: HardwareCompatibilityList) -> None:
     # 2026.2 expects newer firmware but keeps the same minimums.
     assert certify_node(r650(), hcl, hcl.baseline("2026.2")).certified
+
+
+@pytest.mark.parametrize(("manufacturer", "model"), [
+    ("SEAGATE", "ST16000NM004J"),                  # as many BMCs report it
+    ("Seagate Technology LLC", "ST16000NM004J"),
+    ("SEAGATE", "SEAGATE  ST16000NM004J"),          # model repeats the make
+    (None, "Seagate ST16000NM004J"),
+    ("Dell Inc.", "Dell Ent NVMe P5600 MU U.2 3.2TB"),
+])
+def test_drives_match_the_hcl_as_bmcs_report_them(hcl: HardwareCompatibilityList,
+                                                  manufacturer: str | None, model: str) -> None:
+    drive = Drive(manufacturer=manufacturer, model=model, capacity_bytes=16 * 10**12,
+                  media_type="HDD")
+    cert = certify_node(r650(drives=[drive] * 2), hcl, hcl.baseline("2026.1"))
+    assert [r.code for r in cert.reasons] == []
+
+
+def test_drive_refusal_says_what_was_compared(hcl: HardwareCompatibilityList) -> None:
+    drive = Drive(manufacturer="TOSHIBA", model="MG08ACA16TE", media_type="HDD")
+    cert = certify_node(r650(drives=[drive] * 3), hcl, hcl.baseline("2026.1"))
+    [reason] = [r for r in cert.reasons if r.code == "drive-not-certified"]
+    assert reason.message == ("3 drive(s) TOSHIBA MG08ACA16TE not certified (compared as "
+                              "'toshiba mg08aca16te' and 'mg08aca16te' with the HCL's drives)")
+
+
+def test_nic_maker_with_corporate_suffix_matches(hcl: HardwareCompatibilityList) -> None:
+    adapter = NicAdapter(manufacturer="Intel Corporation", model="E810-XXVDA2",
+                         firmware_version="4.40")
+    cert = certify_node(r650(nic_adapters=[adapter]), hcl, hcl.baseline("2026.1"))
+    assert cert.certified, cert.reasons
+
+
+def test_adapter_firmware_reported_by_its_controller_counts(
+        hcl: HardwareCompatibilityList) -> None:
+    """E810 on a BMC whose firmware inventory names it differently: the adapter's own
+    Controllers[].FirmwarePackageVersion (merged by discovery) is its version."""
+    from onestack.drivers.redfish import _merge_firmware
+
+    adapter = NicAdapter(manufacturer="Intel", model="E810-XXVDA2", firmware_version="4.40")
+    firmware = _merge_firmware("1.10.2", "6.10.30.00", [], [adapter])
+    inv = r650(nic_adapters=[adapter]).model_copy(update={"firmware": firmware})
+    cert = certify_node(inv, hcl, hcl.baseline("2026.1"))
+    assert cert.certified, cert.reasons
+    old = r650(nic_adapters=[adapter.model_copy(update={"firmware_version": "4.10"})])
+    old = old.model_copy(update={"firmware": _merge_firmware(
+        "1.10.2", "6.10.30.00", [], old.nic_adapters)})
+    assert [r.message for r in certify_node(old, hcl, hcl.baseline("2026.1")).reasons] == [
+        "Intel E810-XXVDA2 firmware 4.10 is below the 2026.1 minimum 4.20 (expected 4.40)"]

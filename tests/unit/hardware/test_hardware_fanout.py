@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+
+import pytest
+from hw_builders import r650
 
 from onestack.hardware.fanout import for_each_node
 
@@ -38,3 +42,23 @@ def test_runs_concurrently() -> None:
 
 def test_no_tasks() -> None:
     assert for_each_node({}, 4, 1, on_timeout=lambda n: n) == {}
+
+
+def test_discovery_progress_counts_nodes_settled_without_a_bmc_call(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from onestack.drivers.secrets import SecretStore
+    from onestack.hardware import discovery
+    from onestack.model.hardware import Node
+
+    nodes = [Node(name=f"n{i}", bmc=f"https://10.0.0.{i}", credentials="bmc" if i else "none")
+             for i in range(42)]
+    store = SecretStore(tmp_path / "secrets")
+    store.set("bmc.username", "u")
+    store.set("bmc.password", "p")
+    monkeypatch.setattr(discovery, "_read", lambda login, _s: r650(node=login.node.name))
+    seen: list[tuple[int, int]] = []
+    found = discovery.discover_nodes(nodes, store, workers=4,
+                                     progress=lambda done, total, _n: seen.append((done, total)))
+    assert [i.status.value for i in found].count("no-credentials") == 1
+    assert max(seen) == (42, 42)
+    assert {total for _, total in seen} == {42}

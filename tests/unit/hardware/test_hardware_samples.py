@@ -111,7 +111,8 @@ def test_recorded_system_is_read_completely() -> None:
     assert {(d.model, d.media_type, d.capacity_bytes) for d in controller.drives} == {
         ("C123", "HDD", 899527000000)}
     firmware = {f.component: f.version for f in inv.firmware}
-    assert firmware == {"BIOS": "P79 v1.45 (12/06/2017)", "BMC": "1.45.455b66-rev4"}
+    assert firmware == {"BIOS": "P79 v1.45 (12/06/2017)", "BMC": "1.45.455b66-rev4",
+                        "Mellanox Technologies MLNX 25GbE 2P ConnectX4LX RNDC": "14.25.80.0"}
 
 
 def test_failing_section_is_kept_as_partial() -> None:
@@ -147,3 +148,16 @@ def test_every_recorded_system_parses(sample: str) -> None:
     inv = _read(SampleConnector({SYSTEM: doc}))
     assert inv.status.has_data, inv.reason
     assert inv.manufacturer == doc.get("Manufacturer")
+
+
+def test_adapter_firmware_is_read_from_any_controller() -> None:
+    """An Intel E810 reporting its NVM version in its second controller's entry."""
+    adapter = json.loads((SAMPLES / "network_adapter.json").read_text())
+    adapter.update({"Manufacturer": "Intel", "Model": "E810-XXVDA2"})
+    adapter["Controllers"] = [{"ControllerCapabilities": {}},
+                              {**adapter["Controllers"][0], "FirmwarePackageVersion": "4.40"}]
+    path = "/redfish/v1/Chassis/System.Embedded.1/NetworkAdapters/NIC.Integrated.1"
+    inv = _read(SampleConnector({path: adapter}))
+    assert [(a.label, a.firmware_version) for a in inv.nic_adapters] == [
+        ("Intel E810-XXVDA2", "4.40")]
+    assert inv.firmware_version("Intel E810-XXVDA2") == "4.40"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from hw_builders import r650
@@ -11,6 +13,16 @@ from onestack.hardware.firmware import FirmwareAction, plan_firmware
 from onestack.hardware.hcl import HardwareCompatibilityList
 from onestack.hardware.store import InventoryStore
 from onestack.model.hardware import DiscoveryStatus
+
+
+def test_store_creates_state_db_private_even_with_a_loose_umask(tmp_path: Path) -> None:
+    db = tmp_path / "site" / "state.db"
+    old = os.umask(0o022)
+    try:
+        InventoryStore(db).save([r650(node="a")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
 
 def test_store_round_trip_keeps_others_tables(tmp_path: Path) -> None:

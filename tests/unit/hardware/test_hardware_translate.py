@@ -70,3 +70,37 @@ def test_translate(exc: Exception, status: DiscoveryStatus, reason: str) -> None
     assert fault.status is status
     assert reason in fault.reason
     assert str(fault).startswith("n1 (https://10.0.0.1): ")
+
+
+class HtmlResponse:
+    """A web server's error page in front of the BMC: not JSON at all."""
+
+    def __init__(self, status: int, page: str) -> None:
+        self.status_code = status
+        self.text = page
+
+    def json(self) -> object:
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+
+
+NGINX_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>"
+             "502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n"
+             "</html>\r\n")
+WRAPPED_PAGE = {"error": {"code": "Base.1.0.GeneralError", "message":
+                          "<!DOCTYPE html><html><body><h1>Internal Server Error</h1><p>The "
+                          "server encountered an internal error &amp; could not complete "
+                          "your request.</p></body></html>"}}
+
+
+@pytest.mark.parametrize(("response", "reason"), [
+    (HtmlResponse(502, NGINX_502), "HTTP 502: Bad Gateway"),
+    (Response(500, WRAPPED_PAGE), "HTTP 500: Internal Server Error"),
+    (Response(500, {"error": {"message": "<p>The server &amp; the BMC</p>"}}),
+     "HTTP 500: The server & the BMC"),
+])
+def test_web_server_pages_do_not_leak_into_reasons(response: object, reason: str) -> None:
+    exc = sushy_exc.ServerSideError(method="GET", url="https://10.0.0.1/redfish/v1/Systems/1",
+                                    response=response)
+    fault = translate(LOGIN, exc)
+    assert fault.reason == reason
+    assert "<" not in str(fault) and "nginx" not in str(fault)
