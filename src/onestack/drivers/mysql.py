@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,8 +19,10 @@ def _connect(socket_path: Path) -> pymysql.connections.Connection:
         raise CommandError(f"connect to MariaDB at {socket_path}", 1, str(exc)) from None
 
 
-def ensure_database(socket_path: Path, database: str, user: str, password: str) -> None:
-    """Create a database and a user with all privileges on it (idempotent).
+def ensure_database(socket_path: Path, database: str, user: str, password: str,
+                    client_hosts: Sequence[str]) -> None:
+    """Create a database and a user with all privileges on it, for exactly the client
+    hosts given (idempotent): the user's accounts for any other host are dropped.
 
     The password is sent as a bound parameter and never appears in errors.
     """
@@ -27,7 +30,11 @@ def ensure_database(socket_path: Path, database: str, user: str, password: str) 
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
-            for host in ("localhost", "127.0.0.1", "%"):
+            cur.execute("SELECT Host FROM mysql.user WHERE User = %s", (user,))
+            for (host,) in cur.fetchall():
+                if host not in client_hosts:
+                    cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
+            for host in client_hosts:
                 cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
                             (user, host, password))
                 cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))

@@ -27,7 +27,8 @@ CLOUD_NAME = "onestack"
 def required_secrets() -> list[str]:
     """Names of every secret a deploy needs (generated on first use)."""
     users = ["keystone", *registry.service_users()]
-    return (["keystone.admin", "rabbitmq.openstack", "rabbitmq.cookie"] + [f"db.{u}" for u in users]
+    return (["keystone.admin", "rabbitmq.openstack", "rabbitmq.cookie",
+             "memcache.secret", "haproxy.stats"] + [f"db.{u}" for u in users]
             + [f"keystone.{u}" for u in registry.service_users()])
 
 

@@ -9,7 +9,8 @@ from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps
+from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.steps.actions import EnsureDirs
 
 name = "haproxy"
 kind = "infra"
@@ -19,6 +20,7 @@ PACKAGES = ("haproxy",)
 # rollback converts nova's stored objects while no instance does: ADR 0007) before
 # HAProxy answers 503 as it would at once without the wait.
 HOLD_MS = 15000
+STATS_USER = "onestack"
 
 # An http-request action: wait (without blocking HAProxy) while the named backend has
 # no usable server, up to a limit. HAProxy's nbsrv counts neither drain nor maint.
@@ -63,6 +65,10 @@ def config_path(ctx: ServiceContext) -> Path:
     return ctx.etc_infra(name) / "haproxy.cfg"
 
 
+def chroot_dir(ctx: ServiceContext) -> Path:
+    return ctx.paths.run / "haproxy-empty"
+
+
 def hold_script_path(ctx: ServiceContext) -> Path:
     return ctx.etc_infra(name) / "hold.lua"
 
@@ -73,6 +79,10 @@ def render(ctx: ServiceContext) -> str:
     maxconn 4096
     lua-load {hold_script_path(ctx)}
     stats socket {ctx.paths.run / 'haproxy.sock'} mode 600 level admin
+    # The workers run unprivileged in an empty directory; the master only re-executes.
+    user haproxy
+    group haproxy
+    chroot {chroot_dir(ctx)}
 
 defaults
     mode http
@@ -86,6 +96,7 @@ listen stats
     bind 127.0.0.1:{ctx.ports.infra('haproxy-stats')}
     stats enable
     stats uri /
+    stats auth {STATS_USER}:{ctx.secret("haproxy.stats")}
 """
     return head + "".join(_backend(ctx, api) for api in API_PORTS)
 
@@ -102,5 +113,8 @@ def checks(ctx: ServiceContext) -> list[Check]:
 def steps(ctx: ServiceContext) -> list[Step]:
     config = {hold_script_path(ctx): HOLD_LUA, config_path(ctx): render(ctx)}
     probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
-    return [*config_steps(ctx, name, config, mode=0o644),
+    return [step(ctx, name, "dirs", "create HAProxy's empty root",
+                 EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
+            # The configuration holds the stats password: only root (the master) reads it.
+            *config_steps(ctx, name, config, mode=0o600),
             *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]

@@ -10,6 +10,7 @@ from onestack.core.step import Step
 from onestack.drivers import mysql
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
+from onestack.model.site import Role
 from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
 from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
 from onestack.steps.context import HostContext
@@ -72,16 +73,25 @@ def checks(ctx: ServiceContext) -> list[Check]:
     return [Check("mariadb", TcpProbe("127.0.0.1", ctx.ports.infra("mariadb")))]
 
 
+def client_hosts(ctx: ServiceContext) -> tuple[str, ...]:
+    """Where the services connect to the database from: the controllers' addresses
+    (the database users exist for those hosts only, never for any host)."""
+    return tuple(sorted({str(h.address) for h in ctx.site.hosts
+                         if Role.CONTROLLER in h.roles} | {ctx.address}))
+
+
 def _create_databases(ctx: ServiceContext) -> CallOnce:
     sock = socket_path(ctx)
     wanted = {db: (user, ctx.secret(f"db.{user}")) for db, user in DATABASES.items()}
+    clients = client_hosts(ctx)
 
     def run(_: HostContext) -> None:
         for db, (user, password) in wanted.items():
-            mysql.ensure_database(sock, db, user, password)
+            mysql.ensure_database(sock, db, user, password, clients)
 
     # The password digests are inputs: new secrets mean the users must be updated.
-    inputs = digest(repr(sorted((db, user, digest(pw)) for db, (user, pw) in wanted.items())))
+    inputs = digest(repr((sorted((db, user, digest(pw)) for db, (user, pw) in wanted.items()),
+                          clients)))
     return CallOnce("create databases", run, inputs=inputs)
 
 

@@ -41,6 +41,10 @@ def authtoken(ctx: ServiceContext, user: str) -> dict[str, str]:
     return {
         "www_authenticate_uri": keystone_url(ctx),
         "memcached_servers": memcached.servers(ctx),
+        # memcached has no authentication: cached tokens are encrypted and signed, so
+        # a local process that reaches it can neither read nor forge them.
+        "memcache_security_strategy": "ENCRYPT",
+        "memcache_secret_key": ctx.secret("memcache.secret"),
         "service_token_roles_required": "true",
         **service_auth(ctx, user),
     }

@@ -1,0 +1,101 @@
+"""Least privilege in what the service modules render (issue 12, items 1, 2, 4, 5, 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+import pytest
+
+from onestack.core.step import Step
+from onestack.model.site import Host, Role, default_lab_site
+from onestack.services import haproxy, mariadb, oslo, rabbitmq
+from onestack.services.base import ServiceContext
+from onestack.steps.actions import CallOnce, WriteFile
+
+ContextFactory = Callable[..., ServiceContext]
+
+
+@pytest.fixture
+def ctx(make_service_context: ContextFactory) -> ServiceContext:
+    return make_service_context()
+
+
+def _step(steps: list[Step], suffix: str) -> Step:
+    return next(s for s in steps if s.id.endswith(suffix))
+
+
+def test_rabbitmq_distribution_and_epmd_on_loopback_with_the_sites_cookie(
+        ctx: ServiceContext) -> None:
+    [program] = rabbitmq.programs(ctx)
+    env = program.environment
+    assert env["ERL_EPMD_ADDRESS"] == "127.0.0.1"
+    assert env["ERL_EPMD_PORT"] == str(ctx.ports.infra("rabbitmq-epmd")) != "4369"
+    assert "inet_dist_use_interface {127,0,0,1}" in env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert env["HOME"] == str(rabbitmq.cookie_path(ctx).parent)  # not /var/lib/rabbitmq
+    cookie = _step(rabbitmq.steps(ctx), "/cookie").action
+    assert isinstance(cookie, WriteFile)
+    assert (cookie.mode, cookie.owner) == (0o400, "rabbitmq")
+    assert cookie.content == ctx.secret("rabbitmq.cookie")
+
+
+def test_rabbitmq_guest_is_not_let_in_from_anywhere(ctx: ServiceContext) -> None:
+    conf = next(c for p, c in rabbitmq._config(ctx).items() if p.name == "rabbitmq.conf")
+    assert "loopback_users" not in conf  # the default keeps guest loopback-only
+
+
+class _RecordingHost:
+    name = "aio"
+
+    def __init__(self, users: str) -> None:
+        self.users = users
+        self.calls: list[tuple[list[str], str | None]] = []
+
+    def run(self, argv: Any, *, env: Any = None, cwd: Any = None, timeout: float = 600,
+            check: bool = True, input: str | None = None) -> str:
+        self.calls.append((list(argv), input))
+        return self.users if "list_users" in argv else ""
+
+
+def test_rabbitmq_password_goes_on_stdin_and_guest_is_deleted(ctx: ServiceContext) -> None:
+    action = _step(rabbitmq.steps(ctx), "/user").action
+    assert isinstance(action, CallOnce)
+    host = _RecordingHost("guest\t[administrator]\n")
+
+    class _Ctx:
+        pass
+
+    hc = _Ctx()
+    hc.host = host  # type: ignore[attr-defined]
+    action.apply(hc)  # type: ignore[arg-type]
+    password = ctx.secret("rabbitmq.openstack")
+    assert not any(password in " ".join(argv) for argv, _ in host.calls)
+    assert (rabbitmq.rabbitmqctl(ctx, "add_user", "openstack"), password + "\n") in host.calls
+    assert (rabbitmq.rabbitmqctl(ctx, "delete_user", "guest"), None) in host.calls
+
+
+def test_database_users_only_for_the_controllers(make_service_context: ContextFactory) -> None:
+    lab = make_service_context()
+    assert mariadb.client_hosts(lab) == ("127.0.0.1",)
+    site = default_lab_site().model_copy(update={"hosts": [
+        Host(name="ctl", address=IPv4Address("198.18.0.11"), roles=[Role.CONTROLLER]),
+        Host(name="cmp1", address=IPv4Address("198.18.0.12"), roles=[Role.COMPUTE])]})
+    assert mariadb.client_hosts(make_service_context(site)) == ("198.18.0.11",)
+
+
+def test_haproxy_workers_unprivileged_stats_behind_a_password(ctx: ServiceContext) -> None:
+    cfg = haproxy.render(ctx)
+    assert "\n    user haproxy\n    group haproxy\n" in cfg
+    assert f"\n    chroot {haproxy.chroot_dir(ctx)}\n" in cfg
+    assert f"stats auth onestack:{ctx.secret('haproxy.stats')}" in cfg
+    written = [s.action for s in haproxy.steps(ctx) if isinstance(s.action, WriteFile)
+               and s.action.path.parent == haproxy.config_path(ctx).parent]
+    assert len(written) == 2
+    assert all(a.mode == 0o600 for a in written)  # the password is in there
+
+
+def test_cached_tokens_are_encrypted_in_memcached(ctx: ServiceContext) -> None:
+    section = oslo.authtoken(ctx, "glance")
+    assert section["memcache_security_strategy"] == "ENCRYPT"
+    assert section["memcache_secret_key"] == ctx.secret("memcache.secret")
