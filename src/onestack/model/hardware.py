@@ -11,6 +11,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_NODES = 10_000
+_LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
 
 class Node(BaseModel):
     """A physical machine with a Redfish BMC.
@@ -22,14 +25,17 @@ class Node(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    bmc: str = Field(description="Redfish URL of the BMC, e.g. https://10.0.0.5")
-    credentials: str = Field(description="Name of the credentials entry in the site secrets")
-    system_id: str | None = Field(default=None,
+    # Length caps and patterns on every string: they reach URLs, logs and secret names.
+    name: str = Field(max_length=64, pattern=_LABEL)
+    bmc: str = Field(max_length=255, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+                     description="Redfish URL of the BMC, e.g. https://10.0.0.5")
+    credentials: str = Field(max_length=64, pattern=_LABEL,
+                             description="Name of the credentials entry in the site secrets")
+    system_id: str | None = Field(default=None, max_length=255, pattern=r"^[^\s]+$",
                                   description="Redfish system identity; default: the only one")
-    failure_domain: str | None = None
-    role: str | None = None
-    verify_tls: bool = True
+    failure_domain: str | None = Field(default=None, max_length=64, pattern=_LABEL)
+    role: str | None = Field(default=None, max_length=64, pattern=_LABEL)
+    verify_tls: bool = Field(default=True, strict=True)
 
 
 class DiscoveryStatus(StrEnum):
