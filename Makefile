@@ -1,6 +1,20 @@
 # make up    — deploy the default all-in-one cloud on this machine (same as ./onestack up)
 # make test  — install test dependencies and run the whole suite (lint, unit, end-to-end)
-.PHONY: up test unit e2e lint bench clean
+# make lock  — after changing a dependency in pyproject.toml (or uv's version in
+#              requirements/bootstrap.in): regenerate requirements/*.lock, hashes included
+#              (needs PyPI). Locked versions are kept; `make lock UPGRADE=--upgrade` moves
+#              every package to its newest allowed version.
+.PHONY: up test unit e2e lint bench clean lock
+
+COMPILE = .venv/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock" $(UPGRADE)
+
+lock:
+	ONESTACK_BOOTSTRAP_ONLY=1 ./onestack
+	$(COMPILE) requirements/bootstrap.in -o requirements/bootstrap.lock
+	$(COMPILE) pyproject.toml requirements/build.in -o requirements/onestack.lock
+	$(COMPILE) --extra test pyproject.toml requirements/build.in \
+		-c requirements/onestack.lock -o requirements/test.lock
 
 up:
 	./onestack up

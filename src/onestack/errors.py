@@ -176,3 +176,58 @@ class BmcError(OnestackError):
 
     def __str__(self) -> str:
         return f"{self.node} ({self.address}): {self.reason}"
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A user-supplied value as it may appear in a message: escaped and short."""
+    text = value if value.isprintable() else value.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@dataclass
+class InvalidOptionError(OnestackError):
+    """A command-line option's value is refused (before anything is read or written)."""
+
+    option: str
+    value: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.option} {shown(self.value)!r}: {self.problem}"
+
+
+@dataclass
+class SiteNotFoundError(OnestackError):
+    """A command that reads a site was given one that does not exist on this machine."""
+
+    site: str
+    home: str
+    known: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.hint = (f"sites under {self.home}: {', '.join(self.known)}" if self.known else
+                     "deploy one with `onestack up` (or `onestack --site NAME up --site-file "
+                     "FILE`)")
+
+    def __str__(self) -> str:
+        return f"no site {self.site} under {self.home}: nothing was changed"
+
+
+@dataclass
+class StateFileError(OnestackError):
+    """A file of the site's state (state.db, secrets) cannot be read as what it should be.
+
+    ``problem`` never quotes the file's content: a secrets file holds passwords.
+    """
+
+    path: str
+    line: int | None
+    problem: str
+
+    def __post_init__(self) -> None:
+        self.hint = (f"onestack did not change it; inspect or restore {self.path} "
+                     "(from a backup), or move it aside to start that part of the state anew")
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.problem}"

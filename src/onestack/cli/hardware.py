@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from onestack import hardware as hw
-from onestack.cli.common import emit_json, json_option, open_site
+from onestack.cli.common import SECONDS, WORKERS, emit_json, json_option, open_site
 from onestack.drivers.redfish import BmcLogin
 from onestack.drivers.secrets import SecretStore
 from onestack.errors import ConfirmationNeeded
@@ -48,8 +48,12 @@ class HardwareContext:
 
 
 def _context(ctx: click.Context, site_file: str | None) -> HardwareContext:
-    """The site named by ``--site-file`` (else ``--site``): its secrets and its state."""
-    handle = open_site(ctx.find_root().obj, Path(site_file) if site_file else None)
+    """The site named by ``--site-file`` (else ``--site``): its secrets and its state.
+
+    Hardware is discovered before a site is deployed, so a site file may name a new
+    site; without one, the site must exist."""
+    path = Path(site_file) if site_file else None
+    handle = open_site(ctx.find_root().obj, path, must_exist=path is None)
     if handle.site_file is None:
         raise click.ClickException(f"no site file at {handle.paths.site_file} "
                                    "(use --site-file PATH)")
@@ -128,10 +132,11 @@ def show_inventories(inventories: list[NodeInventory]) -> None:
 @click.argument("nodes", nargs=-1)
 @site_file_option
 @json_option
-@click.option("--workers", default=256, show_default=True, help="BMCs read at once.")
-@click.option("--timeout", "request_timeout", default=10.0, show_default=True,
+@click.option("--workers", default=256, show_default=True, type=WORKERS,
+              help="BMCs read at once.")
+@click.option("--timeout", "request_timeout", default=10.0, show_default=True, type=SECONDS,
               help="Seconds to wait for each BMC answer.")
-@click.option("--node-deadline", default=60.0, show_default=True,
+@click.option("--node-deadline", default=60.0, show_default=True, type=SECONDS,
               help="Seconds after which a node's remaining reads are skipped (partial).")
 @click.pass_context
 def discover(ctx: click.Context, nodes: tuple[str, ...], site_file: str | None, as_json: bool,
@@ -275,9 +280,10 @@ def firmware_plan(ctx: click.Context, nodes: tuple[str, ...], site_file: str | N
 @release_option
 @click.option("--on-failure", type=click.Choice(["stop", "continue"]), default="stop",
               show_default=True, help="After a failed update: stop the plan or go on.")
-@click.option("--task-timeout", default=1800.0, show_default=True,
+@click.option("--task-timeout", default=1800.0, show_default=True, type=SECONDS,
               help="Seconds to wait for one update task.")
-@click.option("--workers", default=8, show_default=True, help="Nodes updated at once.")
+@click.option("--workers", default=8, show_default=True, type=WORKERS,
+              help="Nodes updated at once.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def firmware_apply(ctx: click.Context, nodes: tuple[str, ...], site_file: str | None,
@@ -356,7 +362,7 @@ def _report(hc: HardwareContext, outcomes: list[hw.ActionOutcome], as_json: bool
 @click.argument("nodes", nargs=-1, required=True)
 @site_file_option
 @json_option
-@click.option("--timeout", default=120.0, show_default=True,
+@click.option("--timeout", default=120.0, show_default=True, type=SECONDS,
               help="Seconds to wait for the new power state to show.")
 @click.pass_context
 def power(ctx: click.Context, action: str, nodes: tuple[str, ...], site_file: str | None,

@@ -30,15 +30,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--site", "site_name", default="lab", show_default=True, envvar="ONESTACK_SITE",
-              help="Name of the site to act on.")
+              help="Name of the site to act on (default: the name in --site-file, else lab).")
 @click.option("--home", default=None, envvar="ONESTACK_HOME",
               help="onestack state root (default /var/lib/onestack).")
 @click.pass_context
 def cli(ctx: click.Context, site_name: str, home: str | None) -> None:
     """onestack: a turnkey OpenStack cloud, upgraded and rolled back as one unit."""
-    source = ctx.get_parameter_source("site_name")
-    ctx.obj = common.CliContext(site_name=site_name, home=home,
-                                site_explicit=source is not click.core.ParameterSource.DEFAULT)
+    given = ctx.get_parameter_source("site_name") != click.core.ParameterSource.DEFAULT
+    ctx.obj = common.CliContext(site_name=common.check_site_option(site_name), home=home,
+                                site_given=given)
 
 
 for command in [*site.COMMANDS, *upgrade.COMMANDS]:
@@ -62,6 +62,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except Exception as exc:  # the last line of defence: never a traceback
+        common.report_crash(exc)
+        sys.exit(70)  # EX_SOFTWARE
 
 
 if __name__ == "__main__":

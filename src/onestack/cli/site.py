@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from onestack.cli.common import CliContext, emit_json, json_option, open_site
+from onestack.cli.common import SECONDS, CliContext, emit_json, json_option, open_site
 from onestack.core.progress import JsonProgress, PlainProgress, Progress, SilentProgress
 from onestack.core.step import Plan
+from onestack.drivers.secrets import MAX_SECRET, check_secret_name
 from onestack.engine import operations
 from onestack.plans.deploy import CLOUD_NAME
 from onestack.state.site import SiteHandle
@@ -20,8 +21,10 @@ site_file_option = click.option("--site-file", type=click.Path(path_type=Path), 
                                 help="Site file to use instead of the site's own site.yaml.")
 
 
-def _handle(obj: CliContext, site_file: Path | None) -> SiteHandle:
-    return open_site(obj, site_file)
+def _handle(obj: CliContext, site_file: Path | None, must_exist: bool = True) -> SiteHandle:
+    """The site of this command (one rule, see ``state.site.open_site``). Every command
+    but ``up`` and ``plan`` refuses a site that does not exist here, creating nothing."""
+    return open_site(obj, site_file, must_exist=must_exist)
 
 
 def _progress(as_json: bool) -> Progress:
@@ -34,7 +37,7 @@ def _progress(as_json: bool) -> Progress:
 @click.pass_obj
 def up(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
     """Deploy the site (default: an all-in-one cloud on this machine), or converge it."""
-    handle = _handle(obj, site_file)
+    handle = _handle(obj, site_file, must_exist=False)
     t0 = time.monotonic()
     plan = operations.up(handle, _progress(as_json))
     seconds = time.monotonic() - t0
@@ -58,7 +61,7 @@ def up(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
 @click.pass_obj
 def plan(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
     """Show every step `up` would take on this host, changing nothing."""
-    handle = _handle(obj, site_file)
+    handle = _handle(obj, site_file, must_exist=False)
     hctx = operations.host_context(handle, SilentProgress())
     result = operations.plan_up(handle, hctx, generate_secrets=False)
     if as_json:
@@ -118,7 +121,8 @@ def _render_status(data: dict[str, Any]) -> None:
 @click.command()
 @site_file_option
 @json_option
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds per wait.")
+@click.option("--timeout", default=120.0, show_default=True, type=SECONDS,
+              help="Seconds per wait.")
 @click.pass_obj
 def verify(obj: CliContext, site_file: Path | None, as_json: bool, timeout: float) -> None:
     """Smoke-test the running cloud through openstacksdk; non-zero exit on any failure."""
@@ -175,13 +179,18 @@ def set_secret(obj: CliContext, name: str, site_file: Path | None) -> None:
     The value is prompted for (or read from standard input when it is not a
     terminal) and written to the site's 0600 secrets file; it is never printed.
     """
-    handle = _handle(obj, site_file)
+    check_secret_name(name)
+    # A new site's secrets (BMC credentials before the first `up`) need its site file.
+    handle = _handle(obj, site_file, must_exist=site_file is None)
     if sys.stdin.isatty():
         value = click.prompt(name, hide_input=True, confirmation_prompt=True)
     else:
-        value = sys.stdin.readline().rstrip("\n")
+        value = sys.stdin.readline(MAX_SECRET + 1).rstrip("\n")
     if not value:
         raise click.UsageError("empty value: nothing stored")
+    if len(value) > MAX_SECRET or not value.isprintable():
+        raise click.UsageError(f"a secret is one line of at most {MAX_SECRET} printable "
+                               "characters: nothing stored")
     handle.secrets.set(name, value)
     click.echo(f"stored {name} in {handle.paths.secrets_file}")
 

@@ -6,15 +6,46 @@ Values are never logged or printed; only ``onestack credentials`` shows them.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
 import yaml
 
+from onestack.errors import InvalidOptionError, StateFileError, shown
+
 
 def generate_password(length: int = 32) -> str:
     """A random URL-safe secret."""
     return secrets.token_urlsafe(length)[:length]
+
+
+MAX_SECRET = 4096  # characters of one value
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_secret_name(name: str) -> str:
+    """A secret's name: a key of the secrets file and part of messages, never syntax."""
+    if not _NAME.fullmatch(name):
+        raise InvalidOptionError("secret name", name, "use 1-128 letters, digits and . _ - "
+                                                      "(e.g. bmc-rack01.password)")
+    return name
+
+
+def _as_secrets(data: object, path: Path) -> dict[str, str]:
+    """The file's mapping of name -> value, refusing any other shape (without values)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StateFileError(str(path), None, "expected a mapping of secret names to values, "
+                                              f"found a {type(data).__name__}")
+    values = {}
+    for key, value in data.items():
+        if not isinstance(value, str | int | float | bool) or isinstance(key, list | dict):
+            raise StateFileError(str(path), None, f"the value of {shown(str(key))!r} is not "
+                                                  "a plain value")
+        values[str(key)] = str(value)
+    return values
 
 
 class SecretStore:
@@ -26,8 +57,20 @@ class SecretStore:
     def _read(self) -> dict[str, str]:
         if not self.path.exists():
             return {}
-        data = yaml.safe_load(self.path.read_text()) or {}
-        return {str(k): str(v) for k, v in data.items()}
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+            data = yaml.safe_load(text)
+        except OSError as exc:
+            raise StateFileError(str(self.path), None, f"cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise StateFileError(str(self.path), None, "not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            # Never str(exc): PyYAML quotes the offending line, a password with it.
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise StateFileError(str(self.path), line, "not valid YAML (its content is not "
+                                                       "shown: it holds secrets)") from None
+        return _as_secrets(data, self.path)
 
     def _write(self, values: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,10 @@ def _save_state(handle: SiteHandle, state: dict[str, Any]) -> None:
         journal.close()
 
 
-def _contexts(handle: SiteHandle, state: dict[str, Any]) -> tuple[ServiceContext, ServiceContext]:
-    old = service_context(handle, state["from"], colors=dict(state["old_colors"]))
-    new = service_context(handle, state["to"], colors=dict(state["new_colors"]))
+def _contexts(handle: SiteHandle, state: dict[str, Any],
+              generate: bool = True) -> tuple[ServiceContext, ServiceContext]:
+    old = service_context(handle, state["from"], generate, colors=dict(state["old_colors"]))
+    new = service_context(handle, state["to"], generate, colors=dict(state["new_colors"]))
     return old, new
 
 
@@ -196,20 +197,29 @@ def plan_upgrade(handle: SiteHandle, to: str, hctx: HostContext) -> Plan:
     if not (state and state["to"] == to and state["status"] in ("running", "committing")):
         validate_target(handle, to)
         state = _new_state(handle, to)
-    return _upgrade_plan(handle, state, hctx)
+    return _upgrade_plan(handle, state, hctx, generate=False)
 
 
-def _upgrade_plan(handle: SiteHandle, state: dict[str, Any], hctx: HostContext) -> Plan:
-    old, new = _contexts(handle, state)
+def _upgrade_plan(handle: SiteHandle, state: dict[str, Any], hctx: HostContext,
+                  generate: bool = True) -> Plan:
+    """``generate=False`` (plan, status): only reads; secrets the new release adds show
+    as empty in the plan and are generated when the upgrade is applied."""
+    old, new = _contexts(handle, state, generate)
     smoke, on_commit = _hooks(handle, state)
     steps = upgrade_steps(old, new, _backup_dir(handle, state["backup"]),
                           default_wheelhouse(handle, state["to"]), smoke, on_commit)
+    return make_plan("upgrade", steps, gather_facts(steps, hctx), _completed(handle))
+
+
+def _completed(handle: SiteHandle) -> dict[str, str]:
+    """Completed steps from the journal, without creating one where there is none."""
+    if not handle.paths.state_db.exists():
+        return {}
     journal = handle.journal()
     try:
-        done = journal.completed()
+        return journal.completed()
     finally:
         journal.close()
-    return make_plan("upgrade", steps, gather_facts(steps, hctx), done)
 
 
 def apply_upgrade(handle: SiteHandle, to: str, progress: Progress) -> dict[str, Any]:
@@ -379,7 +389,8 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
     if state["status"] in ("running", "committing"):
         from onestack.core.progress import SilentProgress
 
-        plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()))
+        plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()),
+                             generate=False)
         pending = [s.id for s in plan.changes]
         result["phase"] = phase_of(pending[0]) if pending else "commit"
         result["done"] = len(plan.steps) - len(pending)

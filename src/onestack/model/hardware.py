@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
+MAX_NODES = 10_000
+_LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
 
 class Node(BaseModel):
     """A physical machine with a Redfish BMC.
@@ -30,17 +33,20 @@ class Node(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # Length caps and patterns on every string: they reach URLs, logs and secret names.
+    name: str = Field(max_length=64, pattern=_LABEL)
     # Declared before ``bmc`` so that the bmc validator can see it.
     insecure_http: bool = Field(default=False,
                                 description="Allow plain http to a non-loopback BMC")
-    bmc: str = Field(description="Redfish URL of the BMC, e.g. https://10.0.0.5")
-    credentials: str = Field(description="Name of the credentials entry in the site secrets")
-    system_id: str | None = Field(default=None,
+    bmc: str = Field(max_length=255,
+                     description="Redfish URL of the BMC, e.g. https://10.0.0.5")
+    credentials: str = Field(max_length=64, pattern=_LABEL,
+                             description="Name of the credentials entry in the site secrets")
+    system_id: str | None = Field(default=None, max_length=255, pattern=r"^[^\s]+$",
                                   description="Redfish system identity; default: the only one")
-    failure_domain: str | None = None
-    role: str | None = None
-    verify_tls: bool = True
+    failure_domain: str | None = Field(default=None, max_length=64, pattern=_LABEL)
+    role: str | None = Field(default=None, max_length=64, pattern=_LABEL)
+    verify_tls: bool = Field(default=True, strict=True)
 
     @field_validator("bmc")
     @classmethod
@@ -62,6 +68,8 @@ def _is_loopback(host: str) -> bool:
 
 def bmc_url_problem(url: str, insecure_http: bool = False) -> str | None:
     """Why ``url`` is not an acceptable BMC address, or None when it is."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
         host = parts.hostname

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from onestack.errors import InvalidOptionError
+from onestack.model.site import SITE_NAME_PATTERN
 
 
 @dataclass(frozen=True)
@@ -12,6 +16,12 @@ class SitePaths:
 
     home: Path
     site_name: str
+
+    def __post_init__(self) -> None:
+        # The name becomes a directory under home: never a path of its own.
+        if not re.fullmatch(SITE_NAME_PATTERN, self.site_name):
+            raise InvalidOptionError("site name", self.site_name,
+                                     "not a site name (1-32 of a-z, 0-9 and '-')")
 
     @property
     def releases(self) -> Path:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import StrEnum
 from ipaddress import IPv4Address
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from onestack.model.hardware import Node
+from onestack.model.hardware import MAX_NODES, Node
 from onestack.model.ports import MAX_PORT_OFFSET
+
+# Every string of a site file has a length cap and a pattern: values end up in paths,
+# shell scripts, INI files and node names, where a newline or a quote would be syntax.
+SITE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+HOST_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SERIES_PATTERN = r"^[0-9]{4}\.[0-9]$"
+MAX_HOSTS = 1000
+_T = TypeVar("_T")
+
+SiteName = Annotated[str, StringConstraints(max_length=32, pattern=SITE_NAME_PATTERN)]
+HostName = Annotated[str, StringConstraints(max_length=63, pattern=HOST_NAME_PATTERN)]
+Label = Annotated[str, StringConstraints(max_length=64, pattern=LABEL_PATTERN)]
+Series = Annotated[str, StringConstraints(max_length=6, pattern=SERIES_PATTERN)]
 
 
 class Role(StrEnum):
@@ -32,43 +48,36 @@ class Strict(BaseModel):
 class Host(Strict):
     """A machine that runs part of the cloud."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: HostName
     address: IPv4Address = IPv4Address("127.0.0.1")
     connection: ConnectionKind = ConnectionKind.LOCAL
     roles: list[Role] = Field(default_factory=lambda: [Role.CONTROLLER, Role.COMPUTE,
-                                                       Role.NETWORK])
-    failure_domain: str | None = None
+                                                       Role.NETWORK], max_length=len(Role))
+    failure_domain: Label | None = None
 
 
 class Site(Strict):
     """A whole cloud: its release bundle, its hosts, its hardware."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    release: str = Field(description="Release bundle series, e.g. 2026.1")
-    architecture: str = "all-in-one"
-    region: str = "RegionOne"
-    hosts: list[Host] = Field(min_length=1)
-    nodes: list[Node] = Field(default_factory=list)
-    port_offset: int = Field(default=0, ge=0, le=MAX_PORT_OFFSET,
+    name: SiteName
+    release: Series = Field(description="Release bundle series, e.g. 2026.1")
+    architecture: Label = "all-in-one"
+    region: Label = "RegionOne"
+    hosts: list[Host] = Field(min_length=1, max_length=MAX_HOSTS)
+    nodes: list[Node] = Field(default_factory=list, max_length=MAX_NODES)
+    # strict: YAML's `true` is not the offset 1, nor is 1.5 the offset 1.
+    port_offset: int = Field(default=0, ge=0, le=MAX_PORT_OFFSET, strict=True,
                              description="Added to every listening port (to run beside others)")
 
     @field_validator("hosts")
     @classmethod
     def _unique_host_names(cls, hosts: list[Host]) -> list[Host]:
-        names = [h.name for h in hosts]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate host names: {', '.join(dupes)}")
-        return hosts
+        return _unique("host", [h.name for h in hosts], hosts)
 
     @field_validator("nodes")
     @classmethod
     def _unique_node_names(cls, nodes: list[Node]) -> list[Node]:
-        names = [n.name for n in nodes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate node names: {', '.join(dupes)}")
-        return nodes
+        return _unique("node", [n.name for n in nodes], nodes)
 
     def hosts_with(self, role: Role) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
@@ -78,6 +87,15 @@ class Site(Strict):
         """The first controller: where the control plane of a lab runs."""
         controllers = self.hosts_with(Role.CONTROLLER)
         return controllers[0] if controllers else self.hosts[0]
+
+
+def _unique(what: str, names: list[str], items: list[_T]) -> list[_T]:
+    """Refuse repeated names, in linear time (a site file may list many hosts)."""
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dupes:
+        shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+        raise ValueError(f"duplicate {what} names: {shown}")
+    return items
 
 
 def default_lab_site(name: str = "lab", release: str = "2026.1") -> Site:

@@ -3,6 +3,7 @@ per OpenStack service."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from onestack.core.digest import digest
@@ -97,8 +98,10 @@ def _create_databases(ctx: ServiceContext) -> CallOnce:
 
 def steps(ctx: ServiceContext) -> list[Step]:
     data = datadir(ctx)
-    init = (f"test -d {data}/mysql || /usr/bin/mariadb-install-db --user=mysql "
-            f"--datadir={data} --auth-root-authentication-method=socket --skip-test-db")
+    # Every interpolated path is quoted: $ONESTACK_HOME may hold spaces or shell syntax.
+    init = (f"test -d {shlex.quote(f'{data}/mysql')} || /usr/bin/mariadb-install-db "
+            f"--user=mysql {shlex.quote(f'--datadir={data}')} "
+            "--auth-root-authentication-method=socket --skip-test-db")
     config = _config(ctx)
     return [
         step(ctx, name, "dirs", "create data and socket directories",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from onestack.core.step import Step
@@ -193,8 +194,9 @@ def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
 
 
 def _cells(ctx: ServiceContext) -> list[Step]:
-    create_cell1 = (f"{' '.join(_manage(ctx, 'cell_v2', 'list_cells'))} | grep -q ' cell1 ' || "
-                    f"{' '.join(_manage(ctx, 'cell_v2', 'create_cell', '--name', 'cell1'))}")
+    # shlex.join: the paths in these argvs come from $ONESTACK_HOME and may need quoting.
+    create_cell1 = (f"{shlex.join(_manage(ctx, 'cell_v2', 'list_cells'))} | grep -q ' cell1 ' "
+                    f"|| {shlex.join(_manage(ctx, 'cell_v2', 'create_cell', '--name', 'cell1'))}")
     return [
         step(ctx, name, "api-db-sync", "migrate the nova API database",
              RunOnce(_manage(ctx, "api_db", "sync"), inputs=ctx.series)),
@@ -233,10 +235,11 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     data = ctx.paths.data / name
-    discover = " ".join(_manage(ctx, "cell_v2", "discover_hosts"))
-    hosts = " ".join(_manage(ctx, "cell_v2", "list_hosts"))
+    discover = shlex.join(_manage(ctx, "cell_v2", "discover_hosts"))
+    hosts = shlex.join(_manage(ctx, "cell_v2", "list_hosts"))
+    wanted = shlex.quote(f" {ctx.host} ")
     wait_compute = (f"for i in $(seq 60); do {discover} >/dev/null; "
-                    f"{hosts} | grep -q ' {ctx.host} ' && exit 0; sleep 2; done; exit 1")
+                    f"{hosts} | grep -q {wanted} && exit 0; sleep 2; done; exit 1")
     return [
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((data, None, 0o750), (data / "instances", None, 0o750),

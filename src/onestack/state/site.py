@@ -6,17 +6,19 @@ from a :class:`SiteHandle`; keeping it here lets neither import the other's laye
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onestack.catalog.releases import available_series
 from onestack.drivers.secrets import SecretStore
+from onestack.drivers.site_file import read_site_file
 from onestack.drivers.supervisor import Supervisor
-from onestack.errors import PrerequisiteError
-from onestack.model.loader import parse_site
+from onestack.errors import InvalidOptionError, SiteFileError, SiteNotFoundError
 from onestack.model.paths import SitePaths
 from onestack.model.ports import Ports
-from onestack.model.site import Site, default_lab_site
+from onestack.model.site import SITE_NAME_PATTERN, Site, default_lab_site
 from onestack.plans.deploy import required_secrets
 from onestack.services.base import ServiceContext
 from onestack.state.journal import Journal
@@ -42,20 +44,52 @@ class SiteHandle:
         return Journal(self.paths.state_db)
 
 
-def open_site(home: Path, name: str, site_file: Path | None = None,
-              release: str | None = None) -> SiteHandle:
-    """Load the site: an explicit file, else the site's own site.yaml, else the lab default."""
-    paths = SitePaths(home, name)
-    source = site_file or (paths.site_file if paths.site_file.exists() else None)
-    if source is not None:
-        try:
-            text = source.read_text()
-        except OSError as exc:
-            raise PrerequisiteError(f"cannot read site file {source}: {exc.strerror}") from None
-        site = parse_site(text, str(source))
-    else:
-        site = default_lab_site(name, release or "2026.1")
-    return SiteHandle(site, SitePaths(home, site.name), source)
+DEFAULT_SITE = "lab"
+
+
+def site_exists(paths: SitePaths) -> bool:
+    """A site exists here once ``up`` recorded its site file, or it has a journal."""
+    return paths.site_file.is_file() or paths.state_db.is_file()
+
+
+def known_sites(home: Path) -> list[str]:
+    """The sites that exist under a home (for hints)."""
+    root = home / "sites"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if re.fullmatch(SITE_NAME_PATTERN, p.name)
+                  and site_exists(SitePaths(home, p.name)))
+
+
+def open_site(home: Path, name: str | None = None, site_file: Path | None = None,
+              release: str | None = None, *, must_exist: bool = False) -> SiteHandle:
+    """The site a command acts on, by one rule for every command; creates nothing.
+
+    Its name is ``name`` (``--site``), else the name inside ``site_file``, else
+    ``lab``; the two must agree when both are given. Its definition is
+    ``site_file``, else the site's recorded ``site.yaml``, else the default lab.
+    ``must_exist``: refuse a site that was never deployed on this machine (every
+    command but ``up`` and ``plan``).
+    """
+    releases = available_series()
+    site = read_site_file(site_file, releases) if site_file is not None else None
+    if site is not None and name is not None and name != site.name:
+        raise InvalidOptionError("--site", name, f"{site_file} describes site {site.name}; "
+                                                 f"use --site {site.name}, or leave --site out")
+    chosen = site.name if site is not None else name or DEFAULT_SITE
+    paths = SitePaths(home, chosen)
+    if must_exist and not site_exists(paths):
+        raise SiteNotFoundError(chosen, str(home), known_sites(home))
+    source = site_file
+    if site is None and paths.site_file.exists():
+        source, site = paths.site_file, read_site_file(paths.site_file, releases)
+        if site.name != chosen:
+            raise SiteFileError(str(source), None, "name",
+                                f"describes site {site.name} but is stored for site {chosen}")
+    if site is None:
+        site = default_lab_site(chosen, release or "2026.1")
+    return SiteHandle(site, paths, source)
 
 
 def recorded_fact(handle: SiteHandle, key: str) -> Any:

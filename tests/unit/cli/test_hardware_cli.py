@@ -78,7 +78,7 @@ def test_explicit_site_naming_another_site_is_refused(
     code, _, err = _main(monkeypatch, capsys, "--home", str(home), "--site", "lab",
                          "hardware", "discover", "--site-file", str(site_file))
     assert code == 1
-    assert f"error: --site lab but {site_file} declares site other" in err
+    assert f"error: --site 'lab': {site_file} describes site other" in err
     assert "Traceback" not in err
     assert not SitePaths(home, "lab").site.exists()
 

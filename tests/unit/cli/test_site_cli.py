@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from onestack.cli.main import cli, main
+from onestack.model.loader import dump_site
+from onestack.model.site import default_lab_site
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -93,6 +95,7 @@ def test_credentials_hides_secrets_unless_asked(tmp_path: Path) -> None:
     secrets = tmp_path / "sites" / "lab" / "secrets"
     secrets.parent.mkdir(parents=True)
     secrets.write_text("keystone.admin: topsecretvalue\n")
+    (secrets.parent / "site.yaml").write_text(dump_site(default_lab_site()))
     runner = CliRunner()
     shown = runner.invoke(cli, ["--home", str(tmp_path), "credentials"]).output
     assert "topsecretvalue" not in shown and str(secrets) in shown

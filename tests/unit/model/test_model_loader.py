@@ -77,10 +77,8 @@ def test_invalid_field_names_file_line_and_path(text: str, line: int, field: str
 def test_duplicate_host_names_rejected() -> None:
     text = 'name: lab\nrelease: "2026.1"\nhosts:\n  - name: aio\n  - name: aio\n'
     err = _error(text)
-    assert err.field_path == "hosts"
-    assert "duplicate host names: aio" in err.problem
-    # The validator runs on the whole list, so the line is where the list starts.
-    assert err.line == 4
+    assert (err.line, err.field_path) == (5, "hosts.1.name")
+    assert "duplicate host name 'aio' (already hosts.0.name)" in err.problem
 
 
 def test_several_problems_are_counted() -> None:

@@ -1,0 +1,79 @@
+"""Read a site file from disk: a regular file, at most 1 MiB, UTF-8; then parse it.
+
+The file is untrusted: ``--site-file /dev/zero`` must not read forever, a FIFO must
+not block, and bytes that are not UTF-8 are an error naming the line, not a
+traceback. Parsing (``model.loader``) is pure; this module does the I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Collection
+from pathlib import Path
+
+from onestack.errors import SiteFileError
+from onestack.model.loader import MAX_BYTES, parse_site
+from onestack.model.site import Site
+
+
+def _open_regular(path: Path) -> int:
+    """An fd of a regular file. O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "error")
+        raise SiteFileError(str(path), None, "(file)", f"cannot read site file: {reason}") \
+            from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise SiteFileError(str(path), None, "(file)",
+                            "not a regular file (a directory, device or pipe)")
+    if info.st_size > MAX_BYTES:
+        os.close(fd)
+        raise SiteFileError(str(path), None, "(file)", _too_large())
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _too_large() -> str:
+    return f"larger than {MAX_BYTES // 1024} KiB: not a site file"
+
+
+def read_site_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file of at most MAX_BYTES."""
+    fd = _open_regular(path)
+    try:
+        chunks, size = [], 0
+        while size <= MAX_BYTES:  # the file may grow after fstat: read at most cap + 1
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SiteFileError(str(path), None, "(file)",
+                            f"cannot read site file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_BYTES:
+        raise SiteFileError(str(path), None, "(file)", _too_large())
+    return b"".join(chunks)
+
+
+def decode_site_text(data: bytes, path: str) -> str:
+    """UTF-8 text, or an error naming the line of the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SiteFileError(path, line, "(file)",
+                            f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
+def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
+    """Read, decode and validate a site file; SiteFileError names file, line and field."""
+    text = decode_site_text(read_site_bytes(path), str(path))
+    return parse_site(text, str(path), releases)
