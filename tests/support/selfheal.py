@@ -182,7 +182,10 @@ class SiteWatch:
         healthy = self.probe(program)
         t0 = time.time()
         for pid in victims:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # the kernel took it with the namespace already
+                pass
         seconds = self._wait_back(program, before, healthy, t0, timeout)
         time.sleep(1.0)  # requests already waiting at HAProxy finish or fail
         failed = {api: len(load.failed_between(api, t0, time.time()))
