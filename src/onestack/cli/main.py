@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from onestack.cli import common, hardware, release, site, upgrade
+from onestack.cli import common, hardware, lab, release, site, upgrade
 from onestack.errors import OnestackError
 
 
@@ -25,6 +25,7 @@ for command in [*site.COMMANDS, *upgrade.COMMANDS]:
     cli.add_command(command)
 cli.add_command(release.release)
 cli.add_command(hardware.hardware)
+cli.add_command(lab.lab)
 
 
 def main() -> None:
