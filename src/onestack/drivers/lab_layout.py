@@ -148,6 +148,10 @@ class LabHostSpec:
         return self.dir / "run"
 
     @property
+    def tmp_dir(self) -> Path:
+        return self.dir / "tmp"
+
+    @property
     def pid_file(self) -> Path:
         """pid (in this namespace) of the process holding the host's namespaces."""
         return self.dir / "power.pid"
@@ -164,6 +168,10 @@ class LabHostSpec:
             (self.dir / "var" / "lib" / "onestack", Path("/var/lib/onestack")),
             (self.dir / "var" / "log", Path("/var/log")),
             (self.run_dir, Path("/run")),
+            # Its own home and /tmp too: root's shell start-up files of this machine
+            # are not the host's, and two hosts never share a temporary file.
+            (self.dir / "root", Path("/root")),
+            (self.tmp_dir, Path("/tmp")),
         ]
 
 

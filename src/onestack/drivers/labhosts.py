@@ -208,6 +208,8 @@ class Lab:
             target.mkdir(parents=True, exist_ok=True)  # e.g. no /var/lib/onestack here yet
             source.mkdir(parents=True, exist_ok=True)
         host.hostname_file.write_text(f"{host.name}\n")
+        os.chmod(host.tmp_dir, 0o1777)
+        os.chmod(host.dir / "root", 0o700)
         os.chmod(host.etc_ssh, 0o755)
         self._keygen(host.etc_ssh / "ssh_host_ed25519_key", host.name, host.name)
         (host.etc_ssh / "sshd_config").write_text(render_sshd_config(host.address))
