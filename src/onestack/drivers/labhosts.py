@@ -131,6 +131,7 @@ class Lab:
         """Ensure lab1..lab<count> exist; new hosts are powered on. Idempotent:
         existing hosts keep their disk and power state."""
         self.check_prerequisites()
+        self._ensure_bridge(LAB)  # before anything is written: refused if not ours
         self._write_state()
         self._ensure_client_key()
         changes = []
@@ -162,6 +163,8 @@ class Lab:
         if pid:
             _kill_namespace_holder(pid)
         host.pid_file.unlink(missing_ok=True)
+        if self._link_exists(host.veth):  # unplugged now; a netns dies asynchronously
+            self._ip("link", "del", host.veth, host=host.name)
         if self._netns_exists(host):
             # Anything still in the host's network namespace is the host's (a holder
             # whose pid file was lost, say): it goes down with the host.
@@ -177,6 +180,7 @@ class Lab:
             self.power_off(host)
             changes.append(LabChange(host.name, "deleted"))
         if self._link_exists(self.spec.bridge):
+            self._refuse_foreign_bridge(LAB)
             self._ip("link", "del", self.spec.bridge, host=LAB)
         if self.spec.home.exists():
             shutil.rmtree(self.spec.home)
@@ -250,6 +254,9 @@ class Lab:
             self.say(f"creating bridge {bridge} ({self.spec.bridge_address}/"
                      f"{self.spec.prefixlen}, no uplink)")
             self._ip("link", "add", bridge, "type", "bridge", host=name)
+            # The bridge's alias names its lab, so another lab never takes it over.
+            self._ip("link", "set", bridge, "alias", self._owner_tag, host=name)
+        self._refuse_foreign_bridge(name)
         addresses = self._run(["ip", "-o", "-4", "addr", "show", "dev", bridge], host=name)
         if f" {self.spec.bridge_address}/" not in addresses:
             self._refuse_taken_addresses(name)
@@ -257,6 +264,19 @@ class Lab:
                      "dev", bridge, host=name)
         self._ip("link", "set", bridge, "up", host=name)
         _no_forwarding(bridge)
+
+    @property
+    def _owner_tag(self) -> str:
+        return f"onestack-lab {self.spec.home.resolve()}"
+
+    def _refuse_foreign_bridge(self, name: str) -> None:
+        try:
+            alias = Path("/sys/class/net", self.spec.bridge, "ifalias").read_text().strip()
+        except OSError:
+            alias = ""
+        if alias != self._owner_tag:
+            raise LabHostError(name, f"bridge {self.spec.bridge} exists and is not this lab's "
+                                     f"({alias or 'no onestack alias'}); use another --bridge")
 
     def _refuse_taken_addresses(self, name: str) -> None:
         out = self._run(["ip", "-o", "-4", "addr", "show"], host=name)
