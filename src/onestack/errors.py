@@ -228,4 +228,4 @@ class LabHostError(HostError):
     """A lab host (namespaces, bridge, sshd on this machine) could not be set up."""
 
     problem: str
-    template: ClassVar[str] = "lab host {host}: {problem}"
+    template: ClassVar[str] = "{host}: {problem}"  # a lab host's name, or "lab" for all
