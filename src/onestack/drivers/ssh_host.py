@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import shlex
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,9 +131,7 @@ class SshHost:
         config = Config(CONNECT_TIMEOUT=self.target.connect_timeout)  # type: ignore[no-untyped-call]
         self._state = State(inventory, config)
         host = inventory.get_host(self.name)
-        # pyinfra caches known_hosts per file for the life of the process; onestack
-        # must see the file as it is now (a key removed or changed since).
-        getattr(pyinfra_ssh_client.get_host_keys, "cache", {}).clear()
+        _forget_changed_known_hosts(self.target.known_hosts)
         try:
             host.connect(show_errors=False, raise_exceptions=True)
         except ConnectError as exc:
@@ -290,6 +289,25 @@ _LIST_DIR = ("import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
 
 
 _EXIT_MARK = "__onestack_exit="
+_known_hosts_lock = threading.Lock()
+_known_hosts_seen: dict[str, tuple[int, int, int] | None] = {}
+
+
+def _forget_changed_known_hosts(path: Path) -> None:
+    """pyinfra caches each known_hosts file for the life of the process; onestack
+    must see the file as it is now (a key removed or changed since). The cache is
+    cleared only when the file changed, so threads connecting to the hosts of one
+    site at once never race a clear."""
+    try:
+        st = path.stat()
+        seen: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except FileNotFoundError:
+        seen = None
+    with _known_hosts_lock:
+        if str(path) in _known_hosts_seen and _known_hosts_seen[str(path)] == seen:
+            return
+        _known_hosts_seen[str(path)] = seen
+        getattr(pyinfra_ssh_client.get_host_keys, "cache", {}).clear()
 
 
 def _split_exit(ok: bool, stdout: list[str], stderr: list[str]) -> tuple[int, str]:

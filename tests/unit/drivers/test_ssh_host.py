@@ -160,3 +160,19 @@ def test_run_failures_name_the_host_and_the_command() -> None:
     assert "sekrit" not in fake.commands[0]
     assert fake.stdins[0] == "export OS_PASSWORD=sekrit\n"
     assert "exec nova-manage" in fake.commands[0]
+
+
+def test_pyinfra_forgets_a_known_hosts_file_only_when_it_changed(tmp_path: Path) -> None:
+    from pyinfra.connectors.sshuserclient import client
+
+    from onestack.drivers.ssh_host import _forget_changed_known_hosts
+
+    known = tmp_path / "known_hosts"
+    known.write_text("198.18.10.11 ssh-ed25519 AAAA\n")
+    _forget_changed_known_hosts(known)
+    client.get_host_keys.cache["sentinel"] = object()  # type: ignore[attr-defined]
+    _forget_changed_known_hosts(known)
+    assert "sentinel" in client.get_host_keys.cache  # type: ignore[attr-defined]
+    known.write_text("198.18.10.11 ssh-ed25519 BBBB\n")
+    _forget_changed_known_hosts(known)
+    assert "sentinel" not in client.get_host_keys.cache  # type: ignore[attr-defined]
