@@ -33,6 +33,7 @@ pytestmark = [
 BRIDGE, NETWORK = "ostk-t10", "198.18.10.0/24"
 ADDRESSES = {"lab1": "198.18.10.11", "lab2": "198.18.10.12"}
 MARK = Path("/var/lib/onestack/lab-e2e-mark")
+REACH = "import socket, sys; socket.create_connection((sys.argv[1], 22), 3).close()"
 
 
 def _onestack(home: Path, *args: str) -> Result:
@@ -130,7 +131,8 @@ def test_a_changed_host_key_is_refused_naming_the_host(lab: LabSpec, home: Path)
 
 def test_power_off_kills_every_process_and_power_on_keeps_the_disk(
         home: Path, lab: LabSpec) -> None:
-    host = _connect(lab, "lab2")
+    host, peer = _connect(lab, "lab2"), _connect(lab, "lab1")
+    peer.run(["python3", "-c", REACH, ADDRESSES["lab2"]])  # host to host, on the bridge
     host.write_file(MARK, "kept across power cycles\n")
     host.run(["sh", "-c", "setsid sleep 600 >/dev/null 2>&1 < /dev/null &"])
     pids = _netns_pids(lab, "lab2")
@@ -146,6 +148,7 @@ def test_power_off_kills_every_process_and_power_on_keeps_the_disk(
     again = _connect(lab, "lab2")
     assert again.run(["cat", str(MARK)]) == "kept across power cycles\n"
     assert "sleep" not in again.run(["ps", "-e", "-o", "comm="])
+    peer.run(["python3", "-c", REACH, ADDRESSES["lab2"]])  # same MAC: no stale ARP entry
 
 
 def test_delete_leaves_nothing_behind(home: Path, lab: LabSpec) -> None:

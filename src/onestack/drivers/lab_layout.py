@@ -131,6 +131,14 @@ class LabHostSpec:
         return f"ol{self.lab.tag}h{self.index}"
 
     @property
+    def mac(self) -> str:
+        """The host's own MAC address, the same at every boot (locally administered),
+        so the other hosts' ARP caches stay right across a power cycle."""
+        tag = self.lab.tag
+        return (f"02:{tag[0:2]}:{tag[2:4]}:{tag[4:6]}:"
+                f"{self.index >> 8 & 0xff:02x}:{self.index & 0xff:02x}")
+
+    @property
     def dir(self) -> Path:
         """The host's "disk": everything it keeps across power cycles."""
         return self.lab.hosts_dir / self.name

@@ -292,7 +292,9 @@ class Lab:
             self._ip("link", "del", host.veth, host=host.name)
         self._ip("netns", "add", host.netns, host=host.name)
         self._ip("link", "add", host.veth, "type", "veth", "peer", "name", "eth0",
-                 "netns", host.netns, host=host.name)
+                 "address", host.mac, "netns", host.netns, host=host.name)
+        # What this machine remembers of the host's link from before is void now.
+        self._ip("neigh", "flush", "to", host.address, "dev", self.spec.bridge, host=host.name)
         self._ip("link", "set", host.veth, "master", self.spec.bridge, "up", host=host.name)
         inside = ("-n", host.netns)
         self._ip(*inside, "addr", "add", f"{host.address}/{self.spec.prefixlen}", "dev", "eth0",

@@ -64,6 +64,8 @@ def test_veth_and_netns_names_fit_and_differ_between_labs() -> None:
         assert all(len(lab.host(i).veth) <= 15 for i in (1, 99, 244))
     assert one.host(1).veth != two.host(1).veth
     assert one.host(1).netns == "onestack-lab0-lab1"
+    macs = {lab.host(i).mac for lab in (one, two) for i in (1, 2, 244)}
+    assert len(macs) == 6 and all(m.startswith("02:") and len(m) == 17 for m in macs)
 
 
 def test_host_files_live_under_the_lab_home() -> None:
