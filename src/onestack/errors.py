@@ -8,6 +8,7 @@ shows a traceback for these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class OnestackError(Exception):
@@ -231,3 +232,86 @@ class StateFileError(OnestackError):
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: {self.problem}"
+
+
+@dataclass
+class HostError(OnestackError):
+    """A host cannot be reached or used; every subclass names the host.
+
+    Subclasses set ``template`` (formatted with the instance's fields) and,
+    where there is one, ``hint_template``: one place for each message's wording.
+    """
+
+    host: str
+    template: ClassVar[str] = "host {host}: failed"
+    hint_template: ClassVar[str | None] = None
+
+    def __post_init__(self) -> None:
+        if self.hint_template:
+            self.hint = self.hint_template.format(**self.__dict__)
+
+    def __str__(self) -> str:
+        return self.template.format(**self.__dict__)
+
+
+@dataclass
+class HostUnreachableError(HostError):
+    """No SSH session could be opened to the host (refused, no route, timeout)."""
+
+    address: str
+    reason: str
+    template: ClassVar[str] = "cannot reach host {host} at {address}: {reason}"
+    hint_template: ClassVar[str | None] = (
+        "is {host} powered on and its sshd running? (onestack lab hosts list)")
+
+
+@dataclass
+class HostKeyChangedError(HostError):
+    """The host presented a key other than the one recorded for it."""
+
+    address: str
+    known_hosts: str
+    template: ClassVar[str] = (
+        "host key of {host} ({address}) does not match the one recorded in "
+        "{known_hosts}: refusing to connect")
+    hint_template: ClassVar[str | None] = (
+        "if {host} was reinstalled on purpose, remove its old key with "
+        "`ssh-keygen -f {known_hosts} -R {address}`; otherwise treat it as an attack")
+
+
+@dataclass
+class HostKeyUnknownError(HostError):
+    """The host has no entry in the site's known_hosts file."""
+
+    address: str
+    known_hosts: str
+    template: ClassVar[str] = (
+        "host {host} ({address}) has no host key in {known_hosts}: refusing to connect")
+    hint_template: ClassVar[str | None] = (
+        "add {host}'s key to {known_hosts} (check its fingerprint first)")
+
+
+@dataclass
+class HostAuthError(HostError):
+    """The host refused onestack's key."""
+
+    user: str
+    key_file: str
+    template: ClassVar[str] = "host {host} refused the key {key_file} for user {user}"
+    hint_template: ClassVar[str | None] = "add the key's .pub to {user}'s authorized_keys on {host}"
+
+
+@dataclass
+class HostPrerequisiteError(HostError):
+    """The host lacks something onestack needs there (python3, root, a command...)."""
+
+    problem: str
+    template: ClassVar[str] = "host {host}: {problem}"
+
+
+@dataclass
+class LabHostError(HostError):
+    """A lab host (namespaces, bridge, sshd on this machine) could not be set up."""
+
+    problem: str
+    template: ClassVar[str] = "{host}: {problem}"  # a lab host's name, or "lab" for all

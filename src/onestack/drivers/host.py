@@ -98,7 +98,7 @@ class LocalHost:
         A listener, or else an outgoing connection whose local port it is: either
         makes a ``bind()`` to it fail. Sockets in TIME-WAIT do not (SO_REUSEADDR)."""
         out = self.run(["ss", "-Htanp", f"sport = :{port}"], check=False)
-        return _holder_from_ss(out) or _probe_port(port)
+        return holder_from_ss(out) or _probe_port(port)
 
     def which(self, program: str) -> str | None:
         return shutil.which(program)
@@ -116,7 +116,7 @@ def _chown(path: Path, owner: str) -> None:
     os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def _holder_from_ss(out: str) -> str | None:
+def holder_from_ss(out: str) -> str | None:
     """A listener, else a process's own connection. Sockets no process owns (TIME-WAIT,
     FIN-WAIT of a stopped server's accepted connections) do not block a SO_REUSEADDR
     bind, and an accepted connection of a live listener comes with its listener."""

@@ -343,11 +343,11 @@ def test_retire_removes_stopped_old_programs_and_old_configuration(tmp_path: Pat
 
 
 def test_sockets_no_process_owns_do_not_hold_a_port() -> None:
-    from onestack.drivers.host import _holder_from_ss
+    from onestack.drivers.host import holder_from_ss
 
     orphans = ("FIN-WAIT-2 0 0 127.0.0.1:19292 127.0.0.1:50000\n"
                "TIME-WAIT 0 0 127.0.0.1:19292 127.0.0.1:50002\n")
-    assert _holder_from_ss(orphans) is None
+    assert holder_from_ss(orphans) is None
     client = 'ESTAB 0 0 127.0.0.1:19292 127.0.0.1:13306 users:(("python",pid=7,fd=3))\n'
-    assert _holder_from_ss(orphans + client) == \
+    assert holder_from_ss(orphans + client) == \
         'a connection of (("python",pid=7,fd=3)) (state ESTAB)'

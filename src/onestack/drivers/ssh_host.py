@@ -1,0 +1,354 @@
+"""A host reached over SSH through pyinfra: the remote half of :class:`HostConnection`.
+
+pyinfra (v3, its Python API) owns the SSH side: inventory, the SSH connector
+(paramiko underneath), host key checking against the site's known_hosts, SFTP file
+transfer and facts. onestack only builds commands (argv lists, quoted with shlex)
+and translates pyinfra's and paramiko's failures into errors naming the host.
+
+Secrets never reach a command line: file content goes by SFTP into a file created
+0600 first, and an environment travels on the command's standard input.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shlex
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paramiko import AuthenticationException, BadHostKeyException, SSHException
+from pyinfra.api.command import StringCommand
+from pyinfra.api.config import Config
+from pyinfra.api.exceptions import ConnectError
+from pyinfra.api.host import Host
+from pyinfra.api.inventory import Inventory
+from pyinfra.api.state import State
+from pyinfra.connectors.sshuserclient import client as pyinfra_ssh_client
+from pyinfra.facts.server import Which
+
+from onestack.core.digest import digest
+from onestack.core.host import HostConnection
+from onestack.drivers.host import LocalHost, holder_from_ss
+from onestack.errors import (
+    CommandError,
+    HostAuthError,
+    HostError,
+    HostKeyChangedError,
+    HostKeyUnknownError,
+    HostPrerequisiteError,
+    HostUnreachableError,
+)
+
+# onestack reports connection failures itself, as errors naming the host; pyinfra's
+# own log lines ("Connected", host key warnings) would only repeat them.
+logging.getLogger("pyinfra").addHandler(logging.NullHandler())
+logging.getLogger("pyinfra").propagate = False
+
+TIMEOUT_EXIT = 124  # coreutils timeout(1): the command ran out of time
+KILL_GRACE = 5  # seconds between timeout's TERM and its KILL
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach one host: the fields a site file gives for it."""
+
+    name: str
+    address: str
+    key_file: Path
+    known_hosts: Path
+    port: int = 22
+    user: str = "root"
+    connect_timeout: int = 10
+    # A site's first contact may record keys it has never seen ("accept-new");
+    # a key that differs from a recorded one is refused either way.
+    accept_new_host_keys: bool = False
+
+    def pyinfra_data(self) -> dict[str, Any]:
+        """The pyinfra host data of this target (SSH connector settings)."""
+        return {
+            "ssh_hostname": self.address,
+            "ssh_port": self.port,
+            "ssh_user": self.user,
+            "ssh_key": str(self.key_file),
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "accept-new" if self.accept_new_host_keys else "yes",
+            # Only what the site says counts, not this machine's ~/.ssh/config.
+            "ssh_config_file": os.devnull,
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+        }
+
+
+def shell_command(argv: Sequence[str], *, cwd: Path | None = None, with_env: bool = False,
+                  timeout: float | None = None, env_bytes: int | None = None) -> str:
+    """The remote shell command for an argv: every word quoted, nothing interpolated.
+
+    With ``with_env`` the command first reads ``export`` lines from its standard
+    input (:func:`env_script`), so values never appear in a process list: all of it,
+    or with ``env_bytes`` only that many bytes, leaving the rest for the command."""
+    command = shlex.join(argv)
+    if with_env:
+        reader = "cat" if env_bytes is None else f"head -c {int(env_bytes)}"
+        command = f"eval \"$({reader})\" && exec " + command
+        command = shlex.join(["sh", "-c", command])
+    if timeout is not None:
+        command = f"timeout -k {KILL_GRACE} {_seconds(timeout)} {command}"
+    if cwd is not None:
+        command = f"cd {shlex.quote(str(cwd))} && {command}"
+    return command
+
+
+def env_script(env: Mapping[str, str]) -> str:
+    """``export NAME='value'`` lines, quoted, for a command's standard input."""
+    for name in env:
+        if not name.isidentifier():
+            raise ValueError(f"not an environment variable name: {name!r}")
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+
+
+def _seconds(timeout: float) -> str:
+    return str(max(1, int(timeout + 0.999)))
+
+
+class SshHost:
+    """A remote machine, through pyinfra's SSH connector. Connects on first use."""
+
+    def __init__(self, target: SshTarget) -> None:
+        self.name = target.name
+        self.target = target
+        self._host: Host | None = None
+
+    # --- connection ------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the SSH session and check the host can run onestack (python3, root)."""
+        if self._host is not None and self._host.connected:
+            return
+        inventory = Inventory(  # type: ignore[no-untyped-call]  # pyinfra's untyped API
+            ([(self.name, self.target.pyinfra_data())], {}))
+        config = Config(CONNECT_TIMEOUT=self.target.connect_timeout)  # type: ignore[no-untyped-call]
+        self._state = State(inventory, config)
+        host = inventory.get_host(self.name)
+        _forget_changed_known_hosts(self.target.known_hosts)
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+        except ConnectError as exc:
+            raise self._connect_error(exc) from None
+        self._host = host
+        self._check_host()
+
+    def close(self) -> None:
+        if self._host is not None and self._host.connected:
+            self._host.disconnect()
+            client = getattr(self._host.connector, "client", None)
+            if client is not None:
+                client.close()
+        self._host = None
+
+    def _check_host(self) -> None:
+        if self._fact_which("python3") is None:
+            self.close()
+            raise HostPrerequisiteError(self.name, "python3 not found: onestack needs "
+                                                   "Python 3.11 on every host")
+        uid = self.run(["id", "-u"]).strip()
+        if uid != "0":
+            self.close()
+            raise HostPrerequisiteError(self.name, f"user {self.target.user} is not root "
+                                                   f"(uid {uid}): onestack acts as root")
+
+    def _connect_error(self, exc: ConnectError) -> HostError:
+        cause, t = exc.__context__, self.target
+        if isinstance(cause, BadHostKeyException) or "does not match" in str(exc):
+            return HostKeyChangedError(self.name, t.address, str(t.known_hosts))
+        if isinstance(cause, AuthenticationException):
+            return HostAuthError(self.name, t.user, str(t.key_file))
+        if "No host key" in str(exc):
+            return HostKeyUnknownError(self.name, t.address, str(t.known_hosts))
+        return HostUnreachableError(self.name, f"{t.address}:{t.port}", _reason(exc))
+
+    def _session(self) -> Host:
+        self.connect()
+        assert self._host is not None
+        return self._host
+
+    def _lost(self, exc: BaseException) -> HostUnreachableError:
+        """The session broke mid-command (host powered off, network gone)."""
+        self._host = None
+        return HostUnreachableError(self.name, f"{self.target.address}:{self.target.port}",
+                                    f"connection lost ({type(exc).__name__}: {exc})")
+
+    # --- HostConnection --------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 600, check: bool = True,
+            input: str | None = None) -> str:
+        """Run a command there; return its combined output; CommandError on failure.
+
+        ``env`` and ``input`` travel on its standard input (the environment first),
+        never on a command line."""
+        script = env_script(env) if env else ""
+        command = shell_command(argv, cwd=cwd, with_env=bool(env), timeout=timeout,
+                                env_bytes=len(script.encode()) if input is not None else None)
+        stdin = script + (input or "") if env or input is not None else None
+        code, output = self._shell(command, stdin=stdin)
+        shown = shlex.join(argv)
+        if code == TIMEOUT_EXIT:
+            raise CommandError(f"{shown} (on {self.name})", -1, f"timed out after {timeout}s\n"
+                               + output)
+        if check and code != 0:
+            raise CommandError(f"{shown} (on {self.name})", code, output)
+        return output
+
+    def _shell(self, command: str, stdin: str | None = None) -> tuple[int, str]:
+        """Run a shell command there: (exit status, stdout and stderr in order).
+
+        pyinfra reports success as a bool; the status itself comes back as the
+        last line of stderr, after the command's own output went to stdout."""
+        host = self._session()
+        kwargs: dict[str, Any] = {"_shell_executable": "sh"}
+        if stdin is not None:
+            kwargs["_stdin"] = stdin
+        wrapped = f"{{ {command}\n}} 2>&1; echo {_EXIT_MARK}$? >&2"
+        try:
+            ok, out = host.run_shell_command(StringCommand(wrapped), **kwargs)
+        except (SSHException, EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        return _split_exit(ok, out.stdout_lines, out.stderr_lines)
+
+    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
+                   owner: str | None = None) -> bool:
+        """Write atomically there; return True if the content or mode changed."""
+        current = self._shell(shell_command(["stat", "-c", "%a", str(path)])
+                              + " 2>/dev/null && " + shell_command(["sha256sum", str(path)]))
+        lines = current[1].split()
+        if current[0] == 0 and len(lines) >= 2 and lines[0] == f"{mode:o}" \
+                and lines[1] == digest(content):
+            return False
+        tmp = path.with_name(f".{path.name}.tmp")
+        # Created 0600 before any byte arrives, so a secret is never readable by others.
+        self.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && umask 077 && : > "$1"', "sh",
+                  str(tmp)])
+        self._put(tmp, content.encode())
+        finish = [["chmod", f"{mode:o}", str(tmp)]]
+        if owner:
+            finish.append(["chown", f"{owner}:", str(tmp)])
+        finish += [["sync", str(tmp)], ["mv", "-f", str(tmp), str(path)]]
+        self.run(["sh", "-c", " && ".join(shlex.join(step) for step in finish)])
+        return True
+
+    def _put(self, path: Path, data: bytes) -> None:
+        host = self._session()
+        try:
+            done = host.put_file(io.BytesIO(data), str(path))
+        except ConnectError as exc:  # no SFTP subsystem
+            raise HostPrerequisiteError(self.name, f"file transfer failed: {exc}") from None
+        except (SSHException, EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        if not done:
+            raise CommandError(f"put {path} (on {self.name})", 1, "file transfer failed")
+
+    def file_digest(self, path: Path) -> str | None:
+        code, out = self._shell(shell_command(["sha256sum", str(path)]) + " 2>/dev/null")
+        word = out.split()[0] if out.split() else ""
+        return word if code == 0 and len(word) == 64 else None
+
+    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
+        steps = [["mkdir", "-p", str(path)], ["chmod", f"{mode:o}", str(path)]]
+        if owner:
+            steps.append(["chown", f"{owner}:", str(path)])
+        self.run(["sh", "-c", " && ".join(shlex.join(step) for step in steps)])
+
+    def port_holder(self, port: int) -> str | None:
+        """Who holds a TCP port there (a listener or a process's connection), or None."""
+        return holder_from_ss(self.run(["ss", "-Htanp", f"sport = :{port}"], check=False))
+
+    def list_dir(self, path: Path, pattern: str = "*") -> list[str]:
+        """Names in a directory there matching a glob, sorted; none if it does not exist."""
+        out = self.run(["python3", "-c", _LIST_DIR, str(path), pattern])
+        return sorted(line for line in out.splitlines() if line)
+
+    def remove(self, path: Path) -> bool:
+        """Remove a file or directory tree there; False if it was not there."""
+        code, _ = self._shell(shell_command(["test", "-e", str(path)]) + " || "
+                              + shell_command(["test", "-L", str(path)]))
+        if code != 0:
+            return False
+        self.run(["rm", "-rf", "--", str(path)])
+        return True
+
+    def which(self, program: str) -> str | None:
+        return self._fact_which(program)
+
+    def _fact_which(self, program: str) -> str | None:
+        host = self._session()
+        try:
+            found = host.get_fact(Which, command=program)
+        except (SSHException, EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        return str(found) if found else None
+
+
+# Python's own glob, so a pattern means there what it means to LocalHost.list_dir.
+_LIST_DIR = ("import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
+             "[print(c.name) for c in p.glob(sys.argv[2])] if p.is_dir() else None")
+
+
+_EXIT_MARK = "__onestack_exit="
+_known_hosts_lock = threading.Lock()
+_known_hosts_seen: dict[str, tuple[int, int, int] | None] = {}
+
+
+def _forget_changed_known_hosts(path: Path) -> None:
+    """pyinfra caches each known_hosts file for the life of the process; onestack
+    must see the file as it is now (a key removed or changed since). The cache is
+    cleared only when the file changed, so threads connecting to the hosts of one
+    site at once never race a clear."""
+    try:
+        st = path.stat()
+        seen: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except FileNotFoundError:
+        seen = None
+    with _known_hosts_lock:
+        if str(path) in _known_hosts_seen and _known_hosts_seen[str(path)] == seen:
+            return
+        _known_hosts_seen[str(path)] = seen
+        getattr(pyinfra_ssh_client.get_host_keys, "cache", {}).clear()
+
+
+def _split_exit(ok: bool, stdout: list[str], stderr: list[str]) -> tuple[int, str]:
+    """The exit status from the marker line; the output without it."""
+    code = 0 if ok else 255  # no marker: the shell itself was killed (host gone)
+    rest = list(stderr)
+    for i in range(len(rest) - 1, -1, -1):
+        if rest[i].startswith(_EXIT_MARK):
+            code = int(rest.pop(i).removeprefix(_EXIT_MARK) or 255)
+            break
+    return code, "".join(line + "\n" for line in stdout + rest)
+
+
+def _reason(exc: ConnectError) -> str:
+    cause = exc.__context__
+    return str(cause) if cause is not None and str(cause) else str(exc)
+
+
+def open_host(name: str, address: str, *, via: str = "ssh", port: int = 22,
+              user: str = "root", key_file: Path | None = None,
+              known_hosts: Path | None = None, connect_timeout: int = 10,
+              accept_new_host_keys: bool = False) -> HostConnection:
+    """The connection for one host of a site: LocalHost for ``local``, else SSH.
+
+    ``via="local"`` (or the address ``local``) is the machine onestack runs on;
+    anything else needs a key file and a known_hosts file."""
+    if via == LOCAL or address == LOCAL:
+        return LocalHost(name)
+    if key_file is None or known_hosts is None:
+        raise HostPrerequisiteError(name, "an SSH host needs a key file and a known_hosts file")
+    return SshHost(SshTarget(name, address, key_file, known_hosts, port=port, user=user,
+                             connect_timeout=connect_timeout,
+                             accept_new_host_keys=accept_new_host_keys))

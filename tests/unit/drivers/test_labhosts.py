@@ -1,0 +1,70 @@
+"""The lab driver's checks that need no namespace: root, the recorded bridge, names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from onestack.cli.main import cli
+from onestack.drivers import labhosts
+from onestack.drivers.labhosts import Lab
+from onestack.errors import LabHostError, PrerequisiteError
+
+
+def test_a_new_lab_takes_the_bridge_and_network_asked_for(tmp_path: Path) -> None:
+    lab = Lab.open(tmp_path / "lab", "ostk-t10", "198.18.10.0/24")
+    assert (lab.spec.bridge, lab.spec.network) == ("ostk-t10", "198.18.10.0/24")
+    assert Lab.open(tmp_path / "other").spec.bridge == "onestack-lab0"
+
+
+def test_an_existing_lab_keeps_its_bridge_and_network(tmp_path: Path) -> None:
+    home = tmp_path / "lab"
+    home.mkdir()
+    (home / "lab.json").write_text(json.dumps({"bridge": "ostk-t10",
+                                               "network": "198.18.10.0/24"}))
+    assert Lab.open(home).spec.bridge == "ostk-t10"
+    with pytest.raises(LabHostError, match="uses bridge ostk-t10, not onestack-lab0"):
+        Lab.open(home, bridge="onestack-lab0")
+
+
+def test_bad_networks_are_refused_as_lab_errors(tmp_path: Path) -> None:
+    with pytest.raises(LabHostError, match="outside 198.18.0.0/15"):
+        Lab.open(tmp_path / "lab", network="10.1.0.0/24")
+
+
+def test_unknown_hosts_are_named(tmp_path: Path) -> None:
+    lab = Lab.open(tmp_path / "lab")
+    with pytest.raises(LabHostError, match="lab7: no such lab host"):
+        lab.host("lab7")
+    with pytest.raises(LabHostError, match="web1"):
+        lab.host("web1")
+    assert lab.hosts() == [] and lab.states() == []
+
+
+def test_not_root_is_refused_before_anything_is_written(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(labhosts.os, "geteuid", lambda: 1000)
+    lab = Lab.open(tmp_path / "lab")
+    with pytest.raises(PrerequisiteError, match="need root"):
+        lab.create(2)
+    assert not (tmp_path / "lab").exists()
+
+
+def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(labhosts.os, "geteuid", lambda: 0)
+    lab = Lab.open(tmp_path / "lab")
+    monkeypatch.setattr(lab.local, "which", lambda c: None if c == "unshare" else f"/bin/{c}")
+    with pytest.raises(PrerequisiteError, match="unshare"):
+        lab.check_prerequisites()
+
+
+def test_the_lab_commands_are_registered() -> None:
+    out = CliRunner().invoke(cli, ["lab", "--help"]).output
+    assert "hosts" in out and "host" in out
+    out = CliRunner().invoke(cli, ["lab", "hosts", "--help"]).output
+    assert all(word in out for word in ("create", "list", "delete"))
+    out = CliRunner().invoke(cli, ["lab", "host", "--help"]).output
+    assert "poweroff" in out and "poweron" in out
