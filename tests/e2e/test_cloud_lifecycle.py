@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +137,65 @@ def test_status_reports_every_component_healthy() -> None:
         assert processes[name]["healthy"] is True, (name, processes[name]["detail"])
     assert processes["keystone-api"]["version"] == "29.1.0"
     assert processes["nova-api"]["version"] == "33.0.2"
+    # Least privilege (issue 12): no service process runs as root.
+    users = {"mariadb": "mysql", "rabbitmq": "rabbitmq", "memcached": "memcache"}
+    for name, row in processes.items():
+        service = row["service"]
+        expected = users.get(name, service if service != "haproxy" else None)
+        if expected:
+            assert _user_of(row["pid"]) == expected, (name, row["pid"])
+    haproxy_workers = subprocess.run(["ps", "--ppid", str(processes["haproxy"]["pid"]), "-o",
+                                      "user="], capture_output=True, text=True).stdout.split()
+    assert haproxy_workers and set(haproxy_workers) == {"haproxy"}, haproxy_workers
+
+
+def _user_of(pid: int) -> str:
+    import pwd
+
+    with open(f"/proc/{pid}/status") as f:
+        uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    return pwd.getpwuid(uid).pw_name
+
+
+def test_nothing_of_the_site_listens_beyond_loopback() -> None:
+    """Issue 12: no 0.0.0.0 listener of the site; RabbitMQ refuses guest."""
+    out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+    site_pids = _site_pids()
+    wide = [line for line in out.splitlines()
+            if any(f"pid={p}," in line for p in site_pids)
+            and not any(a in line.split()[3] for a in ("127.0.0.1:", "[::1]:"))]
+    assert not wide, wide
+    # A real AMQP client (py-amqp, from the release environment): guest is refused, the
+    # site's own user is let in.
+    login = ("import os, sys, amqp\n"
+             "pw = sys.argv[3] if len(sys.argv) > 3 else os.environ['AMQP_PASSWORD']\n"
+             "c = amqp.Connection(host=sys.argv[1], userid=sys.argv[2], password=pw,"
+             " connect_timeout=5)\n"
+             "try:\n    c.connect()\nexcept amqp.exceptions.AccessRefused:\n    sys.exit(7)\n"
+             "c.close()\n")
+    python = str(HOME / "releases" / "2026.1" / "venv" / "bin" / "python")
+    address = f"127.0.0.1:{5682 + OFFSET}"
+    guest = subprocess.run([python, "-c", login, address, "guest", "guest"],
+                           capture_output=True, text=True, timeout=60)
+    assert guest.returncode == 7, guest.stderr[-2000:]
+    secrets = yaml.safe_load((HOME / "sites" / SITE / "secrets").read_text())
+    own = subprocess.run([python, "-c", login, address, "openstack"],
+                         input=None, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "AMQP_PASSWORD": secrets["rabbitmq.openstack"]})
+    assert own.returncode != 7, "the site's own messaging user was refused"
+
+
+def _site_pids() -> set[int]:
+    """Every process whose environment marks it as one of the site's programs."""
+    marker = f"ONESTACK_PROGRAM={HOME / 'sites' / SITE / 'log'}/"
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.add(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_verify_passes() -> None:

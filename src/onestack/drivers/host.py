@@ -6,6 +6,7 @@ reached through an existing engine (pyinfra) behind the same protocol.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -112,8 +113,10 @@ def _mode_of(path: Path) -> int | None:
 
 
 def _chown(path: Path, owner: str) -> None:
-    pw = pwd.getpwnam(owner)
-    os.chown(path, pw.pw_uid, pw.pw_gid)
+    """``user`` (and that user's group) or ``user:group``."""
+    user, _, group = owner.partition(":")
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, grp.getgrnam(group).gr_gid if group else pw.pw_gid)
 
 
 def holder_from_ss(out: str) -> str | None:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from onestack.core.host import HostConnection
 
 MARKER_VARIABLE = "ONESTACK_PROGRAM"
+# A command run by a step carries its own marker: a run killed mid-step leaves it running
+# (a migration must not be cut in half), and the resumed step waits for it.
+COMMAND_VARIABLE = "ONESTACK_COMMAND"
 
 # Print the environ paths of the processes whose environment holds the marker; the
 # marker is an argument, never spliced into the script.
@@ -31,10 +34,10 @@ class ProgramProcesses:
     outside: tuple[int, ...]
 
 
-def marked_pids(host: HostConnection, marker: str) -> set[int]:
-    """Processes whose environment carries this program marker."""
-    out = host.run(["sh", "-c", _FIND_MARKED, "sh", f"{MARKER_VARIABLE}={marker}"],
-                   check=False)
+def marked_pids(host: HostConnection, marker: str,
+                variable: str = MARKER_VARIABLE) -> set[int]:
+    """Processes whose environment carries this program (or command) marker."""
+    out = host.run(["sh", "-c", _FIND_MARKED, "sh", f"{variable}={marker}"], check=False)
     return {int(m.group(1)) for m in re.finditer(r"/proc/(\d+)/environ", out)}
 
 
@@ -78,6 +81,17 @@ def program_processes(host: HostConnection, marker: str,
                       supervised_pid: int | None) -> ProgramProcesses:
     """The processes of one program, split by whether supervision still holds them."""
     return split_processes(marked_pids(host, marker), parents(host), supervised_pid)
+
+
+def wait_gone(host: HostConnection, pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait until the processes have exited; return any still running at the deadline."""
+    wanted = set(pids)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(wanted & set(parents(host)))
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
 
 
 def kill(host: HostConnection, pids: Iterable[int], timeout: float = 10) -> list[int]:

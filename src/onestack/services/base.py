@@ -7,7 +7,7 @@ adding one module and listing it in :mod:`onestack.services.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +20,13 @@ from onestack.drivers.supervisor import Program, render_program
 from onestack.model.paths import SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Site
-from onestack.steps.actions import StartProgram, UpdateSupervisor, WriteFile
+from onestack.steps.actions import (
+    EnsureDirs,
+    EnsureSystemUser,
+    StartProgram,
+    UpdateSupervisor,
+    WriteFile,
+)
 
 
 @dataclass(frozen=True)
@@ -109,9 +115,43 @@ def step(ctx: ServiceContext, service: str, name: str, summary: str, action: obj
                 action=action)  # type: ignore[arg-type]
 
 
+# OpenStack services run as system users of their own name (as upstream packages do);
+# their configuration is root's, readable by the service's group only (it holds secrets).
+SERVICE_USERS = frozenset({"keystone", "glance", "placement", "nova", "neutron"})
+
+
+def pycache(ctx: ServiceContext, service: str) -> Path:
+    """Where a service's Python caches its compiled modules: the release environment is
+    root's and read-only to the service (uv installs without compiling)."""
+    return ctx.paths.data / "pycache" / service
+
+
+def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[str, ...]:
+    """A command (migration, status check) run as the service's own user, as its
+    programs run."""
+    return ("/usr/bin/setpriv", f"--reuid={service}", f"--regid={service}", "--init-groups",
+            "--", "/usr/bin/env", f"PYTHONPYCACHEPREFIX={pycache(ctx, service)}", *argv)
+
+
+def service_environment(ctx: ServiceContext, service: str) -> dict[str, str]:
+    """What every program of an OpenStack service has in its environment."""
+    return {"PYTHONPYCACHEPREFIX": str(pycache(ctx, service))}
+
+
+def account_steps(ctx: ServiceContext, service: str) -> list[Step]:
+    """The service's system user and the directories only it writes."""
+    return [step(ctx, service, "user", f"create system user {service}",
+                 EnsureSystemUser(service)),
+            step(ctx, service, "pycache", "create the compiled-module cache",
+                 EnsureDirs(((pycache(ctx, service), service, 0o750),)))]
+
+
 def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
                  mode: int = 0o640, owner: str | None = None) -> list[Step]:
-    """One WriteFile step per configuration file."""
+    """One WriteFile step per configuration file; an OpenStack service's belong to
+    root and its group (``root:<service>``) unless told otherwise."""
+    if owner is None and service in SERVICE_USERS:
+        owner = f"root:{service}"
     return [step(ctx, service, f"config:{path.name}", f"write {path}",
                  WriteFile(path, content, mode=mode, owner=owner))
             for path, content in files.items()]

@@ -11,8 +11,10 @@ from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    account_steps,
     api_catalog_entry,
     api_probes,
+    as_service,
     config_steps,
     program_steps,
     step,
@@ -75,7 +77,8 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
-    return (ctx.bin("glance-manage"), "--config-dir", str(ctx.etc(name)), *args)
+    return as_service(ctx, name, (ctx.bin("glance-manage"), "--config-dir",
+                                  str(ctx.etc(name)), *args))
 
 
 def configure(ctx: ServiceContext) -> list[Step]:
@@ -88,8 +91,8 @@ def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
     # (NoSuchOptError); importing glance.common.config first registers it.
     run = ("import sys, glance.common.config; from glance.cmd.status import main; "
            "sys.exit(main())")
-    return (ctx.bin("python"), "-c", run, "--config-dir", str(ctx.etc(name)), "upgrade",
-            "check")
+    return as_service(ctx, name, (ctx.bin("python"), "-c", run, "--config-dir",
+                                  str(ctx.etc(name)), "upgrade", "check"))
 
 
 def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
@@ -104,11 +107,13 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
 
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
-    dirs = tuple((p, None, 0o750) for p in _stores(ctx).values())
+    dirs = tuple((p, name, 0o750) for p in _stores(ctx).values())
     manage = _manage(ctx)
     return [
+        *account_steps(ctx, name),
         step(ctx, name, "dirs", "create image store directories",
-             EnsureDirs(((ctx.paths.data / name / "locks", None, 0o750), *dirs))),
+             EnsureDirs(((ctx.paths.data / name, name, 0o750),
+                         (ctx.paths.data / name / "locks", name, 0o750), *dirs))),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the glance database",
              RunOnce((*manage, "db_sync"), inputs=ctx.series)),

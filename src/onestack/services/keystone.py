@@ -12,7 +12,9 @@ from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    account_steps,
     api_probes,
+    as_service,
     config_steps,
     program_steps,
     step,
@@ -59,8 +61,8 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
-    return (ctx.bin("keystone-manage"), "--config-file", str(ctx.etc(name) / "keystone.conf"),
-            *args)
+    return as_service(ctx, name, (ctx.bin("keystone-manage"), "--config-file",
+                                  str(ctx.etc(name) / "keystone.conf"), *args))
 
 
 def _bootstrap(ctx: ServiceContext) -> RunOnce:
@@ -98,18 +100,19 @@ def steps(ctx: ServiceContext) -> list[Step]:
     data = ctx.paths.data / name
     conf = config(ctx)
     return [
+        *account_steps(ctx, name),
         step(ctx, name, "dirs", "create key repositories",
-             EnsureDirs(((data, None, 0o700), (data / "fernet-keys", None, 0o700),
-                         (data / "credential-keys", None, 0o700)))),
+             EnsureDirs(((data, name, 0o700), (data / "fernet-keys", name, 0o700),
+                         (data / "credential-keys", name, 0o700)))),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the keystone database",
              RunOnce(_manage(ctx, "db_sync"), inputs=ctx.series)),
         step(ctx, name, "fernet-setup", "create fernet token keys",
-             RunOnce(_manage(ctx, "fernet_setup", "--keystone-user", "root",
-                             "--keystone-group", "root"))),
+             RunOnce(_manage(ctx, "fernet_setup", "--keystone-user", name,
+                             "--keystone-group", name))),
         step(ctx, name, "credential-setup", "create credential keys",
-             RunOnce(_manage(ctx, "credential_setup", "--keystone-user", "root",
-                             "--keystone-group", "root"))),
+             RunOnce(_manage(ctx, "credential_setup", "--keystone-user", name,
+                             "--keystone-group", name))),
         step(ctx, name, "bootstrap", "bootstrap admin user, region and identity endpoints",
              _bootstrap(ctx)),
         *program_steps(ctx, name, programs(ctx), conf,

@@ -12,10 +12,13 @@ from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    account_steps,
     api_catalog_entry,
     api_probes,
+    as_service,
     config_steps,
     program_steps,
+    service_environment,
     step,
 )
 from onestack.steps.actions import EnsureDirs, RunOnce
@@ -70,9 +73,12 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
+    env = service_environment(ctx, name)
     return [uwsgi.program(ctx, name),
-            Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf]),
-            Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf])]
+            Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], env,
+                    user=name),
+            Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf],
+                    env, user=name)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -89,26 +95,29 @@ def configure(ctx: ServiceContext) -> list[Step]:
 
 
 def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
-    return (ctx.bin("neutron-status"), *_conf_args(ctx), "upgrade", "check")
+    return as_service(ctx, name, (ctx.bin("neutron-status"), *_conf_args(ctx), "upgrade",
+                                  "check"))
 
 
 def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
-    return [("db-expand", (ctx.bin("neutron-db-manage"), *_conf_args(ctx), "upgrade",
-                           "--expand"))]
+    return [("db-expand", as_service(ctx, name, (ctx.bin("neutron-db-manage"),
+                                                 *_conf_args(ctx), "upgrade", "--expand")))]
 
 
 def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
-    return [("db-contract", (ctx.bin("neutron-db-manage"), *_conf_args(ctx), "upgrade",
-                             "--contract"))]
+    return [("db-contract", as_service(ctx, name, (ctx.bin("neutron-db-manage"),
+                                                   *_conf_args(ctx), "upgrade",
+                                                   "--contract")))]
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
-    manage = (ctx.bin("neutron-db-manage"), *_conf_args(ctx))
+    manage = as_service(ctx, name, (ctx.bin("neutron-db-manage"), *_conf_args(ctx)))
     return [
+        *account_steps(ctx, name),
         step(ctx, name, "dirs", "create state directories",
-             EnsureDirs(((ctx.paths.data / name, None, 0o750),
-                         (ctx.paths.data / name / "locks", None, 0o750)))),
+             EnsureDirs(((ctx.paths.data / name, name, 0o750),
+                         (ctx.paths.data / name / "locks", name, 0o750)))),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),

@@ -16,10 +16,13 @@ from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    account_steps,
     api_catalog_entry,
     api_probes,
+    as_service,
     config_steps,
     program_steps,
+    service_environment,
     step,
 )
 from onestack.steps.actions import CallOnce, CopyFile, EnsureDirs, RunOnce
@@ -69,10 +72,12 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
+    env = service_environment(ctx, name)
     return [uwsgi.program(ctx, name),
-            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf]),
-            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf]),
-            Program("nova-compute", [ctx.bin("nova-compute"), *conf], startsecs=5)]
+            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], env, user=name),
+            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], env, user=name),
+            Program("nova-compute", [ctx.bin("nova-compute"), *conf], env, user=name,
+                    startsecs=5)]
 
 
 def compute_reports(ctx: ServiceContext) -> ServiceReportProbe:
@@ -190,7 +195,8 @@ def before_rollback(newer: ServiceContext, older: ServiceContext) -> CallOnce:
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
-    return (ctx.bin("nova-manage"), "--config-file", str(ctx.etc(name) / "nova.conf"), *args)
+    return as_service(ctx, name, (ctx.bin("nova-manage"), "--config-file",
+                                  str(ctx.etc(name) / "nova.conf"), *args))
 
 
 def _cells(ctx: ServiceContext) -> list[Step]:
@@ -217,8 +223,8 @@ def configure(ctx: ServiceContext) -> list[Step]:
 
 
 def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
-    return (ctx.bin("nova-status"), "--config-file", str(ctx.etc(name) / "nova.conf"),
-            "upgrade", "check")
+    return as_service(ctx, name, (ctx.bin("nova-status"), "--config-file",
+                                  str(ctx.etc(name) / "nova.conf"), "upgrade", "check"))
 
 
 def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
@@ -241,9 +247,10 @@ def steps(ctx: ServiceContext) -> list[Step]:
     wait_compute = (f"for i in $(seq 60); do {discover} >/dev/null; "
                     f"{hosts} | grep -q {wanted} && exit 0; sleep 2; done; exit 1")
     return [
+        *account_steps(ctx, name),
         step(ctx, name, "dirs", "create state directories",
-             EnsureDirs(((data, None, 0o750), (data / "instances", None, 0o750),
-                         (data / "locks", None, 0o750)))),
+             EnsureDirs(((data, name, 0o750), (data / "instances", name, 0o750),
+                         (data / "locks", name, 0o750)))),
         *configure(ctx),
         *_cells(ctx),
         *program_steps(ctx, name, programs(ctx), conf,

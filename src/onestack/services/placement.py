@@ -11,8 +11,10 @@ from onestack.services import mariadb, oslo, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
+    account_steps,
     api_catalog_entry,
     api_probes,
+    as_service,
     config_steps,
     program_steps,
     step,
@@ -56,8 +58,8 @@ def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
 
 
 def _manage(ctx: ServiceContext, *args: str) -> tuple[str, ...]:
-    return (ctx.bin("placement-manage"), "--config-file",
-            str(ctx.etc(name) / "placement.conf"), *args)
+    return as_service(ctx, name, (ctx.bin("placement-manage"), "--config-file",
+                                  str(ctx.etc(name) / "placement.conf"), *args))
 
 
 def configure(ctx: ServiceContext) -> list[Step]:
@@ -66,8 +68,8 @@ def configure(ctx: ServiceContext) -> list[Step]:
 
 
 def upgrade_check(ctx: ServiceContext) -> tuple[str, ...]:
-    return (ctx.bin("placement-status"), "--config-file",
-            str(ctx.etc(name) / "placement.conf"), "upgrade", "check")
+    return as_service(ctx, name, (ctx.bin("placement-status"), "--config-file",
+                                  str(ctx.etc(name) / "placement.conf"), "upgrade", "check"))
 
 
 def expand(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
@@ -82,6 +84,7 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     return [
+        *account_steps(ctx, name),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the placement database",
              RunOnce(_manage(ctx, "db", "sync"), inputs=ctx.series)),

@@ -13,7 +13,7 @@ from onestack.core.digest import digest
 from onestack.drivers import apt, processes
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import program_marker
-from onestack.errors import ServiceStartError
+from onestack.errors import CommandError, ServiceStartError
 from onestack.steps.context import HostContext
 
 
@@ -59,6 +59,34 @@ class EnsureDirs:
     def apply(self, ctx: HostContext) -> None:
         for path, owner, mode in self.dirs:
             ctx.host.ensure_dir(path, mode=mode, owner=owner)
+            if owner:  # what is already inside (made before the service had its user)
+                ctx.host.run(["chown", "-R", owner if ":" in owner else f"{owner}:",
+                              str(path)])
+
+
+@dataclass(frozen=True)
+class EnsureSystemUser:
+    """A system account (and its own group) that a service runs as: no login shell, no
+    home, no password."""
+
+    name: str
+    kind: str = "user"
+
+    def fingerprint(self) -> str:
+        return digest(f"system-user|{self.name}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return bool(ctx.host.run(["getent", "passwd", self.name], check=False).strip())
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact
+
+    def apply(self, ctx: HostContext) -> None:
+        if self.probe(ctx):
+            return
+        ctx.host.run(["useradd", "--system", "--user-group", "--no-create-home",
+                      "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                      "--comment", f"onestack {self.name} service", self.name])
 
 
 @dataclass(frozen=True)
@@ -101,7 +129,17 @@ class RunOnce:
         return done is None
 
     def apply(self, ctx: HostContext) -> None:
-        ctx.host.run(self.argv, env=dict(self.env), timeout=self.timeout)
+        marker = f"{ctx.paths.site}:{digest(json.dumps(self.argv))[:16]}"
+        earlier = processes.marked_pids(ctx.host, marker, processes.COMMAND_VARIABLE)
+        if earlier:  # an interrupted run's command is still at work: let it finish
+            ctx.progress.message(f"waiting for the interrupted run's {Path(self.argv[0]).name}"
+                                 f" (pids {', '.join(map(str, sorted(earlier)))}) to finish")
+            left = processes.wait_gone(ctx.host, earlier, self.timeout)
+            if left:
+                raise CommandError(" ".join(self.argv), -1, f"an earlier run of this command "
+                                   f"(pids {left}) is still running after {self.timeout:.0f}s")
+        env = {**dict(self.env), processes.COMMAND_VARIABLE: marker}
+        ctx.host.run(self.argv, env=env, timeout=self.timeout)
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,25 @@ def test_unexpected_exits_are_counted_since_a_time() -> None:
     since = time.mktime(time.strptime("2026-12-02 06:00:00", "%Y-%m-%d %H:%M:%S"))
     assert count_unexpected_exits(LOG, since) == {"rabbitmq": 2}
     assert count_unexpected_exits(LOG, since - 3600) == {"keystone-api": 1, "rabbitmq": 2}
+
+
+def test_a_resumed_command_waits_for_the_interrupted_runs_copy(tmp_path: Path) -> None:
+    """A killed `up` leaves its migration running; the resumed step must not race it."""
+    import json
+
+    from onestack.core.digest import digest
+    from onestack.steps.actions import RunOnce
+
+    marker_file = tmp_path / "ran"
+    action = RunOnce(("sh", "-c", f"test -e {marker_file} || touch {marker_file}"))
+    marker = f"{SitePaths(tmp_path, 'lab').site}:{digest(json.dumps(action.argv))[:16]}"
+    earlier = subprocess.Popen(["sleep", "1.5"], start_new_session=True,
+                               env={**os.environ, processes.COMMAND_VARIABLE: marker})
+    t0 = time.monotonic()
+    try:
+        action.apply(_ctx(tmp_path, {}))
+        waited = time.monotonic() - t0
+    finally:
+        earlier.kill()
+        earlier.wait()
+    assert waited >= 1.0 and marker_file.exists()

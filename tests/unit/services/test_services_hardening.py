@@ -99,3 +99,38 @@ def test_cached_tokens_are_encrypted_in_memcached(ctx: ServiceContext) -> None:
     section = oslo.authtoken(ctx, "glance")
     assert section["memcache_security_strategy"] == "ENCRYPT"
     assert section["memcache_secret_key"] == ctx.secret("memcache.secret")
+
+
+OPENSTACK = ("keystone", "placement", "glance", "neutron", "nova")
+
+
+@pytest.mark.parametrize("service", OPENSTACK)
+def test_openstack_services_run_as_their_own_user(ctx: ServiceContext, service: str) -> None:
+    from onestack.services import registry
+
+    module = registry.by_name(service)
+    steps = module.steps(ctx)
+    ids = [s.id for s in steps]
+    # The account exists before any file is given to its group.
+    assert ids.index(f"{service}/user") < min(i for i, s in enumerate(ids) if "config:" in s)
+    for program in module.programs(ctx):
+        assert program.user == service, program.name
+        assert program.environment["PYTHONPYCACHEPREFIX"].endswith(f"/pycache/{service}")
+    configs = [s.action for s in steps if isinstance(s.action, WriteFile)
+               and ctx.etc(service) in s.action.path.parents]
+    assert configs, service
+    for action in configs:  # secrets inside: root's, readable by the service's group only
+        assert (action.owner, action.mode) == (f"root:{service}", 0o640), action.path
+
+
+@pytest.mark.parametrize("service", OPENSTACK)
+def test_migrations_and_checks_run_as_the_service_user(ctx: ServiceContext,
+                                                       service: str) -> None:
+    from onestack.services import registry
+
+    module = registry.by_name(service)
+    commands = [module.upgrade_check(ctx), *(argv for _, argv in module.expand(ctx)),
+                *(argv for _, argv in module.contract(ctx))]
+    for argv in commands:
+        assert argv[:5] == ("/usr/bin/setpriv", f"--reuid={service}", f"--regid={service}",
+                            "--init-groups", "--"), argv

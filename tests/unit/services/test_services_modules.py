@@ -97,7 +97,8 @@ def test_uwsgi_instance_per_color(ctx: ServiceContext) -> None:
     assert "procname-prefix = glance-green-\n" in green
     program = uwsgi.program(ctx, "glance", "green")
     assert program.name == "glance-api-green"
-    assert program.environment == {"OS_GLANCE_CONFIG_DIR": str(ctx.etc("glance"))}
+    assert program.environment["OS_GLANCE_CONFIG_DIR"] == str(ctx.etc("glance"))
+    assert program.user == "glance"
     assert program.command[-1] == str(uwsgi.ini_path(ctx, "glance", "green"))
     assert uwsgi.program(ctx, "glance").name == "glance-api"
 
