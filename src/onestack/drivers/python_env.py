@@ -79,14 +79,35 @@ def find_uv() -> str | None:
 
 
 def find_python(bundle: ReleaseBundle) -> str:
-    """An interpreter of the bundle's Python version (``3.11``)."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == bundle.python:
-        return sys.executable
-    found = shutil.which(f"python{bundle.python}")
-    if not found:
-        raise PrerequisiteError(f"release {bundle.version} needs Python {bundle.python}",
-                                f"install python{bundle.python} (Debian: python3)")
-    return found
+    """An interpreter of the bundle's Python version (``3.11``) that the services' own
+    users can run: the system's (``/usr/bin/python3.11``) before onestack's own, which
+    may live where only root can reach (a pyenv under /root)."""
+    version = bundle.python
+    candidates = [f"/usr/bin/python{version}", shutil.which(f"python{version}")]
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        candidates.append(sys.executable)
+    found = [c for c in candidates if c and Path(c).exists()]
+    usable = [c for c in found if usable_by_everyone(Path(c))]
+    if usable:
+        return usable[0]
+    if found:
+        raise PrerequisiteError(f"release {bundle.version} needs Python {version} that the "
+                                f"services' users can run; {found[0]} is reachable by root only",
+                                f"install python{version} (Debian: python3)")
+    raise PrerequisiteError(f"release {bundle.version} needs Python {version}",
+                            f"install python{version} (Debian: python3)")
+
+
+def usable_by_everyone(path: Path) -> bool:
+    """Whether any user may run this file: others may search every directory on its
+    resolved path and execute the file."""
+    real = path.resolve()
+    try:
+        if not real.stat().st_mode & 0o001:
+            return False
+        return all(d.stat().st_mode & 0o001 for d in real.parents)
+    except OSError:
+        return False
 
 
 def sha256_file(path: Path) -> str:
@@ -289,7 +310,8 @@ def venv_matches(bundle: ReleaseBundle, venv: Path) -> bool:
     marker = read_marker(venv)
     return bool(marker and marker.get("bundle") == bundle.version
                 and marker.get("lock_sha256") == bundle.lock_sha256
-                and (venv / "bin" / "python").exists())
+                and (venv / "bin" / "python").exists()
+                and usable_by_everyone(venv / "bin" / "python"))
 
 
 def release_dir_for(bundle: ReleaseBundle, venv: Path) -> Path:

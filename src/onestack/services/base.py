@@ -21,7 +21,6 @@ from onestack.model.paths import SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Site
 from onestack.steps.actions import (
-    EnsureDirs,
     EnsureSystemUser,
     StartProgram,
     UpdateSupervisor,
@@ -120,30 +119,18 @@ def step(ctx: ServiceContext, service: str, name: str, summary: str, action: obj
 SERVICE_USERS = frozenset({"keystone", "glance", "placement", "nova", "neutron"})
 
 
-def pycache(ctx: ServiceContext, service: str) -> Path:
-    """Where a service's Python caches its compiled modules: the release environment is
-    root's and read-only to the service (uv installs without compiling)."""
-    return ctx.paths.data / "pycache" / service
-
-
 def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[str, ...]:
     """A command (migration, status check) run as the service's own user, as its
-    programs run."""
+    programs run. (The release environment is compiled when installed, so nothing
+    needs writing there: it stays root's.)"""
     return ("/usr/bin/setpriv", f"--reuid={service}", f"--regid={service}", "--init-groups",
-            "--", "/usr/bin/env", f"PYTHONPYCACHEPREFIX={pycache(ctx, service)}", *argv)
-
-
-def service_environment(ctx: ServiceContext, service: str) -> dict[str, str]:
-    """What every program of an OpenStack service has in its environment."""
-    return {"PYTHONPYCACHEPREFIX": str(pycache(ctx, service))}
+            "--", *argv)
 
 
 def account_steps(ctx: ServiceContext, service: str) -> list[Step]:
-    """The service's system user and the directories only it writes."""
+    """The service's system user (and group), before anything is given to it."""
     return [step(ctx, service, "user", f"create system user {service}",
-                 EnsureSystemUser(service)),
-            step(ctx, service, "pycache", "create the compiled-module cache",
-                 EnsureDirs(((pycache(ctx, service), service, 0o750),)))]
+                 EnsureSystemUser(service))]
 
 
 def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],

@@ -18,7 +18,6 @@ from onestack.services.base import (
     as_service,
     config_steps,
     program_steps,
-    service_environment,
     step,
 )
 from onestack.steps.actions import EnsureDirs, RunOnce
@@ -73,12 +72,10 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
-    env = service_environment(ctx, name)
     return [uwsgi.program(ctx, name),
-            Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], env,
-                    user=name),
+            Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], user=name),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf],
-                    env, user=name)]
+                    user=name)]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:

@@ -22,7 +22,6 @@ from onestack.services.base import (
     as_service,
     config_steps,
     program_steps,
-    service_environment,
     step,
 )
 from onestack.steps.actions import CallOnce, CopyFile, EnsureDirs, RunOnce
@@ -72,11 +71,10 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
-    env = service_environment(ctx, name)
     return [uwsgi.program(ctx, name),
-            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], env, user=name),
-            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], env, user=name),
-            Program("nova-compute", [ctx.bin("nova-compute"), *conf], env, user=name,
+            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], user=name),
+            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], user=name),
+            Program("nova-compute", [ctx.bin("nova-compute"), *conf], user=name,
                     startsecs=5)]
 
 

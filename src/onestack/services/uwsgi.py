@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.drivers.supervisor import Program
-from onestack.services.base import ServiceContext, service_environment
+from onestack.services.base import ServiceContext
 
 
 def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None,
@@ -49,8 +49,7 @@ def program(ctx: ServiceContext, service: str, color: str | None = None) -> Prog
     ``os.environ`` would never see it.
     """
     color = color or ctx.color(service)
-    env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service)),
-           **service_environment(ctx, service)}
+    env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
     return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
                    [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))],
                    environment=env, user=service, stopsignal="TERM", startsecs=1)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,31 @@ def test_built_wheels_are_trusted_only_through_a_locked_sdist(tmp_path: Path) ->
     sdist.write_bytes(b"another source archive")
     with pytest.raises(PackageInstallError, match="not in the lock"):
         python_env.offline_requirements(bundle, house)
+
+
+def test_an_interpreter_under_a_private_directory_is_not_usable_by_services() -> None:
+    """A pyenv under /root (0700): the services' users could not start the release."""
+    import shutil
+    import tempfile
+
+    from onestack.drivers.python_env import usable_by_everyone
+
+    tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp is private to root
+    try:
+        _check_usable(tmp_path, usable_by_everyone)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _check_usable(tmp_path: Path, usable_by_everyone: Any) -> None:
+    private = tmp_path / "root"
+    private.mkdir(mode=0o700)
+    python = private / "python3.11"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    tmp_path.chmod(0o755)
+    assert not usable_by_everyone(python)
+    private.chmod(0o711)
+    assert usable_by_everyone(python)
+    python.chmod(0o750)
+    assert not usable_by_everyone(python)

@@ -115,7 +115,6 @@ def test_openstack_services_run_as_their_own_user(ctx: ServiceContext, service: 
     assert ids.index(f"{service}/user") < min(i for i, s in enumerate(ids) if "config:" in s)
     for program in module.programs(ctx):
         assert program.user == service, program.name
-        assert program.environment["PYTHONPYCACHEPREFIX"].endswith(f"/pycache/{service}")
     configs = [s.action for s in steps if isinstance(s.action, WriteFile)
                and ctx.etc(service) in s.action.path.parents]
     assert configs, service
