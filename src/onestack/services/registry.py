@@ -23,9 +23,15 @@ OPENSTACK: tuple[ModuleType, ...] = (keystone, placement, glance, neutron, nova)
 ALL: tuple[ModuleType, ...] = INFRASTRUCTURE + OPENSTACK
 
 
+# The interpreter of the release environments: the system's, which the services' users
+# may run (onestack's own may sit under /root; drivers.python_env.find_python).
+RELEASE_PYTHON = ("python3",)
+
+
 def system_packages() -> tuple[str, ...]:
     """Debian packages of the infrastructure."""
-    return WRAPPER_PACKAGES + tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES)
+    return (WRAPPER_PACKAGES + RELEASE_PYTHON
+            + tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES))
 
 
 def by_name(name: str) -> ModuleType:

@@ -70,7 +70,7 @@ def test_packages_come_first(steps: list[Step]) -> None:
     assert steps[0].id == "host/packages"
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
         "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
-        "tini", "util-linux"}
+        "tini", "util-linux", "python3"}
 
 
 def test_infrastructure_before_keystone(steps: list[Step]) -> None:
