@@ -34,6 +34,9 @@ def _conf(ctx: ServiceContext) -> str:
         "database": {"connection": mariadb.url(ctx, "keystone"), "max_retries": "-1"},
         "token": {"provider": "fernet", "expiration": "14400"},
         "fernet_tokens": {"key_repository": str(data / "fernet-keys")},
+        # Receipts (multi-factor auth) are signed with the token keys, as upstream's
+        # defaults intend; left unset, keystone looks in /etc/keystone, outside the site.
+        "fernet_receipts": {"key_repository": str(data / "fernet-keys")},
         "credential": {"key_repository": str(data / "credential-keys")},
         "cache": oslo.cache(ctx),
         "oslo_messaging_notifications": {"driver": "noop"},

@@ -133,3 +133,13 @@ def test_migrations_and_checks_run_as_the_service_user(ctx: ServiceContext,
     for argv in commands:
         assert argv[:5] == ("/usr/bin/setpriv", f"--reuid={service}", f"--regid={service}",
                             "--init-groups", "--"), argv
+
+
+def test_keystone_keeps_every_key_inside_the_site(ctx: ServiceContext) -> None:
+    from onestack.services import keystone
+
+    conf = next(c for p, c in keystone.config(ctx).items() if p.name == "keystone.conf")
+    repos = [line.split(" = ", 1)[1] for line in conf.splitlines()
+             if line.startswith("key_repository = ")]
+    assert len(repos) == 3  # fernet_tokens, fernet_receipts, credential
+    assert all(r.startswith(str(ctx.paths.data)) for r in repos), repos
