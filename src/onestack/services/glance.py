@@ -14,6 +14,7 @@ from onestack.services.base import (
     api_catalog_entry,
     api_probes,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -21,6 +22,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "glance"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "glance"
 API_MODULE = "glance.wsgi.api:application"
 

@@ -14,6 +14,7 @@ from onestack.services.base import (
     ServiceContext,
     api_probes,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -21,6 +22,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "keystone"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "keystone"
 API_MODULE = "keystone.wsgi.api:application"
 

@@ -15,6 +15,7 @@ from onestack.services.base import (
     api_catalog_entry,
     api_probes,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -22,6 +23,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "neutron"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "neutron"
 API_MODULE = "neutron.wsgi.api:application"
 

@@ -14,6 +14,7 @@ from onestack.services.base import (
     api_catalog_entry,
     api_probes,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -21,6 +22,7 @@ from onestack.steps.actions import RunOnce
 
 name = "placement"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "openstack-placement"
 API_MODULE = "placement.wsgi.api:application"
 

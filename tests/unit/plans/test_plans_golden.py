@@ -14,8 +14,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from onestack.core.step import Step
 from onestack.model.loader import parse_site
 from onestack.model.paths import SitePaths
@@ -57,7 +55,8 @@ def golden_context(site: Site, series: str = "2026.1") -> ServiceContext:
 def plan_data(steps: list[Step]) -> list[dict[str, str]]:
     """What ``plan --json`` shows of each step (no facts), plus its fingerprint."""
     return [{"id": s.id, "host": s.host, "service": s.service, "kind": s.action.kind,
-             "summary": s.summary, "fingerprint": s.fingerprint()} for s in steps]
+             "summary": s.summary, "fanout": s.fanout, "fingerprint": s.fingerprint()}
+            for s in steps]
 
 
 def _check(name: str, steps: list[Step]) -> None:
@@ -74,8 +73,7 @@ def test_all_in_one_plan_is_pinned() -> None:
     _check("all-in-one", deploy_steps(golden_context(default_lab_site())))
 
 
-@pytest.mark.skipif(not (GOLDEN / "three-hosts.json").exists() and
-                    not os.environ.get("ONESTACK_REGEN_GOLDEN"), reason="not yet pinned")
 def test_three_host_plan_is_pinned() -> None:
+    """One controller and two computes: per-host ids, hosts and fan-outs."""
     site = parse_site(THREE_HOSTS, "three.yaml")
     _check("three-hosts", deploy_steps(golden_context(site)))
