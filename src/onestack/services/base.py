@@ -34,6 +34,12 @@ class ServiceContext:
     venv: Path
     ports: Ports
     colors: Mapping[str, str] = field(default_factory=dict)
+    # The site's first controller, found once: every step asks for it (a 500-host
+    # site otherwise searched its host list once per step).
+    controller: Host = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "controller", self.site.controller)
 
     def color(self, service: str) -> str:
         """Which instance of an API (blue or green) is the live one."""
@@ -45,11 +51,11 @@ class ServiceContext:
 
     @property
     def host(self) -> str:
-        return self.site.controller.name
+        return self.controller.name
 
     @property
     def address(self) -> str:
-        return str(self.site.controller.address)
+        return str(self.controller.address)
 
     def etc(self, service: str) -> Path:
         """Configuration of an OpenStack service for this context's release."""
@@ -175,7 +181,7 @@ def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
                  mode: int = 0o640, owner: str | None = None, *, on: Host | None = None,
                  fanout: str = "") -> list[Step]:
     """One WriteFile step per configuration file (on the controller unless ``on``)."""
-    host = on or ctx.site.controller
+    host = on or ctx.controller
     return [host_step(ctx, host, service, f"config:{path.name}", f"write {path}",
                       WriteFile(path, content, mode=mode, owner=owner), fanout=fanout)
             for path, content in files.items()]
@@ -190,7 +196,7 @@ def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
 
     A program restarts when its definition or any of the service's config changes.
     """
-    paths, host = ctx.paths, on or ctx.site.controller
+    paths, host = ctx.paths, on or ctx.controller
     rendered = {p.name: render_program(p, paths.log) for p in programs}
     steps = [host_step(ctx, host, service, f"program:{name}", f"define program {name}",
                        WriteFile(paths.site / "supervisor" / f"{name}.conf", text),

@@ -12,7 +12,7 @@ from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, Site
+from onestack.model.site import Host, Role, Site
 from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
@@ -45,7 +45,7 @@ def remote_computes(ctx: ServiceContext) -> list[Host]:
 
 
 def _is_compute(ctx: ServiceContext, host: Host) -> bool:
-    return any(h.name == host.name for h in ctx.site.computes)
+    return Role.COMPUTE in host.roles
 
 
 def _conf(ctx: ServiceContext) -> str:
@@ -117,7 +117,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
     control = [uwsgi.program(ctx, name),
                Program("nova-conductor", [ctx.bin("nova-conductor"), *conf]),
                Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf])]
-    return control + ([_compute_program(ctx)] if _is_compute(ctx, ctx.site.controller)
+    return control + ([_compute_program(ctx)] if _is_compute(ctx, ctx.controller)
                       else [])
 
 
@@ -317,7 +317,7 @@ def compute_steps(ctx: ServiceContext, host: Host) -> list[Step]:
 def steps(ctx: ServiceContext) -> list[Step]:
     """The control plane on the controller, then nova-compute on every other compute
     host (all at once), then each of those mapped into the cell."""
-    controller = ctx.site.controller
+    controller = ctx.controller
     control = [
         step(ctx, name, "dirs", "create state directories", _state_dirs(ctx)),
         *configure(ctx),
