@@ -206,3 +206,12 @@ def test_preflight_names_the_host_before_anything_changes(
     with pytest.raises(HostUnreachableError, match="cannot reach host cmp2"):
         operations.preflight(operations.host_contexts(handle, SilentProgress()))
     assert not (tmp_path / "sites").exists()  # nothing written
+
+
+def test_preflight_names_a_host_whose_key_file_is_missing(tmp_path: Path) -> None:
+    from ipaddress import IPv4Address
+
+    handle = _handle(tmp_path, [Host(name="ctl"), Host(
+        name="cmp1", address=IPv4Address("198.18.20.12"), connection=ConnectionKind.SSH)])
+    with pytest.raises(OnestackError, match=r"host cmp1: no private key .*id_ed25519"):
+        operations.preflight(operations.host_contexts(handle, SilentProgress()))
