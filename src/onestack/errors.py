@@ -126,6 +126,20 @@ class StepFailed(OnestackError):
 
 
 @dataclass
+class HostStepsFailed(OnestackError):
+    """Steps failed on some hosts of a fan-out; the other hosts finished theirs."""
+
+    hosts: list[str]
+    causes: str
+
+    def __post_init__(self) -> None:
+        self.hint = "fix the cause and run the same command again: it resumes"
+
+    def __str__(self) -> str:
+        return f"steps failed on {', '.join(self.hosts)}: {self.causes}"
+
+
+@dataclass
 class SiteLockedError(OnestackError):
     """Another onestack operation holds the site lock."""
 

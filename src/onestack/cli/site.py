@@ -62,8 +62,7 @@ def up(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
 def plan(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
     """Show every step `up` would take on this host, changing nothing."""
     handle = _handle(obj, site_file, must_exist=False)
-    hctx = operations.host_context(handle, SilentProgress())
-    result = operations.plan_up(handle, hctx, generate_secrets=False)
+    result = operations.plan_site(handle, SilentProgress())
     if as_json:
         emit_json(result.to_dict())
         return
@@ -76,8 +75,9 @@ def _render_plan(result: Plan) -> None:
         return
     changes = result.changes
     click.echo(f"{len(changes)} of {len(result.steps)} steps to apply:")
+    width = max(len(s.host) for s in changes)
     for index, step in enumerate(changes, start=1):
-        click.echo(f"  {index:>3}. {step.service:<10} {step.summary}")
+        click.echo(f"  {index:>3}. {step.host:<{width}} {step.service:<10} {step.summary}")
 
 
 @click.command()

@@ -44,13 +44,19 @@ class Action(Protocol):
 
 @dataclass(frozen=True)
 class Step:
-    """One named, journaled unit of work on one host."""
+    """One named, journaled unit of work on one host.
+
+    ``fanout``: consecutive steps with the same non-empty fan-out are independent
+    across hosts: the runner runs each host's share of them in order, all hosts at
+    once. A step without one waits for everything before it (and is waited for).
+    """
 
     id: str
     summary: str
     service: str
     host: str
     action: Action = field(compare=False)
+    fanout: str = ""
 
     def fingerprint(self) -> str:
         return digest(f"{self.id}|{self.action.kind}|{self.action.fingerprint()}")
@@ -84,7 +90,7 @@ class Plan:
             "steps": [
                 {"id": p.step.id, "service": p.step.service, "host": p.step.host,
                  "summary": p.step.summary, "kind": p.step.action.kind,
-                 "needed": p.needed}
+                 "fanout": p.step.fanout, "needed": p.needed}
                 for p in self.steps
             ],
         }
@@ -105,6 +111,18 @@ def make_plan(operation: str, steps: list[Step], facts: Mapping[str, Any],
         recorded_ok = recorded if recorded == step.fingerprint() else None
         planned.append(PlannedStep(step, step.action.needed(facts.get(step.id), recorded_ok)))
     return Plan(operation, tuple(planned))
+
+
+def batches(steps: list[Step]) -> list[list[Step]]:
+    """Plan order cut where steps must wait: a run of steps sharing one fan-out is one
+    batch (independent across hosts); every other step is a batch of its own."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if out and step.fanout and out[-1][-1].fanout == step.fanout:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 def _check_unique(steps: list[Step]) -> None:

@@ -130,6 +130,7 @@ class SshHost:
         """Open the SSH session and check the host can run onestack (python3, root)."""
         if self._host is not None and self._host.connected:
             return
+        self._check_files()
         inventory = Inventory(  # type: ignore[no-untyped-call]  # pyinfra's untyped API
             ([(self.name, self.target.pyinfra_data())], {}))
         config = Config(CONNECT_TIMEOUT=self.target.connect_timeout)  # type: ignore[no-untyped-call]
@@ -142,6 +143,15 @@ class SshHost:
             raise self._connect_error(exc) from None
         self._host = host
         self._check_host()
+
+    def _check_files(self) -> None:
+        """The key and known_hosts files are onestack's own: missing, they are a
+        setup problem of this host entry, not a pyinfra error."""
+        for what, path in (("private key", self.target.key_file),
+                           ("known_hosts file", self.target.known_hosts)):
+            if not path.is_file():
+                raise HostPrerequisiteError(self.name, f"no {what} {path} (set it in the "
+                                                       f"site file, or create the site's)")
 
     def close(self) -> None:
         if self._host is not None and self._host.connected:

@@ -8,31 +8,91 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from onestack.core.host import HostConnection
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
+from onestack.drivers.ssh_host import SshHost, open_host
 from onestack.drivers.supervisor import Supervisor
 from onestack.engine.lock import site_lock
-from onestack.engine.runner import apply_plan
+from onestack.engine.runner import apply_plan, context_of, per_host
 from onestack.errors import PortInUseError, PrerequisiteError
 from onestack.model.loader import dump_site
 from onestack.model.ports import API_PORTS, Ports
+from onestack.model.site import Host
 from onestack.plans.deploy import deploy_steps
 from onestack.state.site import SiteHandle, series_of, service_context
 from onestack.steps.context import HostContext
 
 
 def host_context(handle: SiteHandle, progress: Progress) -> HostContext:
+    """The controller's context (operations that act on the controller alone)."""
     return HostContext(LocalHost(handle.site.controller.name), handle.paths,
                        handle.supervisor(), progress)
 
 
-def gather_facts(steps: list[Step], hctx: HostContext) -> dict[str, Any]:
-    """Read-only probes of every step's present state."""
-    return {s.id: s.action.probe(hctx) for s in steps}
+def connection(handle: SiteHandle, host: Host) -> HostConnection:
+    """How onestack reaches one host of the site: LocalHost, or SSH with the host's
+    user, port and key (default: the site's) and the site's known_hosts."""
+    if host.is_local:
+        return LocalHost(host.name)
+    site, paths = handle.site, handle.paths
+    return open_host(host.name, str(host.address), via="ssh", port=host.ssh_port,
+                     user=host.ssh_user,
+                     key_file=Path(host.ssh_key) if host.ssh_key else paths.ssh_key,
+                     known_hosts=Path(site.known_hosts) if site.known_hosts
+                     else paths.known_hosts)
+
+
+def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
+    """A context per host of the site, by name (SSH hosts connect on first use)."""
+    supervisor = handle.supervisor()
+    return {h.name: HostContext(connection(handle, h), handle.paths, supervisor, progress)
+            for h in handle.site.hosts}
+
+
+def preflight(contexts: Mapping[str, HostContext]) -> None:
+    """Before anything changes: every SSH host reachable, its host key known and
+    unchanged, onestack's key accepted, python3 there and root (all hosts at once).
+    Raises the first HostError in site order; the others go to progress."""
+    remote = {name: c for name, c in contexts.items() if isinstance(c.host, SshHost)}
+    outcomes = per_host({name: c.host.connect for name, c in remote.items()})  # type: ignore[attr-defined]
+    errors = [(name, o) for name, o in outcomes.items() if isinstance(o, BaseException)]
+    for name, error in errors[1:]:
+        remote[name].progress.message(f"also: {error}")
+    if errors:
+        raise errors[0][1]
+
+
+def close_all(contexts: Mapping[str, HostContext]) -> None:
+    for c in contexts.values():
+        if isinstance(c.host, SshHost):
+            c.host.close()
+
+
+def gather_facts(steps: list[Step], ctx: HostContext | Mapping[str, HostContext]
+                 ) -> dict[str, Any]:
+    """Read-only probes of every step's present state, each through its own host
+    (every host at once)."""
+    by_host: dict[str, list[Step]] = {}
+    for s in steps:
+        by_host.setdefault(s.host, []).append(s)
+
+    def probe(share: list[Step]) -> dict[str, Any]:
+        return {s.id: s.action.probe(context_of(ctx, s)) for s in share}
+
+    facts: dict[str, Any] = {}
+    for outcome in per_host({h: partial(probe, share) for h, share in by_host.items()}
+                            ).values():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        facts.update(outcome)
+    return facts
 
 
 def default_wheelhouse(handle: SiteHandle, series: str) -> Path | None:
@@ -40,16 +100,27 @@ def default_wheelhouse(handle: SiteHandle, series: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def plan_up(handle: SiteHandle, hctx: HostContext, generate_secrets: bool = True) -> Plan:
-    """What ``up`` would do on this host now."""
+def plan_up(handle: SiteHandle, contexts: Mapping[str, HostContext],
+            generate_secrets: bool = True) -> Plan:
+    """What ``up`` would do on the site's hosts now (``contexts``: by host name)."""
     series = series_of(handle)
     ctx = service_context(handle, series, generate=generate_secrets)
     steps = deploy_steps(ctx, default_wheelhouse(handle, series))
     journal = handle.journal() if handle.paths.state_db.exists() else None
-    done = journal.completed() if journal else {}
+    done = journal.done_for(steps) if journal else {}
     if journal:
         journal.close()
-    return make_plan("up", steps, gather_facts(steps, hctx), done)
+    return make_plan("up", steps, gather_facts(steps, contexts), done)
+
+
+def plan_site(handle: SiteHandle, progress: Progress) -> Plan:
+    """``onestack plan``: reach every host (pre-flight), probe, plan; change nothing."""
+    contexts = host_contexts(handle, progress)
+    try:
+        preflight(contexts)
+        return plan_up(handle, contexts, generate_secrets=False)
+    finally:
+        close_all(contexts)
 
 
 def check_prerequisites() -> None:
@@ -91,18 +162,22 @@ def up(handle: SiteHandle, progress: Progress) -> Plan:
     """Bring the site to its declared state. Idempotent; resumes after interruption."""
     check_prerequisites()
     with site_lock(handle.paths.site, handle.site.name, "up"):
-        hctx = host_context(handle, progress)
-        plan = plan_up(handle, hctx)
-        if plan.is_empty:
-            return plan
-        check_ports(handle, hctx)
-        _record_site(handle)
-        journal = handle.journal()
+        contexts = host_contexts(handle, progress)
         try:
-            apply_plan(plan, hctx, journal, progress)
-            journal.set_fact("release", series_of(handle))
+            preflight(contexts)
+            plan = plan_up(handle, contexts)
+            if plan.is_empty:
+                return plan
+            check_ports(handle, contexts[handle.site.controller.name])
+            _record_site(handle)
+            journal = handle.journal()
+            try:
+                apply_plan(plan, contexts, journal, progress)
+                journal.set_fact("release", series_of(handle))
+            finally:
+                journal.close()
         finally:
-            journal.close()
+            close_all(contexts)
         return plan
 
 

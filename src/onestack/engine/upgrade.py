@@ -16,7 +16,7 @@ from typing import Any
 
 from onestack.catalog.releases import check_upgrade, load_bundle
 from onestack.core.progress import Progress
-from onestack.core.step import Plan, make_plan
+from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers import mysql
 from onestack.engine.lock import site_lock
 from onestack.engine.operations import (
@@ -208,16 +208,16 @@ def _upgrade_plan(handle: SiteHandle, state: dict[str, Any], hctx: HostContext,
     smoke, on_commit = _hooks(handle, state)
     steps = upgrade_steps(old, new, _backup_dir(handle, state["backup"]),
                           default_wheelhouse(handle, state["to"]), smoke, on_commit)
-    return make_plan("upgrade", steps, gather_facts(steps, hctx), _completed(handle))
+    return make_plan("upgrade", steps, gather_facts(steps, hctx), _completed(handle, steps))
 
 
-def _completed(handle: SiteHandle) -> dict[str, str]:
+def _completed(handle: SiteHandle, steps: list[Step]) -> dict[str, str]:
     """Completed steps from the journal, without creating one where there is none."""
     if not handle.paths.state_db.exists():
         return {}
     journal = handle.journal()
     try:
-        return journal.completed()
+        return journal.done_for(steps)
     finally:
         journal.close()
 
@@ -320,7 +320,7 @@ def _finish(handle: SiteHandle, state: dict[str, Any], hctx: HostContext) -> dic
         journal.set_fact("release", state["to"])
         journal.set_fact("api_colors", state["new_colors"])
         for step in deploy_steps(new, default_wheelhouse(handle, state["to"])):
-            journal.record_completed(step.id, step.fingerprint())
+            journal.record_completed(step.id, step.fingerprint(), step.host)
         done = {**state, "status": "done", "finished": time.time()}
         journal.set_fact("upgrade", done)
     finally:
@@ -353,7 +353,8 @@ def _rollback(handle: SiteHandle, state: dict[str, Any], progress: Progress) -> 
     hctx = host_context(handle, progress)
     journal = handle.journal()
     try:
-        plan = make_plan("rollback", steps, gather_facts(steps, hctx), journal.completed())
+        plan = make_plan("rollback", steps, gather_facts(steps, hctx),
+                         journal.done_for(steps))
         try:
             apply_plan(plan, hctx, journal, progress)
         except OnestackError:
@@ -472,7 +473,7 @@ def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str,
             restored = service_context(handle, backup["from"], colors=colors)
             for step in deploy_steps(restored, None):
                 if step.action.kind in ("command", "call"):
-                    journal.record_completed(step.id, step.fingerprint())
+                    journal.record_completed(step.id, step.fingerprint(), step.host)
             state = _state(handle) or {}
             journal.set_fact("upgrade", {**state, "status": "restored",
                                          "restored_backup": backup_id})

@@ -55,8 +55,8 @@ def _versions(ctx: ServiceContext) -> dict[str, str]:
     for module in registry.INFRASTRUCTURE:
         versions[module.name] = apt.version(host, module.PACKAGES[0]) or "not installed"
     venv = installed_versions(ctx.venv) if ctx.venv.exists() else {}
-    for module in registry.OPENSTACK:
-        versions[module.name] = venv.get(module.PACKAGE, "not installed")
+    for service in registry.OPENSTACK:
+        versions[service.name] = venv.get(service.PACKAGE, "not installed")
     return versions
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from onestack.errors import SiteFileError
+from onestack.errors import SiteFileError, shown
 from onestack.model.site import Site
 
 MAX_BYTES = 1024 * 1024  # a site file with 10,000 nodes fits; /dev/zero does not
@@ -220,8 +220,8 @@ def parse_site(text: str, path: str, releases: Collection[str] | None = None) ->
     doc = load_document(text, path)
     if not isinstance(doc.root, dict):
         raise SiteFileError(path, 1, "(top)", "expected a mapping of site settings")
-    for section in ("hosts", "nodes"):
-        _reject_duplicate_names(doc, section)
+    for section, key in (("hosts", "name"), ("hosts", "address"), ("nodes", "name")):
+        _reject_duplicates(doc, section, key)
     try:
         site = Site.model_validate(doc.root)
     except ValidationError as exc:
@@ -234,23 +234,24 @@ def parse_site(text: str, path: str, releases: Collection[str] | None = None) ->
     return site
 
 
-def _reject_duplicate_names(doc: _Document, section: str) -> None:
-    """Two hosts (or nodes) with one name, named on the second one's line, in linear
-    time: a power action or a step by name would otherwise hit both machines."""
+def _reject_duplicates(doc: _Document, section: str, key: str) -> None:
+    """Two hosts (or nodes) with one name, or two hosts with one address, named on the
+    second one's line, in linear time: a power action or a step by name would
+    otherwise hit both machines, and two hosts on one address are one machine."""
     items = doc.root.get(section)
     if not isinstance(items, list):
         return
     first: dict[str, int] = {}
     for index, item in enumerate(items):
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str):
+        value = item.get(key) if isinstance(item, dict) else None
+        if not isinstance(value, str):
             continue
-        if name in first:
-            loc = (section, index, "name")
+        if value in first:
+            loc = (section, index, key)
             raise doc.fail(_line_of(doc.lines, loc), loc,
-                           f"duplicate {section[:-1]} name {name!r} (already "
-                           f"{section}.{first[name]}.name)")
-        first[name] = index
+                           f"duplicate {section[:-1]} {key} {shown(value)!r} (already "
+                           f"{section}.{first[value]}.{key})")
+        first[value] = index
 
 
 def dump_site(site: Site) -> str:

@@ -48,6 +48,16 @@ class SitePaths:
         return self.site / "secrets"
 
     @property
+    def ssh_key(self) -> Path:
+        """The site's own private key for its SSH hosts (a host's ``ssh_key`` overrides)."""
+        return self.site / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Host keys of the site's SSH hosts (the site's ``known_hosts`` overrides)."""
+        return self.site / "known_hosts"
+
+    @property
     def state_db(self) -> Path:
         return self.site / "state.db"
 

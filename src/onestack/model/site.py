@@ -18,6 +18,9 @@ SITE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 HOST_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SERIES_PATTERN = r"^[0-9]{4}\.[0-9]$"
+USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+# The characters --home allows (docs/security.md): the path reaches argvs and files.
+FILE_PATH_PATTERN = r"^/[A-Za-z0-9._+@/-]{0,199}$"
 MAX_HOSTS = 1000
 _T = TypeVar("_T")
 
@@ -25,6 +28,8 @@ SiteName = Annotated[str, StringConstraints(max_length=32, pattern=SITE_NAME_PAT
 HostName = Annotated[str, StringConstraints(max_length=63, pattern=HOST_NAME_PATTERN)]
 Label = Annotated[str, StringConstraints(max_length=64, pattern=LABEL_PATTERN)]
 Series = Annotated[str, StringConstraints(max_length=6, pattern=SERIES_PATTERN)]
+UserName = Annotated[str, StringConstraints(max_length=32, pattern=USER_PATTERN)]
+FilePath = Annotated[str, StringConstraints(max_length=200, pattern=FILE_PATH_PATTERN)]
 
 
 class Role(StrEnum):
@@ -37,6 +42,8 @@ class Role(StrEnum):
 
 
 class ConnectionKind(StrEnum):
+    """How onestack reaches a host: it runs there (local), or over SSH."""
+
     LOCAL = "local"
     SSH = "ssh"
 
@@ -54,6 +61,15 @@ class Host(Strict):
     roles: list[Role] = Field(default_factory=lambda: [Role.CONTROLLER, Role.COMPUTE,
                                                        Role.NETWORK], max_length=len(Role))
     failure_domain: Label | None = None
+    # How to reach an ``ssh`` host (ignored for ``local``). ``ssh_key`` defaults to
+    # the site's own key (``SitePaths.ssh_key``).
+    ssh_user: UserName = "root"
+    ssh_port: int = Field(default=22, ge=1, le=65535, strict=True)
+    ssh_key: FilePath | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == ConnectionKind.LOCAL
 
 
 class Site(Strict):
@@ -68,16 +84,20 @@ class Site(Strict):
     # strict: YAML's `true` is not the offset 1, nor is 1.5 the offset 1.
     port_offset: int = Field(default=0, ge=0, le=MAX_PORT_OFFSET, strict=True,
                              description="Added to every listening port (to run beside others)")
+    # Host keys of the site's SSH hosts (default ``SitePaths.known_hosts``).
+    known_hosts: FilePath | None = None
 
     @field_validator("hosts")
     @classmethod
-    def _unique_host_names(cls, hosts: list[Host]) -> list[Host]:
-        return _unique("host", [h.name for h in hosts], hosts)
+    def _unique_hosts(cls, hosts: list[Host]) -> list[Host]:
+        _unique("host", "names", [h.name for h in hosts], hosts)
+        # Two hosts on one address would be one machine doing both hosts' steps.
+        return _unique("host", "addresses", [str(h.address) for h in hosts], hosts)
 
     @field_validator("nodes")
     @classmethod
     def _unique_node_names(cls, nodes: list[Node]) -> list[Node]:
-        return _unique("node", [n.name for n in nodes], nodes)
+        return _unique("node", "names", [n.name for n in nodes], nodes)
 
     def hosts_with(self, role: Role) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
@@ -88,13 +108,26 @@ class Site(Strict):
         controllers = self.hosts_with(Role.CONTROLLER)
         return controllers[0] if controllers else self.hosts[0]
 
+    @property
+    def computes(self) -> list[Host]:
+        """The hosts that run nova-compute."""
+        return self.hosts_with(Role.COMPUTE)
 
-def _unique(what: str, names: list[str], items: list[_T]) -> list[_T]:
-    """Refuse repeated names, in linear time (a site file may list many hosts)."""
+    def host(self, name: str) -> Host:
+        """The host of that name (KeyError if the site has none)."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+def _unique(what: str, field: str, names: list[str], items: list[_T]) -> list[_T]:
+    """Refuse repeated names (or addresses), in linear time (a site file may list many
+    hosts)."""
     dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
         shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
-        raise ValueError(f"duplicate {what} names: {shown}")
+        raise ValueError(f"duplicate {what} {field}: {shown}")
     return items
 
 

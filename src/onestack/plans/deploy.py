@@ -9,9 +9,10 @@ import yaml
 from onestack.core.digest import digest
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.supervisor import render_supervisord_conf
+from onestack.drivers.supervisor import WRAPPER_PACKAGES, render_supervisord_conf
+from onestack.model.site import Host
 from onestack.services import oslo, registry
-from onestack.services.base import ServiceContext, step
+from onestack.services.base import ServiceContext, host_step, step
 from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
@@ -63,26 +64,45 @@ def clouds_yaml(ctx: ServiceContext) -> str:
     return yaml.safe_dump({"clouds": {CLOUD_NAME: cloud}}, sort_keys=False)
 
 
-def _base_steps(ctx: ServiceContext, wheelhouse: Path | None) -> list[Step]:
+HOST_FANOUT = "host"  # every host's base steps at once
+
+
+def deployed_hosts(ctx: ServiceContext) -> list[Host]:
+    """The hosts some service runs on: the controller first, then in site order."""
+    wanted = {h.name for module in registry.ALL for h in module.hosts(ctx.site)}
+    return [ctx.site.controller, *(h for h in ctx.site.hosts
+                                   if h.name in wanted and h.name != ctx.host)]
+
+
+def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> list[Step]:
+    """Packages, directories, the release and supervisord on one host (``host/...``
+    on the controller, ``host/<name>/...`` elsewhere); only the controller runs the
+    infrastructure, the others need the program wrappers."""
     p = ctx.paths
     programs_dir = p.site / "supervisor"
+    packages = registry.system_packages() if host.name == ctx.host else WRAPPER_PACKAGES
+    what = "infrastructure" if host.name == ctx.host else "program wrapper"
+
+    def on(name: str, summary: str, action: object) -> Step:
+        return host_step(ctx, host, "host", name, summary, action, fanout=HOST_FANOUT)
+
     return [
-        step(ctx, "host", "packages", "install infrastructure packages (Debian)",
-             InstallPackages(registry.system_packages())),
-        step(ctx, "host", "dirs", f"create site directories under {p.site}",
-             EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
-                         (p.run, None, 0o755), (programs_dir, None, 0o755)))),
-        step(ctx, "host", "release-env", f"install release {ctx.series} into {ctx.venv}",
-             CreateReleaseEnv(ctx.series, ctx.venv, wheelhouse)),
-        step(ctx, "host", "supervisord-conf", "write supervisord configuration",
-             WriteFile(p.run / "supervisord.conf",
-                       render_supervisord_conf(p.run, p.log, programs_dir))),
+        on("packages", f"install {what} packages (Debian)", InstallPackages(packages)),
+        on("dirs", f"create site directories under {p.site}",
+           EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
+                       (p.run, None, 0o755), (programs_dir, None, 0o755)))),
+        on("release-env", f"install release {ctx.series} into {ctx.venv}",
+           CreateReleaseEnv(ctx.series, ctx.venv, wheelhouse)),
+        on("supervisord-conf", "write supervisord configuration",
+           WriteFile(p.run / "supervisord.conf",
+                     render_supervisord_conf(p.run, p.log, programs_dir))),
     ]
 
 
 def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None) -> list[Step]:
-    """Every step of an all-in-one deploy, in order."""
-    steps = _base_steps(ctx, wheelhouse)
+    """Every step of a deploy, in order: each host's base (all hosts at once), every
+    service on its hosts (``ServiceModule.hosts``), then the clients' clouds.yaml."""
+    steps = [s for host in deployed_hosts(ctx) for s in _base_steps(ctx, host, wheelhouse)]
     for module in registry.ALL:
         steps.extend(module.steps(ctx))
         if module.name == "keystone":

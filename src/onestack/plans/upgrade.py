@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 from onestack.core.digest import digest
 from onestack.core.step import Step
@@ -27,7 +26,7 @@ from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.errors import ServiceStartError
 from onestack.services import haproxy, mariadb, registry
-from onestack.services.base import ServiceContext, api_probes
+from onestack.services.base import OpenStackService, ServiceContext, api_probes
 from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
@@ -134,11 +133,11 @@ def _restart(prefix: str, phase: str, name: str, dst: ServiceContext, prog: Prog
                  RunWithDefinition(prog.name, " ".join(supervised_command(prog))))
 
 
-def _checks(module: ModuleType, ctx: ServiceContext) -> dict[str, Probe]:
+def _checks(module: OpenStackService, ctx: ServiceContext) -> dict[str, Probe]:
     return {c.name: c.probe for c in module.checks(ctx)}
 
 
-def _settle(prefix: str, phase: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
+def _settle(prefix: str, phase: str, module: OpenStackService, dst: ServiceContext) -> list[Step]:
     """Restart the ``SETTLE`` programs once more, now that all of the service moved."""
     checks = _checks(module, dst)
     return [_step(prefix, phase, module.name, f"settle:{prog}",
@@ -147,7 +146,7 @@ def _settle(prefix: str, phase: str, module: ModuleType, dst: ServiceContext) ->
             for prog in getattr(module, "SETTLE", ())]
 
 
-def _roll_service(prefix: str, module: ModuleType, old: ServiceContext,
+def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
                   new: ServiceContext) -> list[Step]:
     """Move one service to ``new`` in its roll order (``roll_order``, default: API
     first), then restart its ``SETTLE`` programs once: a process started while its
@@ -163,7 +162,7 @@ def _roll_service(prefix: str, module: ModuleType, old: ServiceContext,
     return steps + _settle(prefix, "roll", module, new)
 
 
-def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
+def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceContext,
                        older: ServiceContext, settle: bool) -> list[Step]:
     """Move one service back to ``older``: its API first, then the rest.
 
@@ -214,7 +213,7 @@ def _roll_back_service(prefix: str, module: ModuleType, newer: ServiceContext,
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])
 
 
-def _ready_steps(prefix: str, module: ModuleType, dst: ServiceContext) -> list[Step]:
+def _ready_steps(prefix: str, module: OpenStackService, dst: ServiceContext) -> list[Step]:
     """Wait until the service's settle programs that have a check report healthy."""
     checks = _checks(module, dst)
     return [_step(prefix, "rollback", module.name, f"ready:{prog}",
@@ -248,7 +247,7 @@ def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
     return restart
 
 
-def _swap_step(prefix: str, phase: str, module: ModuleType, src: ServiceContext,
+def _swap_step(prefix: str, phase: str, module: OpenStackService, src: ServiceContext,
                dst: ServiceContext, between: Hook | None = None) -> Step:
     name = module.name
     api_src = module.programs(src)[0]

@@ -19,7 +19,7 @@ from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
 from onestack.model.paths import SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
-from onestack.model.site import Site
+from onestack.model.site import Host, Site
 from onestack.steps.actions import (
     EnsureSystemUser,
     StartProgram,
@@ -39,6 +39,12 @@ class ServiceContext:
     venv: Path
     ports: Ports
     colors: Mapping[str, str] = field(default_factory=dict)
+    # The site's first controller, found once: every step asks for it (a 500-host
+    # site otherwise searched its host list once per step).
+    controller: Host = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "controller", self.site.controller)
 
     def color(self, service: str) -> str:
         """Which instance of an API (blue or green) is the live one."""
@@ -50,11 +56,11 @@ class ServiceContext:
 
     @property
     def host(self) -> str:
-        return self.site.controller.name
+        return self.controller.name
 
     @property
     def address(self) -> str:
-        return str(self.site.controller.address)
+        return str(self.controller.address)
 
     def etc(self, service: str) -> Path:
         """Configuration of an OpenStack service for this context's release."""
@@ -80,16 +86,65 @@ class Check:
 
 
 class ServiceModule(Protocol):
-    """One deployed service."""
+    """One deployed service (a module of this package; mypy checks each against this)."""
 
     name: str
     kind: str  # "infra" or "openstack"
 
-    def steps(self, ctx: ServiceContext) -> list[Step]: ...
+    def hosts(self, site: Site) -> list[Host]:
+        """The hosts it runs on, by role (``on_controller`` for the control plane)."""
+        ...
 
-    def programs(self, ctx: ServiceContext) -> list[Program]: ...
+    def steps(self, ctx: ServiceContext) -> list[Step]:
+        """Its deploy steps on every one of its hosts, in order."""
+        ...
+
+    def programs(self, ctx: ServiceContext) -> list[Program]:
+        """Its supervised programs on the controller."""
+        ...
 
     def checks(self, ctx: ServiceContext) -> list[Check]: ...
+
+
+class InfraService(ServiceModule, Protocol):
+    """Infrastructure from Debian packages (MariaDB, RabbitMQ, memcached, HAProxy)."""
+
+    @property
+    def PACKAGES(self) -> tuple[str, ...]:  # noqa: N802 (a module constant)
+        """Its Debian packages."""
+        ...
+
+
+class OpenStackService(ServiceModule, Protocol):
+    """An OpenStack service: catalog entry, per-release configuration, migrations.
+
+    nova's extra upgrade hooks (``roll_order``, ``SETTLE``...) are still looked up
+    by ``plans.upgrade``; they become members here when a second service needs them.
+    """
+
+    @property
+    def PACKAGE(self) -> str:  # noqa: N802 (a module constant)
+        """Its Python distribution in the release bundle."""
+        ...
+
+    def catalog_entry(self, ctx: ServiceContext) -> CatalogEntry: ...
+
+    def config(self, ctx: ServiceContext) -> dict[Path, str]:
+        """Its rendered configuration files on the controller."""
+        ...
+
+    def configure(self, ctx: ServiceContext) -> list[Step]: ...
+
+    def upgrade_check(self, ctx: ServiceContext) -> tuple[str, ...]: ...
+
+    def expand(self, ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]: ...
+
+    def contract(self, ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]: ...
+
+
+def on_controller(site: Site) -> list[Host]:
+    """The control plane's hosts: the first controller (HA spreads them later)."""
+    return [site.controller]
 
 
 def api_probes(ctx: ServiceContext, service: str) -> tuple[Probe, ...]:
@@ -127,43 +182,66 @@ def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[
             "--", *argv)
 
 
-def account_steps(ctx: ServiceContext, service: str) -> list[Step]:
-    """The service's system user (and group), before anything is given to it."""
-    return [step(ctx, service, "user", f"create system user {service}",
-                 EnsureSystemUser(service))]
+def account_steps(ctx: ServiceContext, service: str, *, on: Host | None = None,
+                  fanout: str = "") -> list[Step]:
+    """The service's system user (and group), before anything is given to it (on the
+    controller unless ``on``)."""
+    return [host_step(ctx, on or ctx.controller, service, "user",
+                      f"create system user {service}", EnsureSystemUser(service),
+                      fanout=fanout)]
+
+
+def step_id(ctx: ServiceContext, service: str, host: Host, name: str) -> str:
+    """``service/name`` on the controller (the ids journals have always had),
+    ``service/<host>/name`` for the same step on any other host."""
+    return f"{service}/{name}" if host.name == ctx.host else f"{service}/{host.name}/{name}"
+
+
+def host_step(ctx: ServiceContext, host: Host, service: str, name: str, summary: str,
+              action: object, *, fanout: str = "") -> Step:
+    """A step of a service on ``host`` (see ``step_id``)."""
+    return Step(id=step_id(ctx, service, host, name), summary=summary, service=service,
+                host=host.name, action=action, fanout=fanout)  # type: ignore[arg-type]
 
 
 def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
-                 mode: int = 0o640, owner: str | None = None) -> list[Step]:
-    """One WriteFile step per configuration file; an OpenStack service's belong to
-    root and its group (``root:<service>``) unless told otherwise."""
+                 mode: int = 0o640, owner: str | None = None, *, on: Host | None = None,
+                 fanout: str = "") -> list[Step]:
+    """One WriteFile step per configuration file (on the controller unless ``on``); an
+    OpenStack service's belong to root and its group (``root:<service>``) unless told
+    otherwise."""
     if owner is None and service in SERVICE_USERS:
         owner = f"root:{service}"
-    return [step(ctx, service, f"config:{path.name}", f"write {path}",
-                 WriteFile(path, content, mode=mode, owner=owner))
+    host = on or ctx.controller
+    return [host_step(ctx, host, service, f"config:{path.name}", f"write {path}",
+                      WriteFile(path, content, mode=mode, owner=owner), fanout=fanout)
             for path, content in files.items()]
 
 
 def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
                   configs: Mapping[Path, str], probes: Mapping[str, Probe | tuple[Probe, ...]],
-                  start_timeout: float = 180) -> list[Step]:
-    """Program definitions, supervisor update, then start each program and wait healthy.
+                  start_timeout: float = 180, *, on: Host | None = None,
+                  fanout: str = "") -> list[Step]:
+    """Program definitions, supervisor update, then start each program and wait healthy
+    (on the controller unless ``on``).
 
     A program restarts when its definition or any of the service's config changes.
     """
-    paths = ctx.paths
+    paths, host = ctx.paths, on or ctx.controller
     rendered = {p.name: render_program(p, paths.log) for p in programs}
-    steps = [step(ctx, service, f"program:{name}", f"define program {name}",
-                  WriteFile(paths.site / "supervisor" / f"{name}.conf", text))
+    steps = [host_step(ctx, host, service, f"program:{name}", f"define program {name}",
+                       WriteFile(paths.site / "supervisor" / f"{name}.conf", text),
+                       fanout=fanout)
              for name, text in rendered.items()]
     all_defs = digest("".join(rendered[k] for k in sorted(rendered)))
-    steps.append(step(ctx, service, "supervisor", "load program definitions",
-                      UpdateSupervisor(all_defs, tuple(sorted(rendered)))))
+    steps.append(host_step(ctx, host, service, "supervisor", "load program definitions",
+                           UpdateSupervisor(all_defs, tuple(sorted(rendered))),
+                           fanout=fanout))
     config_digest = digest("".join(digest(configs[k]) for k in sorted(configs)))
     for name, text in rendered.items():
         probe = probes.get(name, ())
         checks = probe if isinstance(probe, tuple) else (probe,)
-        steps.append(step(ctx, service, f"start:{name}", f"start {name}",
-                          StartProgram(name, digest(config_digest + text), checks,
-                                       start_timeout)))
+        steps.append(host_step(ctx, host, service, f"start:{name}", f"start {name}",
+                               StartProgram(name, digest(config_digest + text), checks,
+                                            start_timeout), fanout=fanout))
     return steps

@@ -16,6 +16,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -23,6 +24,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "glance"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "glance"
 API_MODULE = "glance.wsgi.api:application"
 

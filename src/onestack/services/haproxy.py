@@ -9,11 +9,19 @@ from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    config_steps,
+    on_controller,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import EnsureDirs
 
 name = "haproxy"
 kind = "infra"
+hosts = on_controller  # the control plane
 PACKAGES = ("haproxy",)
 
 # How long a request waits at HAProxy for an API instance that takes traffic (a

@@ -12,12 +12,20 @@ from onestack.drivers import mysql
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.site import Role
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    config_steps,
+    on_controller,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
 from onestack.steps.context import HostContext
 
 name = "mariadb"
 kind = "infra"
+hosts = on_controller  # the control plane
 PACKAGES = ("mariadb-server", "mariadb-client")
 
 # service database name -> database user (secret "db.<user>")
@@ -39,7 +47,7 @@ def url(ctx: ServiceContext, database: str) -> str:
     """SQLAlchemy URL of a service database, over TCP to the site instance."""
     user = DATABASES[database]
     password = ctx.secret(f"db.{user}")
-    return (f"mysql+pymysql://{user}:{password}@127.0.0.1:{ctx.ports.infra('mariadb')}/"
+    return (f"mysql+pymysql://{user}:{password}@{ctx.address}:{ctx.ports.infra('mariadb')}/"
             f"{database}?charset=utf8mb4")
 
 
@@ -49,7 +57,7 @@ datadir = {datadir(ctx)}
 socket = {socket_path(ctx)}
 pid-file = {ctx.paths.run / 'mysqld' / 'mysqld.pid'}
 port = {ctx.ports.infra('mariadb')}
-bind-address = 127.0.0.1
+bind-address = {ctx.address}
 log-error = {ctx.paths.log / 'mariadb-error.log'}
 max_connections = 1000
 innodb_buffer_pool_size = 256M
@@ -71,7 +79,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("mariadb", TcpProbe("127.0.0.1", ctx.ports.infra("mariadb")))]
+    return [Check("mariadb", TcpProbe(ctx.address, ctx.ports.infra("mariadb")))]
 
 
 def client_hosts(ctx: ServiceContext) -> tuple[str, ...]:
@@ -110,7 +118,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "initdb", f"initialise data directory {data}",
              RunOnce(("sh", "-c", init), inputs=str(data))),
         *program_steps(ctx, name, programs(ctx), config,
-                       {"mariadb": TcpProbe("127.0.0.1", ctx.ports.infra("mariadb"))}, 60),
+                       {"mariadb": TcpProbe(ctx.address, ctx.ports.infra("mariadb"))}, 60),
         step(ctx, name, "databases", "create service databases and users",
              _create_databases(ctx)),
     ]

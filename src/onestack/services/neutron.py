@@ -17,6 +17,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -24,6 +25,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "neutron"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "neutron"
 API_MODULE = "neutron.wsgi.api:application"
 

@@ -12,6 +12,7 @@ from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
+from onestack.model.site import Host, Role, Site
 from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
@@ -21,6 +22,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
+    host_step,
     program_steps,
     step,
 )
@@ -31,6 +33,21 @@ name = "nova"
 kind = "openstack"
 PACKAGE = "nova"
 API_MODULE = "nova.wsgi.osapi_compute:application"
+COMPUTE_FANOUT = "nova-compute"  # every compute host's steps at once
+
+
+def hosts(site: Site) -> list[Host]:
+    """API, conductor and scheduler on the controller; nova-compute on every compute."""
+    return [site.controller, *(h for h in site.computes if h.name != site.controller.name)]
+
+
+def remote_computes(ctx: ServiceContext) -> list[Host]:
+    """Compute hosts other than the controller (whose compute shares its nova.conf)."""
+    return hosts(ctx.site)[1:]
+
+
+def _is_compute(ctx: ServiceContext, host: Host) -> bool:
+    return Role.COMPUTE in host.roles
 
 
 def _conf(ctx: ServiceContext) -> str:
@@ -69,23 +86,53 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
                 uwsgi.ini(ctx, name, API_MODULE)}
 
 
-def programs(ctx: ServiceContext) -> list[Program]:
+def _compute_conf(ctx: ServiceContext, host: Host) -> str:
+    """nova.conf of a compute host that is not the controller: its own name and address,
+    the controller's broker and APIs, and no database (computes go through conductor)."""
+    data = ctx.paths.data / name
+    return oslo.render_ini({
+        "DEFAULT": {**oslo.common_default(ctx, name),
+                    "compute_driver": "fake.FakeDriverWithoutFakeNodes",
+                    "host": host.name, "my_ip": str(host.address), "state_path": str(data),
+                    "instances_path": str(data / "instances")},
+        "service_user": {"send_service_user_token": "true", **oslo.service_auth(ctx, "nova")},
+        "placement": oslo.service_auth(ctx, "placement"),
+        "neutron": oslo.service_auth(ctx, "neutron"),
+        "glance": {"region_name": ctx.site.region},
+        "cinder": {"os_region_name": ctx.site.region},
+        "upgrade_levels": {"compute": "auto"},
+        "oslo_concurrency": oslo.lock_path(ctx, name),
+        "oslo_messaging_notifications": {"driver": "noop"},
+        "vnc": {"enabled": "false"},
+        "os_vif_ovs": {"ovsdb_connection": "unix:/var/run/openvswitch/db.sock"},
+    })
+
+
+def _compute_program(ctx: ServiceContext) -> Program:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
-    return [uwsgi.program(ctx, name),
-            Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], user=name),
-            Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], user=name),
-            Program("nova-compute", [ctx.bin("nova-compute"), *conf], user=name,
-                    startsecs=5)]
+    return Program("nova-compute", [ctx.bin("nova-compute"), *conf], user=name, startsecs=5)
 
 
-def compute_reports(ctx: ServiceContext) -> ServiceReportProbe:
+def programs(ctx: ServiceContext) -> list[Program]:
+    """nova's programs on the controller (nova-compute too when it is a compute host)."""
+    conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
+    control = [uwsgi.program(ctx, name),
+               Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], user=name),
+               Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], user=name)]
+    return control + ([_compute_program(ctx)] if _is_compute(ctx, ctx.controller)
+                      else [])
+
+
+def compute_reports(ctx: ServiceContext, host: str | None = None) -> ServiceReportProbe:
     """nova-compute is of use once its heartbeat is fresh (the scheduler sees it up)."""
-    return ServiceReportProbe(mariadb.socket_path(ctx), "nova", "nova-compute", ctx.host)
+    return ServiceReportProbe(mariadb.socket_path(ctx), "nova", "nova-compute",
+                              host or ctx.host)
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("nova-api", api_probes(ctx, name)[0]),
-            Check("nova-compute", compute_reports(ctx))]
+    computes = [Check("nova-compute" if h.name == ctx.host else f"nova-compute/{h.name}",
+                      compute_reports(ctx, h.name)) for h in ctx.site.computes]
+    return [Check("nova-api", api_probes(ctx, name)[0]), *computes]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
@@ -236,24 +283,55 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
     return [("online-data-migrations", _manage(ctx, "db", "online_data_migrations"))]
 
 
-def steps(ctx: ServiceContext) -> list[Step]:
-    conf = config(ctx)
+def _state_dirs(ctx: ServiceContext) -> EnsureDirs:
     data = ctx.paths.data / name
+    return EnsureDirs(((data, name, 0o750), (data / "instances", name, 0o750),
+                       (data / "locks", name, 0o750)))
+
+
+def _map_compute(ctx: ServiceContext, host: Host) -> Step:
+    """On the controller: wait until ``host``'s nova-compute is mapped into cell1."""
     discover = shlex.join(_manage(ctx, "cell_v2", "discover_hosts"))
-    hosts = shlex.join(_manage(ctx, "cell_v2", "list_hosts"))
-    wanted = shlex.quote(f" {ctx.host} ")
+    listed = shlex.join(_manage(ctx, "cell_v2", "list_hosts"))
+    wanted = shlex.quote(f" {host.name} ")
     wait_compute = (f"for i in $(seq 60); do {discover} >/dev/null; "
-                    f"{hosts} | grep -q {wanted} && exit 0; sleep 2; done; exit 1")
-    return [
+                    f"{listed} | grep -q {wanted} && exit 0; sleep 2; done; exit 1")
+    return Step(id=f"{name}/discover-hosts" if host.name == ctx.host else
+                f"{name}/{host.name}/discover-hosts",
+                summary=f"map compute host {host.name} into cell1", service=name,
+                host=ctx.host,
+                action=RunOnce(("sh", "-c", wait_compute), inputs=host.name,
+                               timeout=180))  # type: ignore[arg-type]
+
+
+def compute_steps(ctx: ServiceContext, host: Host) -> list[Step]:
+    """nova-compute on a compute host other than the controller: ids ``nova/<host>/...``,
+    run with every other compute host's at once."""
+    conf = {ctx.etc(name) / "nova.conf": _compute_conf(ctx, host)}
+    fanout = COMPUTE_FANOUT
+    return [*account_steps(ctx, name, on=host, fanout=fanout),
+            host_step(ctx, host, name, "dirs", "create state directories", _state_dirs(ctx),
+                      fanout=fanout),
+            *config_steps(ctx, name, conf, on=host, fanout=fanout),
+            *program_steps(ctx, name, [_compute_program(ctx)], conf,
+                           {"nova-compute": compute_reports(ctx, host.name)},
+                           on=host, fanout=fanout)]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    """The control plane on the controller, then nova-compute on every other compute
+    host (all at once), then each of those mapped into the cell."""
+    controller = ctx.controller
+    control = [
         *account_steps(ctx, name),
-        step(ctx, name, "dirs", "create state directories",
-             EnsureDirs(((data, name, 0o750), (data / "instances", name, 0o750),
-                         (data / "locks", name, 0o750)))),
+        step(ctx, name, "dirs", "create state directories", _state_dirs(ctx)),
         *configure(ctx),
         *_cells(ctx),
-        *program_steps(ctx, name, programs(ctx), conf,
+        *program_steps(ctx, name, programs(ctx), config(ctx),
                        {"nova-api": api_probes(ctx, name),
                         "nova-compute": compute_reports(ctx)}),
-        step(ctx, name, "discover-hosts", f"map compute host {ctx.host} into cell1",
-             RunOnce(("sh", "-c", wait_compute), inputs=ctx.host, timeout=180)),
+        *([_map_compute(ctx, controller)] if _is_compute(ctx, controller) else []),
     ]
+    remote = remote_computes(ctx)
+    return [*control, *(s for h in remote for s in compute_steps(ctx, h)),
+            *(_map_compute(ctx, h) for h in remote)]

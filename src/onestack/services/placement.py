@@ -16,6 +16,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
+    on_controller,
     program_steps,
     step,
 )
@@ -23,6 +24,7 @@ from onestack.steps.actions import RunOnce
 
 name = "placement"
 kind = "openstack"
+hosts = on_controller  # the control plane
 PACKAGE = "openstack-placement"
 API_MODULE = "placement.wsgi.api:application"
 

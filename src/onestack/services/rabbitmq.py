@@ -9,12 +9,20 @@ from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.errors import CommandError
-from onestack.services.base import Check, ServiceContext, config_steps, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    config_steps,
+    on_controller,
+    program_steps,
+    step,
+)
 from onestack.steps.actions import CallOnce, EnsureDirs, WriteFile
 from onestack.steps.context import HostContext
 
 name = "rabbitmq"
 kind = "infra"
+hosts = on_controller  # the control plane
 PACKAGES = ("rabbitmq-server",)
 USER = "openstack"
 DEFAULT_USER = "guest"
@@ -26,7 +34,7 @@ def node_name(ctx: ServiceContext) -> str:
 
 def transport_url(ctx: ServiceContext) -> str:
     password = ctx.secret("rabbitmq.openstack")
-    return f"rabbit://{USER}:{password}@127.0.0.1:{ctx.ports.infra('rabbitmq')}/"
+    return f"rabbit://{USER}:{password}@{ctx.address}:{ctx.ports.infra('rabbitmq')}/"
 
 
 def _base(ctx: ServiceContext) -> Path:
@@ -47,7 +55,7 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
         "ERL_EPMD_PORT": str(ctx.ports.infra("rabbitmq-epmd")),
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODENAME": node_name(ctx),
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_IP_ADDRESS": ctx.address,  # computes connect to it
         "RABBITMQ_NODE_PORT": str(ctx.ports.infra("rabbitmq")),
         "RABBITMQ_DIST_PORT": str(ctx.ports.infra("rabbitmq-dist")),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
@@ -79,7 +87,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("rabbitmq", TcpProbe("127.0.0.1", ctx.ports.infra("rabbitmq")))]
+    return [Check("rabbitmq", TcpProbe(ctx.address, ctx.ports.infra("rabbitmq")))]
 
 
 def rabbitmqctl(ctx: ServiceContext, *args: str) -> list[str]:
@@ -126,6 +134,6 @@ def steps(ctx: ServiceContext) -> list[Step]:
              WriteFile(cookie_path(ctx), ctx.secret("rabbitmq.cookie"), mode=0o400,
                        owner="rabbitmq")),
         *program_steps(ctx, name, programs(ctx), config,
-                       {"rabbitmq": TcpProbe("127.0.0.1", ctx.ports.infra("rabbitmq"))}, 120),
+                       {"rabbitmq": TcpProbe(ctx.address, ctx.ports.infra("rabbitmq"))}, 120),
         step(ctx, name, "user", f"create messaging user {USER}", _ensure_user(ctx)),
     ]

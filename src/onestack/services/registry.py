@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from onestack.drivers.supervisor import WRAPPER_PACKAGES
 from onestack.services import (
     glance,
@@ -16,11 +14,13 @@ from onestack.services import (
     placement,
     rabbitmq,
 )
+from onestack.services.base import InfraService, OpenStackService, ServiceModule
 
-INFRASTRUCTURE: tuple[ModuleType, ...] = (mariadb, rabbitmq, memcached, haproxy)
+# Typed: mypy checks every module against its protocol (services.base).
+INFRASTRUCTURE: tuple[InfraService, ...] = (mariadb, rabbitmq, memcached, haproxy)
 # Upstream upgrade order: keystone, placement, glance, neutron, nova.
-OPENSTACK: tuple[ModuleType, ...] = (keystone, placement, glance, neutron, nova)
-ALL: tuple[ModuleType, ...] = INFRASTRUCTURE + OPENSTACK
+OPENSTACK: tuple[OpenStackService, ...] = (keystone, placement, glance, neutron, nova)
+ALL: tuple[ServiceModule, ...] = INFRASTRUCTURE + OPENSTACK
 
 
 # The interpreter of the release environments: the system's, which the services' users
@@ -34,8 +34,9 @@ def system_packages() -> tuple[str, ...]:
             + tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES))
 
 
-def by_name(name: str) -> ModuleType:
-    for module in ALL:
+def by_name(name: str) -> OpenStackService:
+    """An OpenStack service module by name."""
+    for module in OPENSTACK:
         if module.name == name:
             return module
     raise KeyError(name)

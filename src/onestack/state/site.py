@@ -41,7 +41,8 @@ class SiteHandle:
                           self.paths.run / "supervisor.sock")
 
     def journal(self) -> Journal:
-        return Journal(self.paths.state_db)
+        # A journal from before per-host keys: its rows are the controller's.
+        return Journal(self.paths.state_db, legacy_host=self.site.controller.name)
 
 
 DEFAULT_SITE = "lab"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from onestack.core.digest import digest
-from onestack.core.step import Plan, Step, make_plan
+from onestack.core.step import Plan, Step, batches, make_plan
 from onestack.steps.actions import RunOnce, StartProgram, WriteFile
 
 CONF = Path("/etc/x.conf")
@@ -85,7 +85,18 @@ def test_to_dict_lists_every_step() -> None:
     assert data["changes"] == 1
     assert [s["id"] for s in data["steps"]] == ["svc/config", "svc/db-sync", "svc/start"]
     assert data["steps"][2] == {"id": "svc/start", "service": "svc", "host": "aio",
-                                "summary": "start svc", "kind": "process", "needed": True}
+                                "summary": "start svc", "kind": "process", "fanout": "",
+                                "needed": True}
+
+
+def test_batches_group_consecutive_steps_of_one_fanout() -> None:
+    def at(step_id: str, host: str, fanout: str = "") -> Step:
+        return Step(step_id, step_id, "svc", host, RunOnce(("true",)), fanout)
+
+    steps = [at("a", "h1", "base"), at("b", "h2", "base"), at("c", "h1"),
+             at("d", "h2", "x"), at("e", "h3", "x"), at("f", "h1", "base"), at("g", "h1")]
+    assert [[s.id for s in b] for b in batches(steps)] == \
+        [["a", "b"], ["c"], ["d", "e"], ["f"], ["g"]]
 
 
 def test_empty_plan() -> None:

@@ -63,7 +63,7 @@ def _steps(log: list[str], failing: dict[str, BaseException] | None = None) -> l
 
 
 def _run(journal: Journal, steps: list[Step], progress: RecordingProgress | None = None) -> int:
-    plan = make_plan("up", steps, {}, journal.completed())
+    plan = make_plan("up", steps, {}, journal.done_for(steps))
     return apply_plan(plan, None, journal, progress or RecordingProgress())
 
 
@@ -73,7 +73,7 @@ def test_all_steps_applied_and_journaled(tmp_path: Path) -> None:
     assert log == ["a", "b", "c"]
     assert [s["status"] for s in journal.steps_of(run)] == ["done"] * 3
     assert journal.runs()[0].status == "done"
-    assert set(journal.completed()) == {"s/a", "s/b", "s/c"}
+    assert {step for _, step in journal.completed()} == {"s/a", "s/b", "s/c"}
     assert progress.events[:2] == [("started", "s/a 1/3"), ("done", "s/a")]
 
 
@@ -89,7 +89,7 @@ def test_step_is_journaled_as_started_before_it_runs(tmp_path: Path) -> None:
     apply_plan(make_plan("up", [Step("s/peek", "peek", "s", "aio", Peek("p", []))], {}, {}),
                None, journal, RecordingProgress())
     assert [(s["step"], s["status"]) for s in seen[0]] == [("s/peek", "started")]
-    assert "s/peek" in journal.completed()
+    assert ("aio", "s/peek") in journal.completed()
 
 
 def test_failing_step_recorded_and_resume_skips_done_steps(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_failing_step_recorded_and_resume_skips_done_steps(tmp_path: Path) -> No
     steps = {s["step"]: s for s in journal.steps_of(failed_run.id)}
     assert steps["s/b"]["status"] == "failed" and "no database" in steps["s/b"]["error"]
     assert "s/c" not in steps
-    assert set(journal.completed()) == {"s/a"}
+    assert {step for _, step in journal.completed()} == {"s/a"}
 
     log.clear()
     _run(journal, _steps(log))  # the fault is gone: run again
@@ -193,7 +193,7 @@ def test_skipped_process_step_runs_when_an_earlier_step_stopped_it(tmp_path: Pat
              Step("s/c", "c", "s", "aio", ProcessAction("c", world, can_recheck=False))]
     journal = Journal(tmp_path / "state.db")
     plan = make_plan("up", steps, {s.id: s.action.probe(None) for s in steps},
-                     journal.completed())
+                     journal.done_for(steps))
     assert [s.id for s in plan.changes] == ["s/a"]
     progress = RecordingProgress()
     apply_plan(plan, None, journal, progress)

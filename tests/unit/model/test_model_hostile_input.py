@@ -95,12 +95,16 @@ def test_text_over_the_size_cap_is_refused_before_parsing() -> None:
 
 
 def test_duplicate_host_check_is_linear() -> None:
-    # The validator reads only .name: plain objects keep the test itself fast.
-    hosts: list[Any] = [SimpleNamespace(name=f"h{i}") for i in range(300_000)]
-    hosts.append(SimpleNamespace(name="h7"))
+    # The validator reads only .name and .address: plain objects keep the test fast.
+    hosts: list[Any] = [SimpleNamespace(name=f"h{i}", address=f"10.{i >> 16}.{i >> 8 & 255}."
+                                        f"{i & 255}") for i in range(300_000)]
+    hosts.append(SimpleNamespace(name="h7", address="10.200.0.1"))
     t0 = time.monotonic()
     with pytest.raises(ValueError, match="duplicate host names: h7"):
-        Site._unique_host_names(hosts)  # type: ignore[call-arg]
+        Site._unique_hosts(hosts)  # type: ignore[call-arg]
+    hosts[-1] = SimpleNamespace(name="hx", address="10.0.0.7")
+    with pytest.raises(ValueError, match="duplicate host addresses: 10.0.0.7"):
+        Site._unique_hosts(hosts)  # type: ignore[call-arg]
     assert time.monotonic() - t0 < 5
 
 

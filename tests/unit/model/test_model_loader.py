@@ -95,3 +95,54 @@ def test_empty_or_non_mapping_file(text: str) -> None:
 
 def test_duplicate_key_is_rejected() -> None:
     _error('name: lab\nname: other\nrelease: "2026.1"\nhosts:\n  - name: aio\n')
+
+
+SSH_HOSTS = ('name: lab\nrelease: "2026.1"\nhosts:\n'
+             '  - name: ctl\n    address: 198.18.20.11\n    connection: ssh\n'
+             '  - name: cmp1\n    address: 198.18.20.12\n    connection: ssh\n'
+             '    ssh_user: deploy\n    ssh_port: 2222\n    ssh_key: /etc/onestack/id_ed25519\n')
+
+
+def test_ssh_fields_default_and_parse() -> None:
+    site = parse_site(SSH_HOSTS + "known_hosts: /etc/onestack/known_hosts\n", "s.yaml")
+    ctl, cmp1 = site.hosts
+    assert (ctl.ssh_user, ctl.ssh_port, ctl.ssh_key) == ("root", 22, None)
+    assert (cmp1.ssh_user, cmp1.ssh_port, cmp1.ssh_key) == ("deploy", 2222,
+                                                            "/etc/onestack/id_ed25519")
+    assert site.known_hosts == "/etc/onestack/known_hosts"
+    assert parse_site(SSH_HOSTS, "s.yaml").known_hosts is None
+    assert [h.name for h in site.computes] == ["ctl", "cmp1"]  # default roles: all
+
+
+@pytest.mark.parametrize(("change", "field", "problem"), [
+    (("ssh_port: 2222", "ssh_port: '2222'"), "hosts.1.ssh_port", "integer"),
+    (("ssh_port: 2222", "ssh_port: 70000"), "hosts.1.ssh_port", "less than or equal"),
+    (("ssh_port: 2222", "ssh_port: true"), "hosts.1.ssh_port", "integer"),
+    (("ssh_user: deploy", "ssh_user: 'root; rm -rf /'"), "hosts.1.ssh_user", "pattern"),
+    (("ssh_key: /etc/onestack/id_ed25519", "ssh_key: id_ed25519"), "hosts.1.ssh_key",
+     "pattern"),
+    (("ssh_key: /etc/onestack/id_ed25519", 'ssh_key: "/tmp/a\\nb"'), "hosts.1.ssh_key",
+     "pattern"),
+])
+def test_bad_ssh_fields_name_line_and_field(change: tuple[str, str], field: str,
+                                             problem: str) -> None:
+    err = _error(SSH_HOSTS.replace(*change))
+    lines = {"hosts.1.ssh_user": 10, "hosts.1.ssh_port": 11, "hosts.1.ssh_key": 12}
+    assert (err.line, err.field_path) == (lines[field], field)
+    assert problem in err.problem
+
+
+def test_duplicate_host_addresses_name_file_line_and_field() -> None:
+    err = _error(SSH_HOSTS.replace("198.18.20.12", "198.18.20.11"))
+    assert (err.path, err.line, err.field_path) == ("/etc/site.yaml", 8, "hosts.1.address")
+    assert "duplicate host address '198.18.20.11' (already hosts.0.address)" in err.problem
+
+
+def test_duplicate_default_addresses_are_refused() -> None:
+    err = _error('name: lab\nrelease: "2026.1"\nhosts:\n  - name: a\n  - name: b\n')
+    assert err.field_path == "hosts" and "duplicate host addresses: 127.0.0.1" in err.problem
+
+
+def test_bad_known_hosts_path_is_named() -> None:
+    err = _error(SSH_HOSTS + "known_hosts: ../known_hosts\n")
+    assert (err.line, err.field_path) == (SSH_HOSTS.count("\n") + 1, "known_hosts")

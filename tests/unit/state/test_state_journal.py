@@ -29,7 +29,7 @@ def test_run_and_step_lifecycle(tmp_path: Path) -> None:
     journal.step_failed(run, "a/two", "boom")
     journal.finish_run(run, "failed", "boom")
 
-    assert journal.completed() == {"a/one": "fp1"}
+    assert journal.completed() == {("", "a/one"): "fp1"}
     steps = journal.steps_of(run)
     assert [(s["step"], s["status"], s["error"]) for s in steps] == [
         ("a/one", "done", None), ("a/two", "failed", "boom")]
@@ -47,7 +47,7 @@ def test_completions_survive_reopen_and_latest_wins(tmp_path: Path) -> None:
         journal.step_started(run, "a/one", "a", "first")
         journal.step_finished(run, "a/one", fp)
     journal.close()
-    assert Journal(path).completed() == {"a/one": "new"}
+    assert Journal(path).completed() == {("", "a/one"): "new"}
 
 
 def test_forget_by_prefix(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_forget_by_prefix(tmp_path: Path) -> None:
         journal.step_started(run, step, "x", "x")
         journal.step_finished(run, step, "fp")
     journal.forget("nova/")
-    assert journal.completed() == {"glance/a": "fp"}
+    assert journal.completed() == {("", "glance/a"): "fp"}
 
 
 def test_mark_interrupted_only_for_dead_pids(tmp_path: Path) -> None:

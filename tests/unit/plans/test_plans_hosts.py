@@ -1,0 +1,143 @@
+"""The deploy plan of sites of 1, 3 and 50 hosts, as data: which steps run where."""
+
+from __future__ import annotations
+
+import configparser
+from collections import Counter
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+import pytest
+
+from onestack.core.step import Step, batches
+from onestack.model.site import Host, Role, Site, default_lab_site
+from onestack.plans.deploy import deploy_steps
+from onestack.services import nova, registry
+from onestack.services.base import ServiceContext
+from onestack.steps.actions import WriteFile
+
+ContextFactory = Callable[..., ServiceContext]
+CONTROL_PLANE = ("mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "placement",
+                 "glance", "neutron")
+PER_COMPUTE = ("user", "dirs", "config:nova.conf", "program:nova-compute", "supervisor",
+               "start:nova-compute")
+PER_HOST = ("packages", "dirs", "release-env", "supervisord-conf")
+
+
+def site_of(computes: int) -> Site:
+    """One controller (198.18.20.10) and ``computes`` compute hosts after it."""
+    hosts = [Host(name="ctl1", address=IPv4Address("198.18.20.10"),
+                  roles=[Role.CONTROLLER, Role.NETWORK])]
+    hosts += [Host(name=f"cmp{i}", address=IPv4Address("198.18.20.10") + i,
+                   roles=[Role.COMPUTE]) for i in range(1, computes + 1)]
+    return Site(name="multi", release="2026.1", hosts=hosts)
+
+
+@pytest.fixture(params=[0, 2, 49], ids=["1-host", "3-hosts", "50-hosts"])
+def site(request: pytest.FixtureRequest) -> Site:
+    return default_lab_site() if request.param == 0 else site_of(request.param)
+
+
+@pytest.fixture
+def steps(site: Site, make_service_context: ContextFactory) -> list[Step]:
+    return deploy_steps(make_service_context(site))
+
+
+def _ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_ids_unique_and_every_step_on_a_host_of_the_site(site: Site,
+                                                         steps: list[Step]) -> None:
+    assert len({s.id for s in steps}) == len(steps)
+    assert {s.host for s in steps} == {h.name for h in site.hosts}
+
+
+def test_step_counts_per_host(site: Site, steps: list[Step]) -> None:
+    per_host = Counter(s.host for s in steps)
+    remote = [h for h in site.computes if h.name != site.controller.name]
+    for host in remote:
+        assert per_host[host.name] == len(PER_HOST) + len(PER_COMPUTE)
+    # The controller: the same steps whatever the number of computes (88 in the
+    # all-in-one, whose controller also runs nova-compute), plus one "map into the
+    # cell" step per remote compute.
+    own_compute = 3 if remote else 0  # program, start, map of its own nova-compute
+    assert per_host[site.controller.name] == 88 - own_compute + len(remote)
+    mapped = [s for s in steps if s.id.endswith("/discover-hosts")]
+    assert {s.host for s in mapped} == {site.controller.name}
+    assert len(mapped) == len(site.computes)
+
+
+def test_nova_compute_on_each_compute_and_nothing_else_there(site: Site,
+                                                             steps: list[Step]) -> None:
+    for host in site.computes:
+        starts = [s for s in steps if s.host == host.name and
+                  s.id.endswith("start:nova-compute")]
+        assert len(starts) == 1, host.name
+    for host in (h for h in site.computes if h.name != site.controller.name):
+        services = {s.service for s in steps if s.host == host.name}
+        assert services == {"host", "nova"}
+        programs = [s.id for s in steps if s.host == host.name and "program:" in s.id]
+        assert programs == [f"nova/{host.name}/program:nova-compute"]
+
+
+def test_control_plane_only_on_the_controller(site: Site, steps: list[Step]) -> None:
+    for s in steps:
+        if s.service in CONTROL_PLANE:
+            assert s.host == site.controller.name, s.id
+    for program in ("nova-api", "nova-conductor", "nova-scheduler"):
+        assert [s.host for s in steps if s.id.endswith(f"start:{program}")] == \
+            [site.controller.name]
+
+
+def test_compute_config_names_its_host_and_reaches_the_controller(
+        make_service_context: ContextFactory) -> None:
+    site = site_of(2)
+    steps = deploy_steps(make_service_context(site))
+    conf = next(s.action for s in steps if s.id == "nova/cmp2/config:nova.conf")
+    assert isinstance(conf, WriteFile)
+    ini = _ini(conf.content)
+    assert (ini["DEFAULT"]["host"], ini["DEFAULT"]["my_ip"]) == ("cmp2", "198.18.20.12")
+    assert "@198.18.20.10:" in ini["DEFAULT"]["transport_url"]
+    assert ini["placement"]["auth_url"].startswith("http://198.18.20.10:")
+    # Computes go through conductor: no database credentials on them.
+    assert not ini.has_section("database") and not ini.has_section("api_database")
+    assert "127.0.0.1" not in conf.content
+
+
+def test_no_loopback_in_what_other_hosts_reach(make_service_context: ContextFactory) -> None:
+    """Broker, database and cache listen on, and are reached at, the controller's
+    address; loopback stays only for what is reached from the same host: HAProxy's
+    API backends, its stats socket, the broker's epmd and Erlang distribution."""
+    local_only = ("bind_host", "http-socket", "server ", "bind 127.0.0.1:",
+                  "ERL_EPMD_ADDRESS")
+    steps = deploy_steps(make_service_context(site_of(2)))
+    for s in steps:
+        if isinstance(s.action, WriteFile):
+            for line in s.action.content.splitlines():
+                if "127.0.0.1" in line:
+                    assert any(word in line for word in local_only), (s.id, line)
+
+
+def test_controller_without_compute_role_runs_no_compute(
+        make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(site_of(1))
+    assert [p.name for p in nova.programs(ctx)] == ["nova-api", "nova-conductor",
+                                                   "nova-scheduler"]
+    assert [h.name for h in nova.hosts(ctx.site)] == ["ctl1", "cmp1"]
+    assert all(m.hosts(ctx.site) == [ctx.site.controller] for m in registry.ALL
+               if m.name != "nova")
+
+
+def test_computes_fan_out_one_batch(steps: list[Step], site: Site) -> None:
+    """The base steps of every host are one batch, the computes' nova steps another;
+    everything on the controller waits for what comes before it."""
+    remote = len([h for h in site.computes if h.name != site.controller.name])
+    groups = batches(steps)
+    fanned = [g for g in groups if len(g) > 1]
+    assert [len({s.host for s in g}) for g in fanned] == \
+        ([1 + remote, remote] if remote else [1])
+    assert all(s.fanout == "" for g in groups if len(g) == 1 for s in g
+               if s.host != site.controller.name) or remote == 0
