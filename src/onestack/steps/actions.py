@@ -31,7 +31,7 @@ class WriteFile:
         return digest(f"{self.path}|{self.mode:o}|{self.owner}|{digest(self.content)}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return [ctx.host.file_digest(self.path), _mode(self.path)]
+        return [ctx.host.file_digest(self.path), ctx.host.file_mode(self.path)]
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return bool(fact != [digest(self.content), self.mode])
@@ -51,7 +51,7 @@ class EnsureDirs:
         return digest(json.dumps([[str(p), o, m] for p, o, m in self.dirs]))
 
     def probe(self, ctx: HostContext) -> Any:
-        return all(p.is_dir() for p, _, _ in self.dirs)
+        return all(ctx.host.is_dir(p) for p, _, _ in self.dirs)
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return not fact or done is None
@@ -260,13 +260,6 @@ def since_restart(probe: Probe, started: float) -> Probe:
     return after(started) if after is not None else probe
 
 
-def _mode(path: Path) -> int | None:
-    try:
-        return path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        return None
-
-
 @dataclass(frozen=True)
 class CreateReleaseEnv:
     """The immutable virtual environment of a release bundle, hash-verified."""
@@ -320,4 +313,8 @@ class CopyFile:
         return fact is None or fact[0] is None or fact[0] != fact[1]
 
     def apply(self, ctx: HostContext) -> None:
-        ctx.host.write_file(self.path, self.source.read_text(), mode=self.mode)
+        content = ctx.host.read_file(self.source)
+        if content is None:
+            raise CommandError(f"copy {self.source} to {self.path} (on {ctx.host.name})", 1,
+                               f"{self.source} is not there")
+        ctx.host.write_file(self.path, content, mode=self.mode)

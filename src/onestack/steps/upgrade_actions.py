@@ -47,7 +47,8 @@ class BackupDatabases:
         return digest(f"{self.backup_dir}|{self.meta}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return (self.backup_dir / "backup.json").exists() and self.dump.exists()
+        return (ctx.host.file_mode(self.backup_dir / "backup.json") is not None
+                and ctx.host.file_mode(self.dump) is not None)
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return not fact
