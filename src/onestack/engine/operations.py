@@ -18,7 +18,7 @@ from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
 from onestack.drivers.ssh_host import SshHost, open_host
-from onestack.drivers.supervisor import Supervisor
+from onestack.drivers.supervisor import SiteSupervisor
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan, context_of, per_host
 from onestack.errors import PortInUseError, PrerequisiteError
@@ -51,9 +51,12 @@ def connection(handle: SiteHandle, host: Host) -> HostConnection:
 
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
     """A context per host of the site, by name (SSH hosts connect on first use)."""
-    supervisor = handle.supervisor()
-    return {h.name: HostContext(connection(handle, h), handle.paths, supervisor, progress)
-            for h in handle.site.hosts}
+    contexts = {}
+    for h in handle.site.hosts:
+        host = connection(handle, h)
+        contexts[h.name] = HostContext(host, handle.paths, handle.supervisor_on(host),
+                                       progress)
+    return contexts
 
 
 def preflight(contexts: Mapping[str, HostContext]) -> None:
@@ -200,7 +203,7 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
         shutil.rmtree(handle.paths.site)
 
 
-def _stop_in_order(handle: SiteHandle, sup: Supervisor, progress: Progress) -> None:
+def _stop_in_order(handle: SiteHandle, sup: SiteSupervisor, progress: Progress) -> None:
     """OpenStack services first (together), then infrastructure in reverse deploy order."""
     from onestack.services import registry
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from onestack.core.host import HostConnection
 from onestack.core.progress import Progress
-from onestack.drivers.supervisor import Supervisor
+from onestack.drivers.supervisor import SiteSupervisor
 from onestack.model.paths import SitePaths
 
 
@@ -16,5 +16,5 @@ class HostContext:
 
     host: HostConnection
     paths: SitePaths
-    supervisor: Supervisor
+    supervisor: SiteSupervisor
     progress: Progress
