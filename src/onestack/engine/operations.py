@@ -51,12 +51,10 @@ def connection(handle: SiteHandle, host: Host) -> HostConnection:
 
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
     """A context per host of the site, by name (SSH hosts connect on first use)."""
-    contexts = {}
-    for h in handle.site.hosts:
-        host = connection(handle, h)
-        contexts[h.name] = HostContext(host, handle.paths, handle.supervisor_on(host),
-                                       progress)
-    return contexts
+    hosts = {h.name: connection(handle, h) for h in handle.site.hosts}
+    return {name: HostContext(host, handle.paths, handle.supervisor_on(host), progress,
+                              hosts)
+            for name, host in hosts.items()}
 
 
 def preflight(contexts: Mapping[str, HostContext]) -> None:

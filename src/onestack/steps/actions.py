@@ -205,7 +205,8 @@ class StartProgram:
 
     def probe(self, ctx: HostContext) -> Any:
         state = ctx.supervisor.state(self.program)
-        healthy = state == "RUNNING" and all(p.check()[0] for p in self.probe_checks)
+        healthy = state == "RUNNING" and all(where(p, ctx).check()[0]
+                                             for p in self.probe_checks)
         return [state, healthy]
 
     def needed(self, fact: Any, done: str | None) -> bool:
@@ -220,7 +221,7 @@ class StartProgram:
             remove_leftovers(ctx, self.program)
             sup.start(self.program)
         for probe in self.probe_checks:
-            self._wait(ctx, since_restart(probe, started))
+            self._wait(ctx, since_restart(where(probe, ctx), started))
 
     def _wait(self, ctx: HostContext, probe: Probe) -> None:
         sup = ctx.supervisor
@@ -252,6 +253,17 @@ def remove_leftovers(ctx: HostContext, program: str) -> None:
 
 
 _ALIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
+
+
+def where(probe: Probe, ctx: HostContext) -> Probe:
+    """A probe as it must run: one naming a host of the site (``runs_on``, e.g. the
+    database's) goes through that host's connection, not this machine."""
+    runs_on = getattr(probe, "runs_on", "")
+    through = getattr(probe, "through", None)
+    if runs_on and through is not None and runs_on in ctx.hosts:
+        bound: Probe = through(ctx.hosts[runs_on])
+        return bound
+    return probe
 
 
 def since_restart(probe: Probe, started: float) -> Probe:

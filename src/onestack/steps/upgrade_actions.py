@@ -14,7 +14,7 @@ from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.errors import CommandError, OnestackError, PortInUseError, ServiceStartError
-from onestack.steps.actions import remove_leftovers
+from onestack.steps.actions import remove_leftovers, where
 from onestack.steps.context import HostContext
 
 
@@ -261,7 +261,7 @@ class HealthGate:
         if down:
             raise UpgradeCheckFailed(self.name, f"not running: {', '.join(down)}")
         for label, probe in self.probes:
-            ok, detail = wait_until_healthy(probe, self.timeout)
+            ok, detail = wait_until_healthy(where(probe, ctx), self.timeout)
             if not ok:
                 raise UpgradeCheckFailed(self.name, f"{label}: {detail}")
 

@@ -432,3 +432,49 @@ def test_backup_probe_looks_on_its_host(tmp_path: Path) -> None:
     assert action.probe(_ctx(tmp_path, host)) is False
     host.files[action.dump] = ("gz", 0o600)
     assert action.probe(_ctx(tmp_path, host)) is True
+
+
+# --- the heartbeat probe runs where the database is ---------------------------------
+
+class DatabaseHost:
+    """The controller over SSH, as far as the probe sees it: a mariadb client."""
+
+    name = "ctl1"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.commands: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> str:
+        self.commands.append(list(argv))
+        return self.answer
+
+
+def test_the_heartbeat_probe_runs_on_the_database_host(tmp_path: Path) -> None:
+    from onestack.drivers.mysql import ServiceReportProbe
+    from onestack.steps.actions import where
+
+    probe = ServiceReportProbe(REMOTE / "mysqld.sock", "nova", "nova-compute", "cmp1",
+                               runs_on="ctl1")
+    db = DatabaseHost("4\n")
+    ctx = _ctx(tmp_path, MemoryHost())
+    ctx.hosts = {"ctl1": db, "cmp1": ctx.host}  # type: ignore[dict-item]
+    assert where(probe, ctx).check() == (True, "nova-compute@cmp1 reported 4s ago")
+    argv = db.commands[0]
+    assert argv[:2] == ["mariadb", f"--socket={REMOTE / 'mysqld.sock'}"]
+    assert "host='cmp1'" in argv[-1] and "`binary`='nova-compute'" in argv[-1]
+    db.answer = ""
+    assert where(probe, ctx).check() == (False, "nova-compute@cmp1 has not registered")
+    db.answer = "400\n"
+    assert where(probe, ctx).check()[0] is False
+
+
+def test_on_this_machine_the_probe_is_unchanged(tmp_path: Path) -> None:
+    from onestack.drivers.mysql import ServiceReportProbe
+    from onestack.steps.actions import where
+
+    probe = ServiceReportProbe(P, "nova", "nova-compute", "aio", runs_on="aio")
+    ctx = _ctx(tmp_path)
+    ctx.hosts = {"aio": ctx.host}
+    assert where(probe, ctx) is probe
+    assert where(probe, _ctx(tmp_path)) is probe  # no hosts known: as before
