@@ -57,6 +57,21 @@ def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostConte
             for name, host in hosts.items()}
 
 
+def ensure_site_key(handle: SiteHandle) -> bool:
+    """The site's own SSH key pair (``<site>/ssh/id_ed25519``, 0600), generated on
+    this machine if a host uses it and it is absent. True if generated. The private
+    key is never printed; its public half is what hosts must authorize."""
+    key = handle.paths.ssh_key
+    if key.exists() or not any(not h.is_local and not h.ssh_key for h in handle.site.hosts):
+        return False
+    local = LocalHost()
+    local.ensure_dir(key.parent, mode=0o700)
+    local.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+               f"onestack-{handle.site.name}", "-f", str(key)])
+    os.chmod(key, 0o600)
+    return True
+
+
 def preflight(contexts: Mapping[str, HostContext]) -> None:
     """Before anything changes: every SSH host reachable, its host key known and
     unchanged, onestack's key accepted, python3 there and root (all hosts at once).
@@ -163,6 +178,9 @@ def up(handle: SiteHandle, progress: Progress) -> Plan:
     """Bring the site to its declared state. Idempotent; resumes after interruption."""
     check_prerequisites()
     with site_lock(handle.paths.site, handle.site.name, "up"):
+        if ensure_site_key(handle):
+            progress.message(f"generated the site's SSH key; authorize "
+                             f"{handle.paths.ssh_key}.pub on its hosts")
         contexts = host_contexts(handle, progress)
         try:
             preflight(contexts)
