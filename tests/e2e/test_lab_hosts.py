@@ -1,6 +1,7 @@
 """Lab hosts on this machine, driven like remote hosts: over SSH through pyinfra.
 
-Two hosts on a test bridge (ostk-t10, 198.18.10.0/24, never an operator's): each has
+Two hosts on a test bridge (ostk-t10, 198.18.10.0/24 unless ONESTACK_TEST_LAB_BRIDGE and
+_NETWORK say otherwise; never an operator's): each has
 its own hostname, address, filesystem view and processes; the connection's every
 operation works on both; a changed host key is refused; power-off kills all of a
 host's processes and power-on brings back its disk; delete leaves nothing behind.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +22,37 @@ from click.testing import CliRunner, Result
 
 from onestack.cli.main import cli
 from onestack.core.digest import digest
+from onestack.drivers import apt
+from onestack.drivers.host import LocalHost
 from onestack.drivers.lab_layout import LabSpec
 from onestack.drivers.labhosts import Lab
 from onestack.drivers.ssh_host import SshHost, SshTarget
-from onestack.errors import HostKeyChangedError, HostUnreachableError, LabHostError
+from onestack.drivers.supervisor import (
+    HOST_SUPERVISORD,
+    SUPERVISOR_PACKAGE,
+    HostSupervisor,
+    Program,
+    render_program,
+    render_supervisord_conf,
+)
+from onestack.errors import (
+    HostKeyChangedError,
+    HostUnreachableError,
+    LabHostError,
+    ServiceStartError,
+)
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                        reason="lab hosts need root and iproute2"),
 ]
-BRIDGE, NETWORK = "ostk-t10", "198.18.10.0/24"
-ADDRESSES = {"lab1": "198.18.10.11", "lab2": "198.18.10.12"}
+# Overridable so that two engineers' runs on one machine never share a bridge.
+BRIDGE = os.environ.get("ONESTACK_TEST_LAB_BRIDGE", "ostk-t10")
+NETWORK = os.environ.get("ONESTACK_TEST_LAB_NETWORK", "198.18.10.0/24")
+HOME_PREFIX = os.environ.get("ONESTACK_TEST_LAB_HOME_PREFIX", "lab10-")
+_NET = NETWORK.rsplit(".", 1)[0]
+ADDRESSES = {"lab1": f"{_NET}.11", "lab2": f"{_NET}.12"}
 MARK = Path("/var/lib/onestack/lab-e2e-mark")
 REACH = "import socket, sys; socket.create_connection((sys.argv[1], 22), 3).close()"
 
@@ -44,7 +65,7 @@ def _onestack(home: Path, *args: str) -> Result:
 
 @pytest.fixture(scope="module")
 def home() -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix="lab10-", dir="/tmp"))
+    home = Path(tempfile.mkdtemp(prefix=HOME_PREFIX, dir="/tmp"))
     try:
         yield home
     finally:  # whatever happened: no namespace, bridge, veth or process stays
@@ -72,7 +93,7 @@ def test_create_is_idempotent_and_the_key_is_private(home: Path, lab: LabSpec) -
     assert "lab1: unchanged" in again and "lab2: unchanged" in again
     listed = json.loads(_onestack(home, "lab", "hosts", "list", "--json").output)
     assert [(h["name"], h["address"], h["power"]) for h in listed["hosts"]] == [
-        ("lab1", "198.18.10.11", "on"), ("lab2", "198.18.10.12", "on")]
+        ("lab1", ADDRESSES["lab1"], "on"), ("lab2", ADDRESSES["lab2"], "on")]
     assert lab.key_file.stat().st_mode & 0o777 == 0o600
     assert lab.key_file.read_text() not in again
     assert len(lab.known_hosts.read_text().splitlines()) == 2
@@ -125,10 +146,92 @@ def test_the_connection_works_on_both_hosts(lab: LabSpec) -> None:
         host.close()
 
 
+def test_file_facts_are_the_hosts_own(lab: LabSpec) -> None:
+    host, other = _connect(lab, "lab1"), _connect(lab, "lab2")
+    path = Path("/var/lib/onestack/facts/exact.txt")
+    text = "no newline at the end\n\n  password = s3cret"
+    assert host.write_file(path, text, mode=0o640)
+    assert host.file_mode(path) == 0o640 and host.read_file(path) == text
+    assert host.is_dir(path.parent) and not host.is_dir(path)
+    assert other.file_mode(path) is None and other.read_file(path) is None
+    assert not other.is_dir(path.parent)
+    assert host.read_file(path.parent) is None
+    assert host.remove(path.parent)
+    host.close()
+    other.close()
+
+
+@pytest.fixture(scope="module")
+def debian_supervisor() -> None:
+    """Debian's supervisord, as a remote host's packages step installs it; lab hosts
+    share this machine's /usr, so it is installed here, if missing, without starting
+    Debian's own supervisor service (policy-rc.d must refuse service starts)."""
+    if not Path(HOST_SUPERVISORD).exists():
+        policy = Path("/usr/sbin/policy-rc.d")
+        if not policy.exists() or subprocess.run([str(policy), "supervisor", "start"],
+                                                 check=False).returncode != 101:
+            pytest.skip("installing supervisor here would start Debian's service "
+                        "(no policy-rc.d refusing it)")
+        apt.install(LocalHost(), [SUPERVISOR_PACKAGE])
+    assert not _debian_supervisord_running()
+
+
+def test_host_supervisor_runs_the_sites_supervisord_on_the_host(
+        lab: LabSpec, wrapper_packages: None, debian_supervisor: None) -> None:
+    host, other = _connect(lab, "lab1"), _connect(lab, "lab2")
+    site = Path("/var/lib/onestack/sites/h")
+    run, log, progs = site / "run", site / "log", site / "supervisor"
+    for d in (run, log, progs):
+        host.ensure_dir(d)
+    host.write_file(run / "supervisord.conf", render_supervisord_conf(run, log, progs))
+    host.write_file(progs / "sleeper.conf", render_program(
+        Program("sleeper", ["sleep", "1000"], startsecs=0, stopwaitsecs=2), log))
+    sup = HostSupervisor(host, run / "supervisord.conf", run / "supervisor.sock")
+    assert not sup.is_running()
+    try:
+        sup.start_daemon()
+        assert sup.is_running() and sup.update() == []  # read at its start
+        host.write_file(progs / "sleeper.conf", render_program(
+            Program("sleeper", ["sleep", "2000"], startsecs=0, stopwaitsecs=2), log))
+        assert sup.update() == ["sleeper"]
+        assert str(sup.loaded_command("sleeper")).endswith("sleep 2000")
+        sup.start("sleeper")
+        assert sup.state("sleeper") == "RUNNING"
+        with pytest.raises(ServiceStartError, match="BAD_NAME"):
+            sup.start("no-such-program")
+        daemon = (host.read_file(run / "supervisord.pid") or "").strip()
+        assert host.run(["ps", "-o", "comm=", "-p", daemon]).strip() == "supervisord"
+        assert "sleep" in host.run(["ps", "-e", "-o", "comm="])
+        # Each host has its own: nothing on the other, nothing on this machine.
+        assert not HostSupervisor(other, sup.conf, sup.socket_path).is_running()
+        assert not Path(sup.socket_path).exists()
+        assert not _debian_supervisord_running()
+    finally:
+        sup.shutdown()
+        host.remove(site)
+    assert not sup.is_running()
+    left = host.run(["ps", "-e", "-o", "comm="]).split()
+    assert "supervisord" not in left and "sleep" not in left
+    host.close()
+    other.close()
+
+
+def _debian_supervisord_running() -> bool:
+    """Whether any process on this machine runs with Debian's supervisord config."""
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and b"/etc/supervisor/supervisord.conf" in Path(
+                    f"/proc/{entry}/cmdline").read_bytes():
+                return True
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
 def test_a_changed_host_key_is_refused_naming_the_host(lab: LabSpec, home: Path) -> None:
     lines = lab.known_hosts.read_text().splitlines()
     tampered = home / "known_hosts.tampered"
-    tampered.write_text(f"198.18.10.11 {lines[1].split(' ', 1)[1]}\n{lines[1]}\n")
+    tampered.write_text(f"{ADDRESSES['lab1']} {lines[1].split(' ', 1)[1]}\n{lines[1]}\n")
     with pytest.raises(HostKeyChangedError, match="host key of lab1") as caught:
         _connect(lab, "lab1", tampered).run(["true"])
     assert caught.value.host == "lab1"

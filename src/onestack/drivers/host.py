@@ -72,6 +72,18 @@ class LocalHost:
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             return None
 
+    def file_mode(self, path: Path) -> int | None:
+        return _mode_of(path)
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def read_file(self, path: Path) -> str | None:
+        try:
+            return path.read_text()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
     def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=mode)
         os.chmod(path, mode)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pymysql
 
+from onestack.core.host import HostConnection
+from onestack.drivers.host import LocalHost
 from onestack.errors import CommandError
 
 
@@ -139,12 +141,28 @@ class ServiceReportProbe:
     host: str
     max_age: int = 20
     not_before: float | None = None
+    # Where the database runs (a host of the site): the query must run there, not
+    # where onestack runs. Empty: on this machine.
+    runs_on: str = ""
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
 
     def after(self, moment: float) -> ServiceReportProbe:
         """The same probe, satisfied only by a report made after ``moment`` (a restart)."""
         return replace(self, not_before=moment)
 
+    def through(self, host: HostConnection) -> ServiceReportProbe:
+        """The same probe, run on ``host`` (its ``runs_on``) through its connection."""
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
+
+    def _query(self) -> str:
+        return (f"SELECT TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
+                f"UTC_TIMESTAMP()) FROM `{self.database}`.services WHERE "
+                f"`binary`={_literal(self.binary)} AND host={_literal(self.host)} "
+                "AND deleted=0")
+
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        if self.via is not None:
+            return self._judge(*self._age_there(self.via, timeout))
         try:
             conn = _connect(self.socket_path)
         except CommandError as exc:
@@ -159,9 +177,29 @@ class ServiceReportProbe:
             return False, f"{self.binary}@{self.host}: {exc.args[-1]}"
         finally:
             conn.close()
-        if row is None or row[0] is None:
+        return self._judge(None if row is None or row[0] is None else int(row[0]), "")
+
+    def _age_there(self, host: HostConnection, timeout: float) -> tuple[int | None, str]:
+        """The heartbeat's age, by the mariadb client on the database's host."""
+        try:
+            out = host.run(["mariadb", f"--socket={self.socket_path}", "--user=root",
+                            "--batch", "--skip-column-names", "-e", self._query()],
+                           timeout=max(timeout, 5))
+        except CommandError as exc:
+            return None, f"{self.binary}@{self.host}: {exc.output.strip()[-200:]}"
+        word = out.strip().split("\n")[0] if out.strip() else ""
+        return (int(word) if word.lstrip("-").isdigit() else None), ""
+
+    def _judge(self, age: int | None, error: str) -> tuple[bool, str]:
+        if error:
+            return False, error
+        if age is None:
             return False, f"{self.binary}@{self.host} has not registered"
-        age = int(row[0])
         if self.not_before is not None and time.time() - age < self.not_before - 1:
             return False, f"{self.binary}@{self.host} has not reported since it started"
         return age <= self.max_age, f"{self.binary}@{self.host} reported {age}s ago"
+
+
+def _literal(value: str) -> str:
+    """A SQL string literal (for the mariadb client, which takes no bound parameters)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

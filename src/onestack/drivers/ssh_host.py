@@ -11,6 +11,7 @@ Secrets never reach a command line: file content goes by SFTP into a file create
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import os
@@ -267,6 +268,22 @@ class SshHost:
         code, out = self._shell(shell_command(["sha256sum", str(path)]) + " 2>/dev/null")
         word = out.split()[0] if out.split() else ""
         return word if code == 0 and len(word) == 64 else None
+
+    def file_mode(self, path: Path) -> int | None:
+        code, out = self._shell(shell_command(["stat", "-c", "%a", str(path)]) + " 2>/dev/null")
+        word = out.strip()
+        return int(word, 8) if code == 0 and word.isdigit() else None
+
+    def is_dir(self, path: Path) -> bool:
+        return self._shell(shell_command(["test", "-d", str(path)]))[0] == 0
+
+    def read_file(self, path: Path) -> str | None:
+        """Its exact content: base64 on the wire, as output comes back line by line."""
+        code, out = self._shell(shell_command(["test", "-f", str(path)]) + " && "
+                                + shell_command(["base64", "-w0", str(path)]))
+        if code != 0:
+            return None
+        return base64.b64decode("".join(out.split())).decode()
 
     def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
         steps = [["mkdir", "-p", str(path)], ["chmod", f"{mode:o}", str(path)]]

@@ -7,6 +7,7 @@ environment; every long-running service of the site is a program in it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from onestack.core.host import HostConnection
 from onestack.drivers.processes import MARKER_VARIABLE
 from onestack.errors import CommandError, ServiceStartError
 
@@ -136,22 +138,28 @@ files = {programs_dir}/*.conf
 _ACTIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
-class Supervisor:
-    """Client of one site's supervisord over its unix socket."""
+class SiteSupervisor:
+    """A site's supervisord on one host, however it is reached (ADR 0012).
+
+    Every request is one XML-RPC call (:meth:`_call`): the subclasses only say how a
+    call reaches supervisord's unix socket and how supervisord is started, so what
+    an action asks of it means the same on every host. Faults come back as
+    ``xmlrpc.client.Fault``; an unreachable socket as ``OSError``."""
 
     def __init__(self, conf: Path, socket_path: Path) -> None:
         self.conf = conf
         self.socket_path = socket_path
 
-    def _proxy(self) -> Any:
-        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+    def _call(self, method: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def _launch(self) -> None:
+        """Start supervisord (it daemonizes itself)."""
+        raise NotImplementedError
 
     def is_running(self) -> bool:
-        if not self.socket_path.exists():
-            return False
         try:
-            return bool(self._proxy().getState()["statename"] == "RUNNING")
+            return bool(self._call("getState")["statename"] == "RUNNING")
         except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
             return False
 
@@ -159,12 +167,7 @@ class Supervisor:
         """Start supervisord (daemonized) if it is not running."""
         if self.is_running():
             return
-        exe = Path(sys.executable).parent / "supervisord"
-        binary = str(exe) if exe.exists() else (shutil.which("supervisord") or "supervisord")
-        proc = subprocess.run([binary, "-c", str(self.conf)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CommandError(f"{binary} -c {self.conf}", proc.returncode,
-                               proc.stdout + proc.stderr)
+        self._launch()
         for _ in range(100):
             if self.is_running():
                 return
@@ -178,21 +181,20 @@ class Supervisor:
         may be half-way through a change (an interrupted upgrade wrote it), and
         loading it here would stop that service's process behind its plan's back.
         """
-        proxy = self._proxy()
-        added, changed, removed = proxy.reloadConfig()[0]
+        added, changed, removed = self._call("reloadConfig")[0]
         if only:
             added, changed, removed = ([n for n in names if n in only]
                                        for names in (added, changed, removed))
         self.stop_many(changed + removed)  # together: each may take its graceful timeout
         for name in changed + removed:
-            proxy.removeProcessGroup(name)
+            self._call("removeProcessGroup", name)
         for name in changed + added:
-            proxy.addProcessGroup(name)
+            self._call("addProcessGroup", name)
         return sorted(added + changed + removed)
 
     def _stop_quietly(self, name: str) -> None:
         try:
-            self._proxy().stopProcess(name, True)
+            self._call("stopProcess", name, True)
         except xmlrpc.client.Fault:
             pass
 
@@ -200,7 +202,7 @@ class Supervisor:
         """Program name -> supervisord process info (statename, pid, uptime...)."""
         if not self.is_running():
             return {}
-        return {info["name"]: info for info in self._proxy().getAllProcessInfo()}
+        return {info["name"]: info for info in self._call("getAllProcessInfo")}
 
     def state(self, name: str) -> str:
         return str(self.states().get(name, {}).get("statename", "ABSENT"))
@@ -213,7 +215,7 @@ class Supervisor:
         """
         if not self.is_running():
             return None
-        for info in self._proxy().getAllConfigInfo():
+        for info in self._call("getAllConfigInfo"):
             if info["name"] == name:
                 return str(info["command"])
         return None
@@ -221,7 +223,7 @@ class Supervisor:
     def start(self, name: str) -> None:
         """Start a program; raise ServiceStartError with its log tail if it fails."""
         try:
-            self._proxy().startProcess(name, True)
+            self._call("startProcess", name, True)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" in fault.faultString:
                 return
@@ -235,30 +237,29 @@ class Supervisor:
         self.start(name)
 
     def signal(self, name: str, signal: str) -> None:
-        self._proxy().signalProcess(name, signal)
+        self._call("signalProcess", name, signal)
 
     def unexpected_exits(self, since: float) -> dict[str, int]:
         """Program -> how often it exited unexpectedly (crashed) since this time,
         from supervisord's own log."""
         try:
-            text = str(self._proxy().readLog(-200_000, 0))
+            text = str(self._call("readLog", -200_000, 0))
         except (OSError, xmlrpc.client.Fault):
             return {}
         return count_unexpected_exits(text, since)
 
     def log_tail(self, name: str, lines: int = 20) -> list[str]:
         try:
-            text = self._proxy().tailProcessStdoutLog(name, 0, 8000)[0]
+            text = self._call("tailProcessStdoutLog", name, 0, 8000)[0]
         except (OSError, xmlrpc.client.Fault):
             return []
         return [str(line) for line in text.splitlines()[-lines:]]
 
     def stop_many(self, names: list[str], timeout: float = 60) -> None:
         """Stop several programs at once and wait until none is running."""
-        proxy = self._proxy()
         for name in names:
             try:
-                proxy.stopProcess(name, False)
+                self._call("stopProcess", name, False)
             except xmlrpc.client.Fault:
                 pass
         deadline = time.monotonic() + timeout
@@ -270,18 +271,104 @@ class Supervisor:
 
     def stop_all(self) -> None:
         if self.is_running():
-            self._proxy().stopAllProcesses(True)
+            self._call("stopAllProcesses", True)
 
     def shutdown(self) -> None:
         """Stop every program and supervisord itself; wait for it to exit."""
         if not self.is_running():
             return
         self.stop_all()
-        self._proxy().shutdown()
+        self._call("shutdown")
         for _ in range(200):
-            if not self.socket_path.exists() or not self.is_running():
+            if not self.is_running():
                 return
             time.sleep(0.1)
+
+
+class Supervisor(SiteSupervisor):
+    """The site's supervisord on this machine: XML-RPC straight to its unix socket,
+    started from onestack's tool environment."""
+
+    def _call(self, method: str, *args: Any) -> Any:
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return getattr(proxy.supervisor, method)(*args)
+
+    def is_running(self) -> bool:
+        return self.socket_path.exists() and super().is_running()
+
+    def _launch(self) -> None:
+        exe = Path(sys.executable).parent / "supervisord"
+        binary = str(exe) if exe.exists() else (shutil.which("supervisord") or "supervisord")
+        proc = subprocess.run([binary, "-c", str(self.conf)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CommandError(f"{binary} -c {self.conf}", proc.returncode,
+                               proc.stdout + proc.stderr)
+
+
+# Debian's supervisord: what a host other than onestack's own runs (ADR 0012).
+SUPERVISOR_PACKAGE = "supervisor"
+HOST_SUPERVISORD = "/usr/bin/supervisord"
+RPC_MARK = "__onestack_rpc="
+
+# Run on the host by its own python3 (standard library only): one XML-RPC call to
+# the site's supervisord socket there, the request on stdin, the answer as one
+# marked JSON line (other output, e.g. warnings on stderr, is ignored).
+RPC_SCRIPT = r"""
+import http.client, json, socket, sys, xmlrpc.client
+req = json.load(sys.stdin)
+class UnixTransport(xmlrpc.client.Transport):
+    def make_connection(self, host):
+        conn = http.client.HTTPConnection("localhost")
+        def connect():
+            conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.sock.connect(req["socket"])
+        conn.connect = connect
+        return conn
+proxy = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport())
+try:
+    out = {"result": getattr(proxy.supervisor, req["method"])(*req["args"])}
+except xmlrpc.client.Fault as f:
+    out = {"fault": [f.faultCode, f.faultString]}
+except (OSError, xmlrpc.client.ProtocolError) as e:
+    out = {"error": type(e).__name__ + ": " + str(e)}
+print("__onestack_rpc=" + json.dumps(out))
+"""
+
+
+class HostSupervisor(SiteSupervisor):
+    """The site's supervisord on a host reached through its connection (SSH): each
+    call runs :data:`RPC_SCRIPT` there; supervisord is Debian's (``supervisor``)."""
+
+    def __init__(self, host: HostConnection, conf: Path, socket_path: Path,
+                 supervisord: str = HOST_SUPERVISORD) -> None:
+        super().__init__(conf, socket_path)
+        self.host = host
+        self.supervisord = supervisord
+
+    def _call(self, method: str, *args: Any) -> Any:
+        request = json.dumps({"socket": str(self.socket_path), "method": method,
+                              "args": list(args)})
+        out = self.host.run(["python3", "-c", RPC_SCRIPT], input=request, timeout=300)
+        return rpc_answer(out, f"{method} (on {self.host.name})")
+
+    def _launch(self) -> None:
+        self.host.run([self.supervisord, "-c", str(self.conf)], timeout=60)
+
+
+def rpc_answer(output: str, what: str) -> Any:
+    """The result of :data:`RPC_SCRIPT`'s marked line: a Fault or OSError re-raised."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(RPC_MARK):
+            answer = json.loads(line.removeprefix(RPC_MARK))
+            break
+    else:
+        raise CommandError(f"supervisord {what}", 1, output)
+    if "fault" in answer:
+        raise xmlrpc.client.Fault(*answer["fault"])
+    if "error" in answer:
+        raise OSError(f"supervisord {what}: {answer['error']}")
+    return answer["result"]
 
 
 _EXIT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ exited: (\S+) "

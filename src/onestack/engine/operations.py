@@ -18,7 +18,7 @@ from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
 from onestack.drivers.ssh_host import SshHost, open_host
-from onestack.drivers.supervisor import Supervisor
+from onestack.drivers.supervisor import SiteSupervisor
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan, context_of, per_host
 from onestack.errors import PortInUseError, PrerequisiteError
@@ -51,9 +51,25 @@ def connection(handle: SiteHandle, host: Host) -> HostConnection:
 
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
     """A context per host of the site, by name (SSH hosts connect on first use)."""
-    supervisor = handle.supervisor()
-    return {h.name: HostContext(connection(handle, h), handle.paths, supervisor, progress)
-            for h in handle.site.hosts}
+    hosts = {h.name: connection(handle, h) for h in handle.site.hosts}
+    return {name: HostContext(host, handle.paths, handle.supervisor_on(host), progress,
+                              hosts)
+            for name, host in hosts.items()}
+
+
+def ensure_site_key(handle: SiteHandle) -> bool:
+    """The site's own SSH key pair (``<site>/ssh/id_ed25519``, 0600), generated on
+    this machine if a host uses it and it is absent. True if generated. The private
+    key is never printed; its public half is what hosts must authorize."""
+    key = handle.paths.ssh_key
+    if key.exists() or not any(not h.is_local and not h.ssh_key for h in handle.site.hosts):
+        return False
+    local = LocalHost()
+    local.ensure_dir(key.parent, mode=0o700)
+    local.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+               f"onestack-{handle.site.name}", "-f", str(key)])
+    os.chmod(key, 0o600)
+    return True
 
 
 def preflight(contexts: Mapping[str, HostContext]) -> None:
@@ -162,6 +178,9 @@ def up(handle: SiteHandle, progress: Progress) -> Plan:
     """Bring the site to its declared state. Idempotent; resumes after interruption."""
     check_prerequisites()
     with site_lock(handle.paths.site, handle.site.name, "up"):
+        if ensure_site_key(handle):
+            progress.message(f"generated the site's SSH key; authorize "
+                             f"{handle.paths.ssh_key}.pub on its hosts")
         contexts = host_contexts(handle, progress)
         try:
             preflight(contexts)
@@ -200,7 +219,7 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
         shutil.rmtree(handle.paths.site)
 
 
-def _stop_in_order(handle: SiteHandle, sup: Supervisor, progress: Progress) -> None:
+def _stop_in_order(handle: SiteHandle, sup: SiteSupervisor, progress: Progress) -> None:
     """OpenStack services first (together), then infrastructure in reverse deploy order."""
     from onestack.services import registry
 

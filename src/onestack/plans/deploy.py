@@ -9,7 +9,11 @@ import yaml
 from onestack.core.digest import digest
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.supervisor import WRAPPER_PACKAGES, render_supervisord_conf
+from onestack.drivers.supervisor import (
+    SUPERVISOR_PACKAGE,
+    WRAPPER_PACKAGES,
+    render_supervisord_conf,
+)
 from onestack.model.site import Host
 from onestack.services import oslo, registry
 from onestack.services.base import ServiceContext, host_step, step
@@ -81,6 +85,8 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
     p = ctx.paths
     programs_dir = p.site / "supervisor"
     packages = registry.system_packages() if host.name == ctx.host else WRAPPER_PACKAGES
+    if not host.is_local:  # this machine's supervisord is onestack's own (ADR 0012)
+        packages = tuple(sorted({*packages, SUPERVISOR_PACKAGE}))
     what = "infrastructure" if host.name == ctx.host else "program wrapper"
 
     def on(name: str, summary: str, action: object) -> Step:

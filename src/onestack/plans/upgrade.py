@@ -34,6 +34,7 @@ from onestack.steps.actions import (
     UpdateSupervisor,
     WriteFile,
     since_restart,
+    where,
 )
 from onestack.steps.context import HostContext
 from onestack.steps.upgrade_actions import (
@@ -224,7 +225,7 @@ def _ready_steps(prefix: str, module: OpenStackService, dst: ServiceContext) -> 
 
 def _wait_healthy(hc: HostContext, program: str, check: Probe, started: float) -> None:
     """Wait until ``check`` passes for the process started at ``started``."""
-    ok, detail = wait_until_healthy(since_restart(check, started), 180)
+    ok, detail = wait_until_healthy(since_restart(where(check, hc), started), 180)
     if not ok:
         raise ServiceStartError(program, detail, hc.supervisor.log_tail(program))
 

@@ -126,7 +126,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
 def compute_reports(ctx: ServiceContext, host: str | None = None) -> ServiceReportProbe:
     """nova-compute is of use once its heartbeat is fresh (the scheduler sees it up)."""
     return ServiceReportProbe(mariadb.socket_path(ctx), "nova", "nova-compute",
-                              host or ctx.host)
+                              host or ctx.host, runs_on=ctx.controller.name)
 
 
 def checks(ctx: ServiceContext) -> list[Check]:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from onestack.catalog.releases import available_series
+from onestack.core.host import HostConnection
+from onestack.drivers.host import LocalHost
 from onestack.drivers.secrets import SecretStore
 from onestack.drivers.site_file import read_site_file
-from onestack.drivers.supervisor import Supervisor
+from onestack.drivers.supervisor import HostSupervisor, SiteSupervisor, Supervisor
 from onestack.errors import InvalidOptionError, SiteFileError, SiteNotFoundError
 from onestack.model.paths import SitePaths
 from onestack.model.ports import Ports
@@ -37,8 +39,17 @@ class SiteHandle:
         return SecretStore(self.paths.secrets_file)
 
     def supervisor(self) -> Supervisor:
+        """The site's supervisord on this machine."""
         return Supervisor(self.paths.run / "supervisord.conf",
                           self.paths.run / "supervisor.sock")
+
+    def supervisor_on(self, host: HostConnection) -> SiteSupervisor:
+        """The site's supervisord on a host: this machine's directly, any other's
+        through the host's connection (ADR 0012)."""
+        if isinstance(host, LocalHost):
+            return self.supervisor()
+        return HostSupervisor(host, self.paths.run / "supervisord.conf",
+                              self.paths.run / "supervisor.sock")
 
     def journal(self) -> Journal:
         # A journal from before per-host keys: its rows are the controller's.

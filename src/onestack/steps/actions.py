@@ -31,7 +31,7 @@ class WriteFile:
         return digest(f"{self.path}|{self.mode:o}|{self.owner}|{digest(self.content)}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return [ctx.host.file_digest(self.path), _mode(self.path)]
+        return [ctx.host.file_digest(self.path), ctx.host.file_mode(self.path)]
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return bool(fact != [digest(self.content), self.mode])
@@ -51,7 +51,7 @@ class EnsureDirs:
         return digest(json.dumps([[str(p), o, m] for p, o, m in self.dirs]))
 
     def probe(self, ctx: HostContext) -> Any:
-        return all(p.is_dir() for p, _, _ in self.dirs)
+        return all(ctx.host.is_dir(p) for p, _, _ in self.dirs)
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return not fact or done is None
@@ -205,7 +205,8 @@ class StartProgram:
 
     def probe(self, ctx: HostContext) -> Any:
         state = ctx.supervisor.state(self.program)
-        healthy = state == "RUNNING" and all(p.check()[0] for p in self.probe_checks)
+        healthy = state == "RUNNING" and all(where(p, ctx).check()[0]
+                                             for p in self.probe_checks)
         return [state, healthy]
 
     def needed(self, fact: Any, done: str | None) -> bool:
@@ -220,7 +221,7 @@ class StartProgram:
             remove_leftovers(ctx, self.program)
             sup.start(self.program)
         for probe in self.probe_checks:
-            self._wait(ctx, since_restart(probe, started))
+            self._wait(ctx, since_restart(where(probe, ctx), started))
 
     def _wait(self, ctx: HostContext, probe: Probe) -> None:
         sup = ctx.supervisor
@@ -254,17 +255,21 @@ def remove_leftovers(ctx: HostContext, program: str) -> None:
 _ALIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
+def where(probe: Probe, ctx: HostContext) -> Probe:
+    """A probe as it must run: one naming a host of the site (``runs_on``, e.g. the
+    database's) goes through that host's connection, not this machine."""
+    runs_on = getattr(probe, "runs_on", "")
+    through = getattr(probe, "through", None)
+    if runs_on and through is not None and runs_on in ctx.hosts:
+        bound: Probe = through(ctx.hosts[runs_on])
+        return bound
+    return probe
+
+
 def since_restart(probe: Probe, started: float) -> Probe:
     """A probe that must see the restarted process, not what ran before it."""
     after = getattr(probe, "after", None)
     return after(started) if after is not None else probe
-
-
-def _mode(path: Path) -> int | None:
-    try:
-        return path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -320,4 +325,8 @@ class CopyFile:
         return fact is None or fact[0] is None or fact[0] != fact[1]
 
     def apply(self, ctx: HostContext) -> None:
-        ctx.host.write_file(self.path, self.source.read_text(), mode=self.mode)
+        content = ctx.host.read_file(self.source)
+        if content is None:
+            raise CommandError(f"copy {self.source} to {self.path} (on {ctx.host.name})", 1,
+                               f"{self.source} is not there")
+        ctx.host.write_file(self.path, content, mode=self.mode)

@@ -14,7 +14,7 @@ from onestack.drivers import mysql, upgradecheck
 from onestack.drivers.haproxy_admin import HaproxyAdmin
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.errors import CommandError, OnestackError, PortInUseError, ServiceStartError
-from onestack.steps.actions import remove_leftovers
+from onestack.steps.actions import remove_leftovers, where
 from onestack.steps.context import HostContext
 
 
@@ -47,7 +47,8 @@ class BackupDatabases:
         return digest(f"{self.backup_dir}|{self.meta}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return (self.backup_dir / "backup.json").exists() and self.dump.exists()
+        return (ctx.host.file_mode(self.backup_dir / "backup.json") is not None
+                and ctx.host.file_mode(self.dump) is not None)
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return not fact
@@ -260,7 +261,7 @@ class HealthGate:
         if down:
             raise UpgradeCheckFailed(self.name, f"not running: {', '.join(down)}")
         for label, probe in self.probes:
-            ok, detail = wait_until_healthy(probe, self.timeout)
+            ok, detail = wait_until_healthy(where(probe, ctx), self.timeout)
             if not ok:
                 raise UpgradeCheckFailed(self.name, f"{label}: {detail}")
 

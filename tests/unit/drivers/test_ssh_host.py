@@ -176,3 +176,51 @@ def test_pyinfra_forgets_a_known_hosts_file_only_when_it_changed(tmp_path: Path)
     known.write_text("198.18.10.11 ssh-ed25519 BBBB\n")
     _forget_changed_known_hosts(known)
     assert "sentinel" not in client.get_host_keys.cache  # type: ignore[attr-defined]
+
+
+class ScriptedPyinfraHost(FakePyinfraHost):
+    """Answers each command with canned stdout lines and an exit status."""
+
+    def __init__(self, answers: dict[str, tuple[int, list[str]]]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, CommandOutput]:
+        text = command.get_raw_value()
+        self.commands.append(text)
+        code, lines = next((a for key, a in self.answers.items() if key in text), (1, []))
+        return code == 0, CommandOutput([*(OutputLine("stdout", line) for line in lines),
+                                         OutputLine("stderr", f"__onestack_exit={code}")])
+
+
+def _scripted(answers: dict[str, tuple[int, list[str]]]) -> SshHost:
+    host = SshHost(_target())
+    host._host = ScriptedPyinfraHost(answers)  # type: ignore[assignment]
+    return host
+
+
+def test_file_mode_and_is_dir_over_ssh() -> None:
+    host = _scripted({"stat -c %a /etc/nova/nova.conf": (0, ["640"]), "test -d /etc": (0, [])})
+    assert host.file_mode(Path("/etc/nova/nova.conf")) == 0o640
+    assert host.file_mode(Path("/missing")) is None
+    assert host.is_dir(Path("/etc")) and not host.is_dir(Path("/missing"))
+
+
+def test_read_file_keeps_the_exact_content() -> None:
+    import base64
+
+    text = "no newline at the end\n\n  indented"
+    encoded = base64.b64encode(text.encode()).decode()
+    host = _scripted({"base64 -w0 /etc/x": (0, [encoded[:10], encoded[10:]])})
+    assert host.read_file(Path("/etc/x")) == text
+    assert host.read_file(Path("/etc/missing")) is None
+
+
+def test_local_host_file_facts(tmp_path: Path) -> None:
+    local = LocalHost("aio")
+    path = tmp_path / "f"
+    assert local.file_mode(path) is None and local.read_file(path) is None
+    local.write_file(path, "a\nb", mode=0o600)
+    assert local.file_mode(path) == 0o600 and local.read_file(path) == "a\nb"
+    assert local.is_dir(tmp_path) and not local.is_dir(path)
+    assert local.read_file(tmp_path) is None

@@ -110,3 +110,39 @@ def test_environment_value_ending_in_quote_is_refused() -> None:
 def test_command_argument_with_backslash(tmp_path: Path) -> None:
     pc = _load(tmp_path, Program("p", ["/bin/echo", "a\\b"]))["p"]
     assert shlex.split(pc.command) == [*TREE_WRAPPER, "/bin/echo", "a\\b"]
+
+
+# --- answers of the RPC script a HostSupervisor runs on a host ------------------------
+
+def test_rpc_answers_become_results_faults_or_os_errors() -> None:
+    import xmlrpc.client
+
+    from onestack.drivers.supervisor import RPC_MARK, RPC_SCRIPT, rpc_answer
+    from onestack.errors import CommandError
+
+    assert RPC_MARK in RPC_SCRIPT
+    assert rpc_answer('warning on stderr\n__onestack_rpc={"result": [1, "a"]}\n', "x") == [1, "a"]
+    with pytest.raises(xmlrpc.client.Fault, match="BAD_NAME"):
+        rpc_answer('__onestack_rpc={"fault": [10, "BAD_NAME: x"]}', "startProcess")
+    with pytest.raises(OSError, match=r"getState \(on cmp1\).*FileNotFoundError"):
+        rpc_answer('__onestack_rpc={"error": "FileNotFoundError: no"}', "getState (on cmp1)")
+    with pytest.raises(CommandError, match="supervisord getState"):
+        rpc_answer("Traceback (most recent call last):\n", "getState")
+
+
+def test_only_hosts_other_than_this_machine_need_debians_supervisor() -> None:
+    from onestack.drivers.host import LocalHost
+    from onestack.drivers.supervisor import HostSupervisor, Supervisor
+    from onestack.model.paths import SitePaths
+    from onestack.model.site import default_lab_site
+    from onestack.state.site import SiteHandle
+
+    handle = SiteHandle(default_lab_site(), SitePaths(Path("/tmp/x"), "lab"), None)
+    assert type(handle.supervisor_on(LocalHost("aio"))) is Supervisor
+    remote = handle.supervisor_on(FakeRemote())  # type: ignore[arg-type]
+    assert isinstance(remote, HostSupervisor) and remote.supervisord == "/usr/bin/supervisord"
+    assert remote.socket_path == handle.paths.run / "supervisor.sock"
+
+
+class FakeRemote:
+    name = "cmp1"

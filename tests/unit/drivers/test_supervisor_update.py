@@ -16,6 +16,7 @@ from onestack.drivers.supervisor import (
     render_program,
     render_supervisord_conf,
 )
+from onestack.errors import ServiceStartError
 
 WRAPPED = " ".join(TREE_WRAPPER)
 
@@ -77,3 +78,30 @@ def test_update_without_names_loads_every_change(
     _define(progs, log, "svc-b", "2000")
     assert sup.update() == ["svc-a", "svc-b"]
     assert sup.loaded_command("svc-b") == f"{WRAPPED} sleep 2000"
+
+
+# --- the same supervisord through a host connection (ADR 0012) ----------------------
+
+def test_host_supervisor_speaks_to_it_through_the_host(
+        supervisor: tuple[Supervisor, Path, Path]) -> None:
+    """The RPC script runs by the host's python3 (here: this machine's, through a
+    LocalHost), and means what the direct client means."""
+    from onestack.drivers.host import LocalHost
+    from onestack.drivers.supervisor import HostSupervisor
+
+    sup, progs, log = supervisor
+    remote = HostSupervisor(LocalHost("cmp1"), sup.conf, sup.socket_path)
+    assert remote.is_running()
+    assert _wait_state(remote, "svc-a", "RUNNING") == "RUNNING"
+    assert remote.states()["svc-a"]["pid"] == sup.states()["svc-a"]["pid"]
+    remote.stop("svc-a")
+    assert sup.state("svc-a") == "STOPPED"
+    remote.start("svc-a")
+    assert sup.state("svc-a") == "RUNNING"
+    _define(progs, log, "svc-b", "2000")
+    assert remote.update(("svc-b",)) == ["svc-b"]
+    assert remote.loaded_command("svc-b") == f"{WRAPPED} sleep 2000"
+    with pytest.raises(ServiceStartError, match="BAD_NAME"):
+        remote.start("no-such-program")
+    gone = HostSupervisor(LocalHost("cmp1"), sup.conf, sup.socket_path.with_name("x.sock"))
+    assert not gone.is_running() and gone.states() == {}

@@ -215,3 +215,34 @@ def test_preflight_names_a_host_whose_key_file_is_missing(tmp_path: Path) -> Non
         name="cmp1", address=IPv4Address("198.18.20.12"), connection=ConnectionKind.SSH)])
     with pytest.raises(OnestackError, match=r"host cmp1: no private key .*id_ed25519"):
         operations.preflight(operations.host_contexts(handle, SilentProgress()))
+
+
+def test_contexts_reach_each_hosts_own_supervisor_and_every_host(tmp_path: Path) -> None:
+    from ipaddress import IPv4Address
+
+    from onestack.drivers.supervisor import HostSupervisor, Supervisor
+
+    handle = _handle(tmp_path, [
+        Host(name="ctl", roles=[]),
+        Host(name="cmp1", address=IPv4Address("198.18.20.12"), connection=ConnectionKind.SSH)])
+    contexts = operations.host_contexts(handle, SilentProgress())
+    assert type(contexts["ctl"].supervisor) is Supervisor
+    remote = contexts["cmp1"].supervisor
+    assert isinstance(remote, HostSupervisor) and remote.host is contexts["cmp1"].host
+    assert contexts["cmp1"].hosts["ctl"] is contexts["ctl"].host
+
+
+def test_the_site_key_is_generated_once_private_and_only_when_used(tmp_path: Path) -> None:
+    from ipaddress import IPv4Address
+
+    local = _handle(tmp_path / "a", [Host(name="aio")])
+    assert not operations.ensure_site_key(local) and not local.paths.ssh_key.exists()
+    handle = _handle(tmp_path / "b", [
+        Host(name="ctl", roles=[]),
+        Host(name="cmp1", address=IPv4Address("198.18.20.12"), connection=ConnectionKind.SSH)])
+    assert operations.ensure_site_key(handle)
+    key = handle.paths.ssh_key
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+    assert key.with_suffix(".pub").read_text().startswith("ssh-ed25519 ")
+    before = key.read_text()
+    assert not operations.ensure_site_key(handle) and key.read_text() == before

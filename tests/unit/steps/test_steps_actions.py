@@ -13,7 +13,7 @@ import pytest
 from onestack.core.digest import digest
 from onestack.core.progress import SilentProgress
 from onestack.drivers.host import LocalHost
-from onestack.errors import PortInUseError, PrerequisiteError, ServiceStartError
+from onestack.errors import CommandError, PortInUseError, PrerequisiteError, ServiceStartError
 from onestack.model.paths import SitePaths
 from onestack.steps.actions import (
     CallOnce,
@@ -351,3 +351,130 @@ def test_sockets_no_process_owns_do_not_hold_a_port() -> None:
     client = 'ESTAB 0 0 127.0.0.1:19292 127.0.0.1:13306 users:(("python",pid=7,fd=3))\n'
     assert holder_from_ss(orphans + client) == \
         'a connection of (("python",pid=7,fd=3)) (state ESTAB)'
+
+
+# --- every file action acts through its host, never on this machine -----------------
+
+class MemoryHost:
+    """A host whose files live in dicts: paths that do not exist on this machine."""
+
+    name = "cmp1"
+
+    def __init__(self, files: dict[Path, tuple[str, int]] | None = None,
+                 dirs: set[Path] | None = None) -> None:
+        self.files = dict(files or {})
+        self.dirs = set(dirs or ())
+
+    def file_digest(self, path: Path) -> str | None:
+        return digest(self.files[path][0]) if path in self.files else None
+
+    def file_mode(self, path: Path) -> int | None:
+        return self.files[path][1] if path in self.files else None
+
+    def is_dir(self, path: Path) -> bool:
+        return path in self.dirs
+
+    def read_file(self, path: Path) -> str | None:
+        return self.files[path][0] if path in self.files else None
+
+    def write_file(self, path: Path, content: str, *, mode: int = 0o644,
+                   owner: str | None = None) -> bool:
+        self.files[path] = (content, mode)
+        return True
+
+    def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
+        self.dirs.add(path)
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> str:
+        return ""
+
+
+REMOTE = Path("/nonexistent-on-this-machine/etc")
+
+
+def test_write_file_probes_through_its_host(tmp_path: Path) -> None:
+    conf = REMOTE / "nova.conf"
+    host = MemoryHost({conf: ("[DEFAULT]\n", 0o640)})
+    action = WriteFile(conf, "[DEFAULT]\n", mode=0o640)
+    assert action.probe(_ctx(tmp_path, host)) == [digest("[DEFAULT]\n"), 0o640]
+    assert not action.needed(action.probe(_ctx(tmp_path, host)), "fp")
+    host.files[conf] = ("[DEFAULT]\n", 0o644)
+    assert action.needed(action.probe(_ctx(tmp_path, host)), "fp")
+
+
+def test_ensure_dirs_probes_through_its_host(tmp_path: Path) -> None:
+    host = MemoryHost(dirs={REMOTE})
+    assert EnsureDirs(((REMOTE, None, 0o755),)).probe(_ctx(tmp_path, host)) is True
+    assert EnsureDirs(((REMOTE / "x", None, 0o755),)).probe(_ctx(tmp_path, host)) is False
+
+
+def test_copy_file_reads_its_source_on_its_host(tmp_path: Path) -> None:
+    source, target = REMOTE / "venv-paste.ini", REMOTE / "api-paste.ini"
+    host = MemoryHost({source: ("[pipeline:main]\n", 0o644)})
+    action = CopyFile(source, target, mode=0o640)
+    ctx = _ctx(tmp_path, host)
+    assert action.needed(action.probe(ctx), None)
+    action.apply(ctx)
+    assert host.files[target] == ("[pipeline:main]\n", 0o640)
+    assert not action.needed(action.probe(ctx), "fp")
+
+
+def test_copy_file_without_its_source_names_the_host(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match=r"(?s)\(on cmp1\).*not there"):
+        CopyFile(REMOTE / "gone", REMOTE / "t").apply(_ctx(tmp_path, MemoryHost()))
+
+
+def test_backup_probe_looks_on_its_host(tmp_path: Path) -> None:
+    from onestack.steps.upgrade_actions import BackupDatabases
+
+    action = BackupDatabases(REMOTE / "sock", REMOTE / "b1", ())
+    host = MemoryHost({REMOTE / "b1" / "backup.json": ("{}", 0o600)})
+    assert action.probe(_ctx(tmp_path, host)) is False
+    host.files[action.dump] = ("gz", 0o600)
+    assert action.probe(_ctx(tmp_path, host)) is True
+
+
+# --- the heartbeat probe runs where the database is ---------------------------------
+
+class DatabaseHost:
+    """The controller over SSH, as far as the probe sees it: a mariadb client."""
+
+    name = "ctl1"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.commands: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> str:
+        self.commands.append(list(argv))
+        return self.answer
+
+
+def test_the_heartbeat_probe_runs_on_the_database_host(tmp_path: Path) -> None:
+    from onestack.drivers.mysql import ServiceReportProbe
+    from onestack.steps.actions import where
+
+    probe = ServiceReportProbe(REMOTE / "mysqld.sock", "nova", "nova-compute", "cmp1",
+                               runs_on="ctl1")
+    db = DatabaseHost("4\n")
+    ctx = _ctx(tmp_path, MemoryHost())
+    ctx.hosts = {"ctl1": db, "cmp1": ctx.host}  # type: ignore[dict-item]
+    assert where(probe, ctx).check() == (True, "nova-compute@cmp1 reported 4s ago")
+    argv = db.commands[0]
+    assert argv[:2] == ["mariadb", f"--socket={REMOTE / 'mysqld.sock'}"]
+    assert "host='cmp1'" in argv[-1] and "`binary`='nova-compute'" in argv[-1]
+    db.answer = ""
+    assert where(probe, ctx).check() == (False, "nova-compute@cmp1 has not registered")
+    db.answer = "400\n"
+    assert where(probe, ctx).check()[0] is False
+
+
+def test_on_this_machine_the_probe_is_unchanged(tmp_path: Path) -> None:
+    from onestack.drivers.mysql import ServiceReportProbe
+    from onestack.steps.actions import where
+
+    probe = ServiceReportProbe(P, "nova", "nova-compute", "aio", runs_on="aio")
+    ctx = _ctx(tmp_path)
+    ctx.hosts = {"aio": ctx.host}
+    assert where(probe, ctx) is probe
+    assert where(probe, _ctx(tmp_path)) is probe  # no hosts known: as before
