@@ -270,7 +270,7 @@ def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:
     """Record the live colors in HAProxy's file (its runtime state is already so)."""
     path = haproxy.config_path(ctx)
     return _step(prefix, phase, "haproxy", "config", f"record live API instances in {path}",
-                 ctx, WriteFile(path, haproxy.render(ctx), mode=0o644))
+                 ctx, WriteFile(path, haproxy.render(ctx), mode=haproxy.CONFIG_MODE))
 
 
 def _gate(prefix: str, ctx: ServiceContext) -> Step:

@@ -29,6 +29,8 @@ PACKAGES = ("haproxy",)
 # HAProxy answers 503 as it would at once without the wait.
 HOLD_MS = 15000
 STATS_USER = "onestack"
+# The configuration holds the stats password: only root (the master) reads it.
+CONFIG_MODE = 0o600
 
 # An http-request action: wait (without blocking HAProxy) while the named backend has
 # no usable server, up to a limit. HAProxy's nbsrv counts neither drain nor maint.
@@ -123,6 +125,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
     probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
     return [step(ctx, name, "dirs", "create HAProxy's empty root",
                  EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
-            # The configuration holds the stats password: only root (the master) reads it.
-            *config_steps(ctx, name, config, mode=0o600),
+            *config_steps(ctx, name, config, mode=CONFIG_MODE),
             *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]

@@ -156,3 +156,22 @@ def test_commit_retires_the_old_release_before_any_contract(
     assert retire.config_dir == old.paths.etc("2026.1")
     assert "keystone-api-green" in retire.keep and "nova-compute" in retire.keep
     assert "keystone-api" not in retire.keep and "mariadb" in retire.keep
+
+
+def test_files_the_upgrade_writes_keep_the_deploys_owner_and_mode(
+        contexts: tuple[ServiceContext, ServiceContext], upgrade: list[Step],
+        rollback: list[Step]) -> None:
+    """Else the first `up` after an upgrade rewrites them (found: haproxy.cfg, 0644 in
+    the upgrade but 0600 in the deploy, which holds the stats password)."""
+    from onestack.plans.deploy import deploy_steps
+    from onestack.steps.actions import WriteFile
+
+    old, new = contexts
+    deployed = {s.action.path: (s.action.mode, s.action.owner)
+                for ctx in (old, new) for s in deploy_steps(ctx)
+                if isinstance(s.action, WriteFile)}
+    written = [s.action for s in [*upgrade, *rollback] if isinstance(s.action, WriteFile)
+               and s.action.path in deployed]
+    assert any(a.path.name == "haproxy.cfg" for a in written)
+    for action in written:
+        assert (action.mode, action.owner) == deployed[action.path], action.path
