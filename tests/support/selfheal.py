@@ -158,14 +158,7 @@ class SiteWatch:
 
     def main_pid(self, program: str) -> int | None:
         """The program itself: below the wrapper (``unshare``) and ``tini``."""
-        parent_of = processes.parents(self.host)
-        pid = self.supervised_pid(program)
-        for _ in range(2):
-            children = sorted(p for p, pp in parent_of.items() if pp == pid)
-            if not children:
-                return None
-            pid = children[0]
-        return pid
+        return processes.main_pid(processes.parents(self.host), self.supervised_pid(program))
 
     def orphans(self, program: str) -> tuple[int, ...]:
         marker = program_marker(self.handle.paths.log, program)

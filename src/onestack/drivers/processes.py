@@ -68,6 +68,18 @@ def descendants(parent_of: Mapping[int, int], root: int) -> set[int]:
     return tree
 
 
+def main_pid(parent_of: Mapping[int, int], supervised: int | None) -> int | None:
+    """A program itself: the child of ``tini``, the child of the supervised wrapper
+    (ADR 0010); the supervised pid when there is no such chain."""
+    pid = supervised
+    for _ in range(2):
+        children = sorted(p for p, pp in parent_of.items() if pp == pid)
+        if not children:
+            return supervised
+        pid = children[0]
+    return pid
+
+
 def split_processes(marked: Iterable[int], parent_of: Mapping[int, int],
                     supervised_pid: int | None) -> ProgramProcesses:
     """Marked processes under the supervised one, and the rest (orphans)."""

@@ -108,7 +108,7 @@ def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
     supervised = row.pid if row.state in ("RUNNING", "STARTING", "STOPPING") else None
     split = processes.split_processes(processes.marked_pids(host, marker), parent_of,
                                       supervised)
-    row.supervised_pid, row.pid = supervised, _main_pid(parent_of, supervised)
+    row.supervised_pid, row.pid = supervised, processes.main_pid(parent_of, supervised)
     row.crashes, row.orphans = crashes, split.outside
     problems = []
     if split.outside:
@@ -126,17 +126,6 @@ def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
     if problems:
         row.healthy, row.detail = False, "; ".join(problems)
     return row
-
-
-def _main_pid(parent_of: dict[int, int], supervised: int | None) -> int | None:
-    """The program itself: the child of ``tini``, the child of the wrapper's pid."""
-    pid = supervised
-    for _ in range(2):
-        children = sorted(p for p, pp in parent_of.items() if pp == pid)
-        if not children:
-            return supervised
-        pid = children[0]
-    return pid
 
 
 def _port(probe: Probe | None) -> int | None:
