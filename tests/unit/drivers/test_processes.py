@@ -133,3 +133,11 @@ def test_a_resumed_command_waits_for_the_interrupted_runs_copy(tmp_path: Path) -
         earlier.kill()
         earlier.wait()
     assert waited >= 1.0 and marker_file.exists()
+
+
+def test_the_main_process_is_below_the_wrapper_and_tini() -> None:
+    # supervisord 1 -> unshare 10 -> tini 11 -> uwsgi master 12 -> workers 13, 14
+    parent_of = {10: 1, 11: 10, 12: 11, 13: 12, 14: 12}
+    assert processes.main_pid(parent_of, 10) == 12
+    assert processes.main_pid(parent_of, 99) == 99  # no chain (not wrapped): itself
+    assert processes.main_pid(parent_of, None) is None
