@@ -65,7 +65,8 @@ def proxy(tmp_path: Path) -> Iterator[ServiceContext]:
         subprocess.run(["apt-get", "install", "-y", "-q", "haproxy"], check=True)
     site = default_lab_site().model_copy(update={"port_offset": MAX_PORT_OFFSET})
     paths = SitePaths(tmp_path, site.name)
-    ctx = ServiceContext(site=site, series="2026.1", paths=paths, secrets={},
+    ctx = ServiceContext(site=site, series="2026.1", paths=paths,
+                         secrets={"haproxy.stats": "hold-test-stats"},
                          venv=paths.venv("2026.1"), ports=PORTS)
     servers = []
     for colour in ("blue", "green"):
@@ -75,6 +76,7 @@ def proxy(tmp_path: Path) -> Iterator[ServiceContext]:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
     paths.run.mkdir(parents=True)
+    haproxy.chroot_dir(ctx).mkdir()  # the workers' empty root (the deploy's EnsureDirs)
     haproxy.hold_script_path(ctx).parent.mkdir(parents=True)
     haproxy.hold_script_path(ctx).write_text(haproxy.HOLD_LUA)
     haproxy.config_path(ctx).write_text(haproxy.render(ctx))
