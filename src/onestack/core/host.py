@@ -30,6 +30,10 @@ class HostConnection(Protocol):
         """Permission bits of a path (e.g. ``0o640``), or None if it does not exist."""
         ...
 
+    def file_owner(self, path: Path) -> str | None:
+        """``user:group`` owning a path, or None if it does not exist."""
+        ...
+
     def is_dir(self, path: Path) -> bool: ...
 
     def read_file(self, path: Path) -> str | None:

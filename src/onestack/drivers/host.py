@@ -75,6 +75,13 @@ class LocalHost:
     def file_mode(self, path: Path) -> int | None:
         return _mode_of(path)
 
+    def file_owner(self, path: Path) -> str | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return f"{_name_of_user(st.st_uid)}:{_name_of_group(st.st_gid)}"
+
     def is_dir(self, path: Path) -> bool:
         return path.is_dir()
 
@@ -122,6 +129,20 @@ def _mode_of(path: Path) -> int | None:
         return path.stat().st_mode & 0o7777
     except FileNotFoundError:
         return None
+
+
+def _name_of_user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _name_of_group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _chown(path: Path, owner: str) -> None:

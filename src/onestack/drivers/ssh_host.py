@@ -274,6 +274,12 @@ class SshHost:
         word = out.strip()
         return int(word, 8) if code == 0 and word.isdigit() else None
 
+    def file_owner(self, path: Path) -> str | None:
+        code, out = self._shell(shell_command(["stat", "-c", "%U:%G", str(path)])
+                                + " 2>/dev/null")
+        word = out.strip()
+        return word if code == 0 and ":" in word else None
+
     def is_dir(self, path: Path) -> bool:
         return self._shell(shell_command(["test", "-d", str(path)]))[0] == 0
 

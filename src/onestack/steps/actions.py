@@ -31,13 +31,34 @@ class WriteFile:
         return digest(f"{self.path}|{self.mode:o}|{self.owner}|{digest(self.content)}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return [ctx.host.file_digest(self.path), ctx.host.file_mode(self.path)]
+        fact = [ctx.host.file_digest(self.path), ctx.host.file_mode(self.path)]
+        return fact + [ctx.host.file_owner(self.path)] if self.owner else fact
 
     def needed(self, fact: Any, done: str | None) -> bool:
-        return bool(fact != [digest(self.content), self.mode])
+        if not isinstance(fact, list) or fact[:2] != [digest(self.content), self.mode]:
+            return True
+        if self.owner is None:
+            return False
+        return not owner_matches(fact[2] if len(fact) > 2 else None, self.owner)
 
     def apply(self, ctx: HostContext) -> None:
         ctx.host.write_file(self.path, self.content, mode=self.mode, owner=self.owner)
+        if self.owner:  # an unchanged file written before it had this owner
+            ctx.host.run(["chown", chown_spec(self.owner), str(self.path)])
+
+
+def owner_matches(actual: str | None, wanted: str) -> bool:
+    """Whether ``user:group`` satisfies ``user`` (any group) or ``user:group``."""
+    if actual is None:
+        return False
+    user, _, group = wanted.partition(":")
+    have_user, _, have_group = actual.partition(":")
+    return have_user == user and (not group or have_group == group)
+
+
+def chown_spec(owner: str) -> str:
+    """``chown``'s argument: ``user:group``, or ``user:`` for the user's own group."""
+    return owner if ":" in owner else f"{owner}:"
 
 
 @dataclass(frozen=True)

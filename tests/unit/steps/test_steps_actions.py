@@ -364,6 +364,11 @@ class MemoryHost:
                  dirs: set[Path] | None = None) -> None:
         self.files = dict(files or {})
         self.dirs = set(dirs or ())
+        self.owners: dict[Path, str] = {}
+        self.commands: list[list[str]] = []
+
+    def file_owner(self, path: Path) -> str | None:
+        return self.owners.get(path, "root:root") if path in self.files else None
 
     def file_digest(self, path: Path) -> str | None:
         return digest(self.files[path][0]) if path in self.files else None
@@ -386,10 +391,29 @@ class MemoryHost:
         self.dirs.add(path)
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> str:
+        self.commands.append(list(argv))
         return ""
 
 
 REMOTE = Path("/nonexistent-on-this-machine/etc")
+
+
+def test_a_file_of_the_wrong_owner_is_given_to_its_owner(tmp_path: Path) -> None:
+    """Found upgrading a lab made before services had users: keystone's unchanged
+    configuration stayed root's and keystone could not read it."""
+    conf = REMOTE / "keystone.conf"
+    host = MemoryHost({conf: ("[DEFAULT]\n", 0o640)})
+    action = WriteFile(conf, "[DEFAULT]\n", mode=0o640, owner="root:keystone")
+    fact = action.probe(_ctx(tmp_path, host))
+    assert fact == [digest("[DEFAULT]\n"), 0o640, "root:root"]
+    assert action.needed(fact, "fp")
+    action.apply(_ctx(tmp_path, host))
+    assert ["chown", "root:keystone", str(conf)] in host.commands
+    host.owners[conf] = "root:keystone"
+    assert not action.needed(action.probe(_ctx(tmp_path, host)), "fp")
+    # An owner without a group is satisfied by any group of that user.
+    plain = WriteFile(conf, "[DEFAULT]\n", mode=0o640, owner="root")
+    assert not plain.needed(plain.probe(_ctx(tmp_path, host)), "fp")
 
 
 def test_write_file_probes_through_its_host(tmp_path: Path) -> None:
