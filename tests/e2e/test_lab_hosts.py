@@ -170,14 +170,17 @@ def debian_supervisor() -> None:
         policy = Path("/usr/sbin/policy-rc.d")
         refuses = policy.exists() and subprocess.run(
             [str(policy), "supervisor", "start"], check=False).returncode == 101
+        saved = policy.read_bytes() if policy.exists() else None
         if not refuses:  # Debian's own way to install a package without starting it
             policy.write_text("#!/bin/sh\nexit 101\n")
             policy.chmod(0o755)
         try:
             apt.install(LocalHost(), [SUPERVISOR_PACKAGE])
         finally:
-            if not refuses:
+            if not refuses and saved is None:
                 policy.unlink()
+            elif not refuses and saved is not None:
+                policy.write_bytes(saved)
     assert not _debian_supervisord_running()
 
 
