@@ -36,9 +36,12 @@ class ComponentStatus:
     orphans: tuple[int, ...] = ()  # processes of the program outside its supervised tree
 
 
-# A program that crashed this often in this window is flapping, whatever its state now.
+# A program that crashed this often in this window and has not stayed up since for
+# STEADY seconds is flapping (a respawn loop shows RUNNING with a few seconds of uptime);
+# one that crashed as often but has run steadily since is only counted.
 CRASH_WINDOW = 600
 FLAPPING = 3
+STEADY = 30
 
 
 def _address(probe: object) -> str:
@@ -77,7 +80,8 @@ def collect(handle: SiteHandle) -> dict[str, Any]:
                        versions[module.name], checks.get(program.name))
             marker = program_marker(ctx.paths.log, program.name)
             rows.append(_supervision(row, host, marker, parent_of,
-                                     crashes.get(program.name, 0), checks.get(program.name)))
+                                     crashes.get(program.name, 0), checks.get(program.name),
+                                     _up_seconds(states.get(program.name, {}))))
     return {"site": handle.site.name, "release": series_of(handle),
             "supervisor": "running" if states else "stopped",
             "last_run": _last_run(handle), "components": [asdict(r) for r in rows],
@@ -101,7 +105,7 @@ def _row(service: str, program: str, info: dict[str, Any], version: str,
 
 def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
                  parent_of: dict[int, int], crashes: int,
-                 probe: Probe | None) -> ComponentStatus:
+                 probe: Probe | None, up_seconds: int) -> ComponentStatus:
     """What the supervisor's state alone hides: the main process under the wrapper,
     processes of the program outside supervision, a port held by another process,
     and crashes (a program respawned every few seconds still shows RUNNING)."""
@@ -121,8 +125,9 @@ def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
         if strangers:
             problems.append(f"port {port} held by pid {', '.join(map(str, sorted(strangers)))}"
                             f", not by the supervised program")
-    if crashes >= FLAPPING:
-        problems.append(f"flapping: {crashes} crashes in the last {CRASH_WINDOW // 60} min")
+    if flapping(crashes, up_seconds):
+        problems.append(f"flapping: {crashes} crashes in the last {CRASH_WINDOW // 60} min, "
+                        f"up {up_seconds} s since the last")
     if problems:
         row.healthy, row.detail = False, "; ".join(problems)
     return row
@@ -134,6 +139,17 @@ def _port(probe: Probe | None) -> int | None:
     if isinstance(probe, HttpProbe):
         return urllib.parse.urlsplit(probe.url).port
     return None
+
+
+def flapping(crashes: int, up_seconds: int) -> bool:
+    """Crashing again and again: often in the window, and not steady since."""
+    return crashes >= FLAPPING and up_seconds < STEADY
+
+
+def _up_seconds(info: dict[str, Any]) -> int:
+    if info.get("statename") != "RUNNING":
+        return 0
+    return int(info.get("now", 0)) - int(info.get("start", 0))
 
 
 def _uptime(info: dict[str, Any]) -> str:

@@ -141,3 +141,12 @@ def test_the_main_process_is_below_the_wrapper_and_tini() -> None:
     assert processes.main_pid(parent_of, 10) == 12
     assert processes.main_pid(parent_of, 99) == 99  # no chain (not wrapped): itself
     assert processes.main_pid(parent_of, None) is None
+
+
+def test_flapping_is_crashing_again_and_again_not_having_crashed() -> None:
+    from onestack.health.status import flapping
+
+    assert flapping(5, 4)  # a respawn loop: RUNNING, a few seconds each time
+    assert flapping(3, 0)  # crashed and not running (BACKOFF)
+    assert not flapping(5, 120)  # crashed often, steady for two minutes since
+    assert not flapping(2, 1)
