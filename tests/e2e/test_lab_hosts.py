@@ -26,6 +26,7 @@ from onestack.drivers import apt
 from onestack.drivers.host import LocalHost
 from onestack.drivers.lab_layout import LabSpec
 from onestack.drivers.labhosts import Lab
+from onestack.drivers.processes import running_here
 from onestack.drivers.ssh_host import SshHost, SshTarget
 from onestack.drivers.supervisor import (
     HOST_SUPERVISORD,
@@ -254,7 +255,7 @@ def test_power_off_kills_every_process_and_power_on_keeps_the_disk(
     pids = _netns_pids(lab, "lab2")
     assert len(pids) >= 3  # unshare, sshd, the session, sleep
     _onestack(home, "lab", "host", "poweroff", "lab2")
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if running_here(p)]
     with pytest.raises(HostUnreachableError, match="lab2"):
         host.run(["true"])
     with pytest.raises(HostUnreachableError, match="lab2"):
@@ -270,7 +271,7 @@ def test_power_off_kills_every_process_and_power_on_keeps_the_disk(
 def test_delete_leaves_nothing_behind(home: Path, lab: LabSpec) -> None:
     pids = _netns_pids(lab, "lab1") + _netns_pids(lab, "lab2")
     _onestack(home, "lab", "hosts", "delete", "--yes")
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if running_here(p)]
     assert not Path("/sys/class/net", BRIDGE).exists()
     assert not [n for n in os.listdir("/sys/class/net") if n.startswith(f"ol{lab.tag}")]
     netns = os.listdir("/run/netns") if Path("/run/netns").is_dir() else []
@@ -290,11 +291,3 @@ def _netns_pids(lab: LabSpec, name: str) -> list[int]:
             except (FileNotFoundError, PermissionError):
                 continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

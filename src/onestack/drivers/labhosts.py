@@ -34,6 +34,7 @@ from onestack.drivers.lab_layout import (
     render_known_hosts,
     render_sshd_config,
 )
+from onestack.drivers.processes import running_here
 from onestack.errors import CommandError, LabHostError, PrerequisiteError
 
 REQUIRED_COMMANDS = ("ip", "unshare", "setsid", "ssh-keygen", "mount")
@@ -384,7 +385,7 @@ def _is_namespace_holder(pid: int, netns: str) -> bool:
                       == os.stat(f"/run/netns/{netns}").st_ino)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return _alive(pid) and program.endswith(b"unshare") and same_netns
+    return running_here(pid) and program.endswith(b"unshare") and same_netns
 
 
 def _children(pid: int) -> list[int]:
@@ -405,16 +406,8 @@ def _kill_namespace_holder(pid: int) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(v) for v in victims):
+    while time.monotonic() < deadline and any(running_here(v) for v in victims):
         time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _no_forwarding(bridge: str) -> None:

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from onestack.core.host import HostConnection
 
@@ -32,6 +33,16 @@ class ProgramProcesses:
 
     supervised: tuple[int, ...]
     outside: tuple[int, ...]
+
+
+def running_here(pid: int) -> bool:
+    """Whether a process of this machine is running (a zombie is not: it has exited
+    and holds nothing, it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def marked_pids(host: HostConnection, marker: str,

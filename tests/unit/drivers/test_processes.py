@@ -71,9 +71,9 @@ def test_leftovers_are_killed_before_a_start(tmp_path: Path,
     remove_leftovers(_ctx(tmp_path, {"keystone-api": {"statename": "FATAL", "pid": 0}}),
                      "keystone-api")
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(processes.running_here(p) for p in pids):
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
+    assert not any(processes.running_here(p) for p in pids)
 
 
 def test_a_running_programs_own_tree_is_left_alone(tmp_path: Path,
@@ -82,15 +82,7 @@ def test_a_running_programs_own_tree_is_left_alone(tmp_path: Path,
     states = {"keystone-api": {"statename": "RUNNING", "pid": pids[0]}}
     remove_leftovers(_ctx(tmp_path, states), "keystone-api")
     time.sleep(0.2)
-    assert _alive(pids[0]) and not _alive(pids[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert processes.running_here(pids[0]) and not processes.running_here(pids[1])
 
 
 def test_descendants_follow_parent_links() -> None:
