@@ -145,6 +145,11 @@ def _name_of_group(gid: int) -> str:
         return str(gid)
 
 
+def chown_spec(owner: str) -> str:
+    """``chown``'s argument: ``user:group``, or ``user:`` for the user's own group."""
+    return owner if ":" in owner else f"{owner}:"
+
+
 def _chown(path: Path, owner: str) -> None:
     """``user`` (and that user's group) or ``user:group``."""
     user, _, group = owner.partition(":")

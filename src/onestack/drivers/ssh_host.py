@@ -34,7 +34,7 @@ from pyinfra.facts.server import Which
 
 from onestack.core.digest import digest
 from onestack.core.host import HostConnection
-from onestack.drivers.host import LocalHost, holder_from_ss
+from onestack.drivers.host import LocalHost, chown_spec, holder_from_ss
 from onestack.errors import (
     CommandError,
     HostAuthError,
@@ -248,7 +248,7 @@ class SshHost:
         self._put(tmp, content.encode())
         finish = [["chmod", f"{mode:o}", str(tmp)]]
         if owner:
-            finish.append(["chown", owner if ":" in owner else f"{owner}:", str(tmp)])
+            finish.append(["chown", chown_spec(owner), str(tmp)])
         finish += [["sync", str(tmp)], ["mv", "-f", str(tmp), str(path)]]
         self.run(["sh", "-c", " && ".join(shlex.join(step) for step in finish)])
         return True
@@ -294,7 +294,7 @@ class SshHost:
     def ensure_dir(self, path: Path, *, mode: int = 0o755, owner: str | None = None) -> None:
         steps = [["mkdir", "-p", str(path)], ["chmod", f"{mode:o}", str(path)]]
         if owner:
-            steps.append(["chown", owner if ":" in owner else f"{owner}:", str(path)])
+            steps.append(["chown", chown_spec(owner), str(path)])
         self.run(["sh", "-c", " && ".join(shlex.join(step) for step in steps)])
 
     def port_holder(self, port: int) -> str | None:

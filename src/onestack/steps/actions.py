@@ -11,6 +11,7 @@ from typing import Any
 
 from onestack.core.digest import digest
 from onestack.drivers import apt, processes
+from onestack.drivers.host import chown_spec
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import program_marker
 from onestack.errors import CommandError, ServiceStartError
@@ -56,11 +57,6 @@ def owner_matches(actual: str | None, wanted: str) -> bool:
     return have_user == user and (not group or have_group == group)
 
 
-def chown_spec(owner: str) -> str:
-    """``chown``'s argument: ``user:group``, or ``user:`` for the user's own group."""
-    return owner if ":" in owner else f"{owner}:"
-
-
 @dataclass(frozen=True)
 class EnsureDirs:
     """Directories that must exist with an owner and mode."""
@@ -81,7 +77,7 @@ class EnsureDirs:
         for path, owner, mode in self.dirs:
             ctx.host.ensure_dir(path, mode=mode, owner=owner)
             if owner:  # what is already inside (made before the service had its user)
-                ctx.host.run(["chown", "-R", owner if ":" in owner else f"{owner}:",
+                ctx.host.run(["chown", "-R", chown_spec(owner),
                               str(path)])
 
 
