@@ -24,6 +24,10 @@ class HostConnection(Protocol):
     def write_file(self, path: Path, content: str, *, mode: int = 0o644,
                    owner: str | None = None) -> bool: ...
 
+    def put_file(self, source: Path, path: Path, *, mode: int = 0o600) -> None:
+        """Copy a (large) file of the machine onestack runs on to ``path`` there."""
+        ...
+
     def file_digest(self, path: Path) -> str | None: ...
 
     def file_mode(self, path: Path) -> int | None:

@@ -66,6 +66,12 @@ class LocalHost:
         os.replace(tmp, path)
         return True
 
+    def put_file(self, source: Path, path: Path, *, mode: int = 0o600) -> None:
+        """Copy a file of this machine (the local half of shipping an artifact)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, path)
+        os.chmod(path, mode)
+
     def file_digest(self, path: Path) -> str | None:
         try:
             return digest(path.read_bytes())

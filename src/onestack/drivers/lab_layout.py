@@ -169,7 +169,17 @@ class LabHostSpec:
         return self.dir / "console.log"
 
     def mounts(self) -> list[tuple[Path, Path]]:
-        """(source, target) bind mounts that give the host its own filesystem view."""
+        """(source, target) bind mounts that give the host its own filesystem view.
+
+        onestack keeps a site under the same home on every host; a lab under another
+        home than /var/lib/onestack (a test's) gives each host its own of that too."""
+        own = self._own_dirs()
+        home = self.lab.home.parent
+        if any(_within(home, target) for _, target in own):
+            return own  # already the host's own (/var/lib/onestack, /tmp...)
+        return [(self.dir / "onestack-home", home), *own]
+
+    def _own_dirs(self) -> list[tuple[Path, Path]]:
         return [
             (self.etc_ssh, Path("/etc/ssh")),
             (self.hostname_file, Path("/etc/hostname")),

@@ -27,9 +27,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -305,11 +308,20 @@ def read_marker(venv: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def marker_matches(bundle: ReleaseBundle, marker: dict[str, Any] | str | None) -> bool:
+    """Whether a release marker (parsed, or its text) names exactly this bundle's lock."""
+    if isinstance(marker, str):
+        try:
+            marker = json.loads(marker)
+        except ValueError:
+            return False
+    return bool(isinstance(marker, dict) and marker.get("bundle") == bundle.version
+                and marker.get("lock_sha256") == bundle.lock_sha256)
+
+
 def venv_matches(bundle: ReleaseBundle, venv: Path) -> bool:
     """Whether ``venv`` is a complete install of exactly this bundle's lock."""
-    marker = read_marker(venv)
-    return bool(marker and marker.get("bundle") == bundle.version
-                and marker.get("lock_sha256") == bundle.lock_sha256
+    return bool(marker_matches(bundle, read_marker(venv))
                 and (venv / "bin" / "python").exists()
                 and usable_by_everyone(venv / "bin" / "python"))
 
@@ -360,8 +372,20 @@ def _point_at(venv: Path, target: Path) -> None:
     os.replace(link, venv)
 
 
+# One build of a release folder (and of its archive) at a time in this process: the
+# steps of several hosts run in threads, and each remote host's needs the local build.
+_BUILD_LOCK = threading.RLock()
+
+
 def create_venv(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None = None,
                 progress: Progress | None = None, compile_bytecode: bool = True) -> None:
+    """Create the immutable venv of a bundle at ``venv`` (see ``_create_venv``)."""
+    with _BUILD_LOCK:
+        _create_venv(bundle, venv, wheelhouse, progress, compile_bytecode)
+
+
+def _create_venv(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None,
+                 progress: Progress | None, compile_bytecode: bool) -> None:
     """Create the immutable venv of a bundle at ``venv``, hash-verified, idempotent.
 
     With ``wheelhouse`` the install is offline (no index); otherwise from the index,
@@ -406,6 +430,54 @@ def _build_release_dir(bundle: ReleaseBundle, target: Path, wheelhouse: Path | N
         "bytecode": compile_bytecode,
         "seconds": round(time.monotonic() - started, 1)})
     report(f"installed release {bundle.version} in {time.monotonic() - started:.1f}s")
+
+
+# --- shipping a release to other hosts -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseArchive:
+    """A release folder packed for another host: a tar of it, and its sha256."""
+
+    path: Path
+    sha256: str
+    folder: str  # the release folder's name, the archive's only top-level entry
+
+
+def release_archive(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None = None,
+                    progress: Progress | None = None) -> ReleaseArchive:
+    """The archive of this machine's release folder, built (and the folder first, if
+    need be) on first use and kept beside it for every other host.
+
+    A release folder is only valid at the same path and with the same interpreter as
+    where it was built: the receiving host unpacks it at the same path, after checking
+    its interpreter (``interpreter_id``)."""
+    report = progress or _quiet
+    with _BUILD_LOCK:
+        _create_venv(bundle, venv, wheelhouse, progress, True)
+        target = release_dir_for(bundle, venv)
+        path = target.with_name(f"{target.name}.tar")
+        digest_file = path.with_name(f"{path.name}.sha256")
+        if not (path.is_file() and digest_file.is_file()):
+            report(f"packing release {bundle.version} for other hosts")
+            partial = path.with_name(f".{path.name}.partial")
+            with tarfile.open(partial, "w") as tar:
+                tar.add(target, arcname=target.name)
+            digest_file.write_text(sha256_file(partial) + "\n")
+            os.replace(partial, path)
+        return ReleaseArchive(path, digest_file.read_text().strip(), target.name)
+
+
+# What a release folder's interpreter is: a host whose Python differs cannot use it.
+INTERPRETER_ID_SCRIPT = "import sys; print(sys.executable, sys.version.split()[0])"
+
+
+def interpreter_id(bundle: ReleaseBundle) -> tuple[str, str]:
+    """(path, version) of the interpreter a release folder of this machine is built on."""
+    python = find_python(bundle)
+    out = _run([python, "-c", INTERPRETER_ID_SCRIPT], f"python {python}")
+    path, version = out.split()
+    return python, version
 
 
 # --- inspection -------------------------------------------------------------------------

@@ -253,10 +253,18 @@ class SshHost:
         self.run(["sh", "-c", " && ".join(shlex.join(step) for step in finish)])
         return True
 
-    def _put(self, path: Path, data: bytes) -> None:
+    def put_file(self, source: Path, path: Path, *, mode: int = 0o600) -> None:
+        """Copy a file of this machine there by SFTP (created 0600, then ``mode``)."""
+        self.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && umask 077 && : > "$1"', "sh",
+                  str(path)])
+        self._put(path, source)
+        self.run(["chmod", f"{mode:o}", str(path)])
+
+    def _put(self, path: Path, data: bytes | Path) -> None:
         host = self._session()
         try:
-            done = host.put_file(io.BytesIO(data), str(path))
+            done = host.put_file(io.BytesIO(data) if isinstance(data, bytes) else str(data),
+                                 str(path))
         except ConnectError as exc:  # no SFTP subsystem
             raise HostPrerequisiteError(self.name, f"file transfer failed: {exc}") from None
         except (SSHException, EOFError, OSError) as exc:

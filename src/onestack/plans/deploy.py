@@ -22,6 +22,7 @@ from onestack.steps.actions import (
     CreateReleaseEnv,
     EnsureDirs,
     InstallPackages,
+    ShipReleaseEnv,
     WriteFile,
 )
 from onestack.steps.context import HostContext
@@ -98,7 +99,8 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
            EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
                        (p.run, None, 0o755), (programs_dir, None, 0o755)))),
         on("release-env", f"install release {ctx.series} into {ctx.venv}",
-           CreateReleaseEnv(ctx.series, ctx.venv, wheelhouse)),
+           (CreateReleaseEnv if host.is_local else ShipReleaseEnv)(
+               ctx.series, ctx.venv, wheelhouse)),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),

@@ -324,6 +324,67 @@ class CreateReleaseEnv:
 
 
 @dataclass(frozen=True)
+class ShipReleaseEnv:
+    """The release environment on a host other than this machine, which may have no
+    package index: the folder built here (hash-verified), packed once, sent by the
+    host's connection, its digest checked there and unpacked at the same path (ADR 0013)."""
+
+    series: str
+    venv: Path
+    wheelhouse: Path | None
+    kind: str = "venv"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.series}|{self.venv}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        from onestack.catalog.releases import load_bundle
+        from onestack.drivers.python_env import MARKER_FILE, marker_matches
+
+        marker = ctx.host.read_file(self.venv / MARKER_FILE)
+        return marker_matches(load_bundle(self.series), marker) and \
+            ctx.host.file_mode(self.venv / "bin" / "python") is not None
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact
+
+    def apply(self, ctx: HostContext) -> None:
+        from onestack.catalog.releases import load_bundle
+        from onestack.drivers import python_env
+
+        bundle = load_bundle(self.series)
+        archive = python_env.release_archive(bundle, self.venv, self.wheelhouse,
+                                             ctx.progress.message)
+        _check_interpreter(ctx, *python_env.interpreter_id(bundle))
+        parent, host = self.venv.parent, ctx.host
+        sent = parent / f".{archive.path.name}.partial"
+        ctx.progress.message(f"sending release {bundle.version} to {host.name} "
+                             f"({archive.path.stat().st_size // 2**20} MiB)")
+        host.put_file(archive.path, sent)
+        if host.file_digest(sent) != archive.sha256:
+            host.remove(sent)
+            raise CommandError(f"send {archive.path} to {host.name}", 1,
+                               "the received archive's sha256 differs from the one sent")
+        host.remove(parent / archive.folder)  # a partial unpack of an interrupted run
+        host.run(["tar", "-C", str(parent), "-xf", str(sent)], timeout=900)
+        host.remove(sent)
+        link = parent / f".{self.venv.name}.link"
+        host.run(["sh", "-c", 'ln -sfn "$1" "$2" && mv -fT "$2" "$3"', "sh", archive.folder,
+                  str(link), str(self.venv)])
+
+
+def _check_interpreter(ctx: HostContext, python: str, version: str) -> None:
+    """A release folder runs only where the same interpreter sits at the same path."""
+    from onestack.drivers.python_env import INTERPRETER_ID_SCRIPT
+
+    there = ctx.host.run([python, "-c", INTERPRETER_ID_SCRIPT], check=False).split()
+    if there != [python, version]:
+        raise CommandError(f"check Python on {ctx.host.name}", 1,
+                           f"the release needs {python} (Python {version}) as on this "
+                           f"machine; {ctx.host.name} has: {' '.join(there) or 'none'}")
+
+
+@dataclass(frozen=True)
 class CopyFile:
     """A copy of a file shipped in the release environment (e.g. a paste pipeline)."""
 

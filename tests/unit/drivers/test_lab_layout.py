@@ -141,3 +141,12 @@ def test_foreign_addresses_in_the_lab_network_are_found() -> None:
         "10: wide0    inet 198.18.0.1/16 scope global wide0",
     ])
     assert foreign_addresses(out, lab) == ["198.18.10.5 on other0", "198.18.0.1 on wide0"]
+
+
+def test_a_lab_under_another_home_gives_each_host_its_own_copy_of_that_home() -> None:
+    host = LabSpec(Path("/var/tmp/e2e/lab")).host(2)
+    ordered = mount_order(host.mounts())
+    assert (host.dir / "onestack-home", Path("/var/tmp/e2e")) in ordered
+    _assert_no_hidden_sources(ordered)
+    default = LabSpec(Path("/var/lib/onestack/lab")).host(2).mounts()
+    assert [t for _, t in default].count(Path("/var/lib/onestack")) == 1
