@@ -100,12 +100,18 @@ def status(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
 def _render_status(data: dict[str, Any]) -> None:
     click.echo(f"site {data['site']}  release {data['release']}  "
                f"supervisor {data['supervisor']}")
+    hosts = data.get("hosts", {})
+    for name, state in hosts.items():
+        if len(hosts) > 1:
+            click.echo(f"  host {name}: supervisor {state}")
+    width = max([len(h) for h in hosts] + [4]) if len(hosts) > 1 else 0
     head = f"{'SERVICE':<10} {'PROCESS':<25} {'STATE':<9} {'PID':>7} {'UPTIME':>9} " \
            f"{'CRASHES':>7} {'VERSION':<22} {'HEALTH':<7} ADDRESS"
-    click.echo(head)
+    click.echo((f"{'HOST':<{width}} " if width else "") + head)
     for c in data["components"]:
         health = {True: "ok", False: "FAIL", None: "-"}[c["healthy"]]
-        click.echo(f"{c['service']:<10} {c['process']:<25} {c['state']:<9} "
+        click.echo((f"{c['host']:<{width}} " if width else "")
+                   + f"{c['service']:<10} {c['process']:<25} {c['state']:<9} "
                    f"{c['pid'] or '-':>7} {c['uptime']:>9} {c['crashes']:>7} "
                    f"{c['version']:<22} {health:<7} {c['address']}")
         if c["healthy"] is False and c["detail"]:

@@ -13,18 +13,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from onestack.core.host import HostConnection
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
-from onestack.drivers.ssh_host import SshHost, open_host
+from onestack.drivers.ssh_host import SshHost
 from onestack.drivers.supervisor import SiteSupervisor
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan, context_of, per_host
 from onestack.errors import PortInUseError, PrerequisiteError
 from onestack.model.loader import dump_site
 from onestack.model.ports import API_PORTS, Ports
-from onestack.model.site import Host
 from onestack.plans.deploy import deploy_steps
 from onestack.state.site import SiteHandle, series_of, service_context
 from onestack.steps.context import HostContext
@@ -36,22 +34,9 @@ def host_context(handle: SiteHandle, progress: Progress) -> HostContext:
                        handle.supervisor(), progress)
 
 
-def connection(handle: SiteHandle, host: Host) -> HostConnection:
-    """How onestack reaches one host of the site: LocalHost, or SSH with the host's
-    user, port and key (default: the site's) and the site's known_hosts."""
-    if host.is_local:
-        return LocalHost(host.name)
-    site, paths = handle.site, handle.paths
-    return open_host(host.name, str(host.address), via="ssh", port=host.ssh_port,
-                     user=host.ssh_user,
-                     key_file=Path(host.ssh_key) if host.ssh_key else paths.ssh_key,
-                     known_hosts=Path(site.known_hosts) if site.known_hosts
-                     else paths.known_hosts)
-
-
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
     """A context per host of the site, by name (SSH hosts connect on first use)."""
-    hosts = {h.name: connection(handle, h) for h in handle.site.hosts}
+    hosts = {h.name: handle.connection(h) for h in handle.site.hosts}
     return {name: HostContext(host, handle.paths, handle.supervisor_on(host), progress,
                               hosts)
             for name, host in hosts.items()}

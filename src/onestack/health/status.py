@@ -7,11 +7,16 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from onestack.catalog.releases import canonical_name, load_bundle
+from onestack.core.host import HostConnection
 from onestack.drivers import apt, processes
 from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe, Probe, TcpProbe
-from onestack.drivers.python_env import installed_versions
+from onestack.drivers.python_env import MARKER_FILE, installed_versions, marker_matches
 from onestack.drivers.supervisor import program_marker
+from onestack.errors import HostError
+from onestack.model.site import Host
+from onestack.plans.deploy import placed_programs
 from onestack.services import registry
 from onestack.services.base import ServiceContext
 from onestack.state.journal import process_alive
@@ -34,6 +39,7 @@ class ComponentStatus:
     supervised_pid: int | None = None  # what supervisord started (the tree wrapper)
     crashes: int = 0  # unexpected exits in the last CRASH_WINDOW seconds
     orphans: tuple[int, ...] = ()  # processes of the program outside its supervised tree
+    host: str = ""  # the site host it runs on
 
 
 # A program that crashed this often in this window and has not stayed up since for
@@ -63,29 +69,64 @@ def _versions(ctx: ServiceContext) -> dict[str, str]:
     return versions
 
 
+def _remote_versions(host: HostConnection, ctx: ServiceContext) -> dict[str, str]:
+    """Versions of the OpenStack services on another host: its release environment's
+    marker names the bundle, whose lock says every version."""
+    bundle = load_bundle(ctx.series)
+    if not marker_matches(bundle, host.read_file(ctx.venv / MARKER_FILE)):
+        return {}
+    locked = {p.key: p.version for p in bundle.lock.packages}
+    return {m.name: locked.get(canonical_name(m.PACKAGE), "?") for m in registry.OPENSTACK}
+
+
 def collect(handle: SiteHandle) -> dict[str, Any]:
-    """Status of the whole site as plain data (for the table and ``--json``)."""
+    """Status of the whole site, every host's programs, as plain data (for the table
+    and ``--json``). A host that cannot be reached shows its programs UNREACHABLE."""
     ctx = service_context(handle, generate=False)
-    supervisor = handle.supervisor()
-    states = supervisor.states()
-    crashes = supervisor.unexpected_exits(time.time() - CRASH_WINDOW) if states else {}
-    versions = _versions(ctx)
-    host = LocalHost()
-    parent_of = processes.parents(host)
+    checks = {c.name: c.probe for module in registry.ALL for c in module.checks(ctx)}
+    by_host: dict[str, list[tuple[str, str]]] = {}
+    for host, service, program in placed_programs(ctx):
+        by_host.setdefault(host, []).append((service, program))
     rows: list[ComponentStatus] = []
-    for module in registry.ALL:
-        checks = {c.name: c.probe for c in module.checks(ctx)}
-        for program in module.programs(ctx):
-            row = _row(module.name, program.name, states.get(program.name, {}),
-                       versions[module.name], checks.get(program.name))
-            marker = program_marker(ctx.paths.log, program.name)
-            rows.append(_supervision(row, host, marker, parent_of,
-                                     crashes.get(program.name, 0), checks.get(program.name),
-                                     _up_seconds(states.get(program.name, {}))))
+    reached: dict[str, str] = {}
+    for site_host in handle.site.hosts:
+        if site_host.name in by_host:
+            rows += _host_rows(handle, ctx, site_host, by_host[site_host.name], checks,
+                               reached)
     return {"site": handle.site.name, "release": series_of(handle),
-            "supervisor": "running" if states else "stopped",
+            "supervisor": reached.get(ctx.host, "stopped"), "hosts": reached,
             "last_run": _last_run(handle), "components": [asdict(r) for r in rows],
             "healthy": all(r.healthy for r in rows)}
+
+
+def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
+               programs: list[tuple[str, str]], checks: dict[str, Probe],
+               reached: dict[str, str]) -> list[ComponentStatus]:
+    """The rows of one host's programs (``reached``: what its supervisor is, or why
+    the host could not be reached)."""
+    name, controller = site_host.name, site_host.name == ctx.host
+    host = handle.connection(site_host)
+    try:
+        supervisor = handle.supervisor_on(host)
+        states = supervisor.states()
+        crashes = supervisor.unexpected_exits(time.time() - CRASH_WINDOW) if states else {}
+        versions = _versions(ctx) if controller else _remote_versions(host, ctx)
+        parent_of = processes.parents(host)
+    except HostError as exc:
+        reached[name] = f"unreachable: {exc}"
+        return [ComponentStatus(service, program, "UNREACHABLE", None, "-", "?", "", False,
+                                str(exc), host=name) for service, program in programs]
+    reached[name] = "running" if states else "stopped"
+    rows = []
+    for service, program in programs:
+        probe = checks.get(program if controller else f"{program}/{name}")
+        info = states.get(program, {})
+        row = _row(service, program, info, versions.get(service, "not installed"), probe)
+        row.host = name
+        rows.append(_supervision(row, host, program_marker(ctx.paths.log, program),
+                                 parent_of, crashes.get(program, 0), probe,
+                                 _up_seconds(info)))
+    return rows
 
 
 def _row(service: str, program: str, info: dict[str, Any], version: str,
@@ -103,7 +144,7 @@ def _row(service: str, program: str, info: dict[str, Any], version: str,
                            _uptime(info), version, _address(probe), healthy, detail)
 
 
-def _supervision(row: ComponentStatus, host: LocalHost, marker: str,
+def _supervision(row: ComponentStatus, host: HostConnection, marker: str,
                  parent_of: dict[int, int], crashes: int,
                  probe: Probe | None, up_seconds: int) -> ComponentStatus:
     """What the supervisor's state alone hides: the main process under the wrapper,

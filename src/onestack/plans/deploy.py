@@ -23,6 +23,7 @@ from onestack.steps.actions import (
     EnsureDirs,
     InstallPackages,
     ShipReleaseEnv,
+    StartProgram,
     WriteFile,
 )
 from onestack.steps.context import HostContext
@@ -118,3 +119,10 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None) -> list[St
     steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
                       WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
     return steps
+
+
+def placed_programs(ctx: ServiceContext) -> list[tuple[str, str, str]]:
+    """(host, service, program) of every supervised program of the site, in deploy
+    order: what runs where, read off the deploy plan itself (status and down use it)."""
+    return [(s.host, s.service, s.action.program) for s in deploy_steps(ctx)
+            if isinstance(s.action, StartProgram)]

@@ -151,7 +151,7 @@ def api_probes(ctx: ServiceContext, service: str) -> tuple[Probe, ...]:
     """An API is up when its live instance answers and HAProxy routes to it
     (both on the service's health path, ``model.ports.API_HEALTH_PATHS``)."""
     path = API_HEALTH_PATHS[service]
-    return (HttpProbe(f"http://127.0.0.1:{ctx.backend_port(service)}{path}"),
+    return (HttpProbe(f"http://{ctx.address}:{ctx.backend_port(service)}{path}"),
             HttpProbe(f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}"))
 
 

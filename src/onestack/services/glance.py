@@ -38,7 +38,7 @@ def _conf(ctx: ServiceContext) -> str:
     stores = _stores(ctx)
     return oslo.render_ini({
         "DEFAULT": {**oslo.common_default(ctx, name), "enabled_backends": "fs:file",
-                    "bind_host": "127.0.0.1", "bind_port": str(ctx.backend_port(name)),
+                    "bind_host": ctx.address, "bind_port": str(ctx.backend_port(name)),
                     "workers": "1"},
         "database": {"connection": mariadb.url(ctx, "glance"), "max_retries": "-1"},
         "keystone_authtoken": oslo.authtoken(ctx, "glance"),

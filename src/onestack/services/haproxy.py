@@ -68,7 +68,7 @@ backend {api}
 def _server(ctx: ServiceContext, api: str, color: str) -> str:
     """A backend server line; only the live color takes traffic after a (re)start."""
     disabled = "" if ctx.color(api) == color else " disabled"
-    return f"    server {api}-{color} 127.0.0.1:{ctx.ports.backend(api, color)} check{disabled}"
+    return f"    server {api}-{color} {ctx.address}:{ctx.ports.backend(api, color)} check{disabled}"
 
 
 def config_path(ctx: ServiceContext) -> Path:
@@ -103,7 +103,7 @@ defaults
     retries 3
 
 listen stats
-    bind 127.0.0.1:{ctx.ports.infra('haproxy-stats')}
+    bind {ctx.address}:{ctx.ports.infra('haproxy-stats')}
     stats enable
     stats uri /
     stats auth {STATS_USER}:{ctx.secret("haproxy.stats")}
@@ -117,12 +117,12 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("haproxy", TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats")))]
+    return [Check("haproxy", TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats")))]
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
     config = {hold_script_path(ctx): HOLD_LUA, config_path(ctx): render(ctx)}
-    probe = TcpProbe("127.0.0.1", ctx.ports.infra("haproxy-stats"))
+    probe = TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats"))
     return [step(ctx, name, "dirs", "create HAProxy's empty root",
                  EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
             *config_steps(ctx, name, config, mode=CONFIG_MODE),

@@ -13,7 +13,7 @@ def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None
     """The uWSGI ini of one API instance."""
     color = color or ctx.color(service)
     lines = {
-        "http-socket": f"127.0.0.1:{ctx.ports.backend(service, color)}",
+        "http-socket": f"{ctx.address}:{ctx.ports.backend(service, color)}",
         "module": module,
         "master": "true",
         "processes": str(processes),

@@ -16,11 +16,12 @@ from onestack.core.host import HostConnection
 from onestack.drivers.host import LocalHost
 from onestack.drivers.secrets import SecretStore
 from onestack.drivers.site_file import read_site_file
+from onestack.drivers.ssh_host import open_host
 from onestack.drivers.supervisor import HostSupervisor, SiteSupervisor, Supervisor
 from onestack.errors import InvalidOptionError, SiteFileError, SiteNotFoundError
 from onestack.model.paths import SitePaths
 from onestack.model.ports import Ports
-from onestack.model.site import SITE_NAME_PATTERN, Site, default_lab_site
+from onestack.model.site import SITE_NAME_PATTERN, Host, Site, default_lab_site
 from onestack.plans.deploy import required_secrets
 from onestack.services.base import ServiceContext
 from onestack.state.journal import Journal
@@ -50,6 +51,18 @@ class SiteHandle:
             return self.supervisor()
         return HostSupervisor(host, self.paths.run / "supervisord.conf",
                               self.paths.run / "supervisor.sock")
+
+    def connection(self, host: Host) -> HostConnection:
+        """How onestack reaches one host of the site: LocalHost, or SSH with the host's
+        user, port and key (default: the site's) and the site's known_hosts."""
+        if host.is_local:
+            return LocalHost(host.name)
+        site, paths = self.site, self.paths
+        return open_host(host.name, str(host.address), via="ssh", port=host.ssh_port,
+                         user=host.ssh_user,
+                         key_file=Path(host.ssh_key) if host.ssh_key else paths.ssh_key,
+                         known_hosts=Path(site.known_hosts) if site.known_hosts
+                         else paths.known_hosts)
 
     def journal(self) -> Journal:
         # A journal from before per-host keys: its rows are the controller's.

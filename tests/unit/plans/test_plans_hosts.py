@@ -141,3 +141,31 @@ def test_computes_fan_out_one_batch(steps: list[Step], site: Site) -> None:
         ([1 + remote, remote] if remote else [1])
     assert all(s.fanout == "" for g in groups if len(g) == 1 for s in g
                if s.host != site.controller.name) or remote == 0
+
+
+def test_no_loopback_address_in_any_rendered_file_of_a_multi_host_site(
+        make_service_context: ContextFactory) -> None:
+    """Every service of a multi-host site is reached at its host's management address.
+    One exception, named: the broker's Erlang distribution and its epmd stay on the
+    broker's own loopback (a single node talks to no other; clustering is the HA work)."""
+    files = {s.action.path: s.action.content for s in deploy_steps(
+        make_service_context(site_of(2))) if isinstance(s.action, WriteFile)}
+    node_local = ("ERL_EPMD_ADDRESS=\"127.0.0.1\"", "inet_dist_use_interface {127,0,0,1}",
+                  "-multi@localhost\"")
+    for path, content in files.items():
+        if path.name == "rabbitmq.conf" and path.parent.name == "supervisor":
+            for allowed in node_local:
+                content = content.replace(allowed, "")
+        for loopback in ("127.0.0.1", "localhost", "::1"):
+            assert loopback not in content, f"{loopback} in {path}"
+
+
+def test_placed_programs_name_every_host_of_the_site(
+        make_service_context: ContextFactory) -> None:
+    from onestack.plans.deploy import placed_programs
+
+    placed = placed_programs(make_service_context(site_of(2)))
+    assert ("cmp1", "nova", "nova-compute") in placed
+    assert ("cmp2", "nova", "nova-compute") in placed
+    assert ("ctl1", "nova", "nova-conductor") in placed
+    assert not any(h != "ctl1" and p != "nova-compute" for h, _, p in placed)
