@@ -25,7 +25,6 @@ from pathlib import Path
 from onestack.drivers import apt
 from onestack.drivers.host import LocalHost
 from onestack.drivers.lab_layout import (
-    SSHD,
     LabHostSpec,
     LabSpec,
     LabSpecError,
@@ -35,8 +34,10 @@ from onestack.drivers.lab_layout import (
     render_sshd_config,
 )
 from onestack.drivers.processes import running_here
+from onestack.drivers.supervisor import SUPERVISOR_PACKAGE, WRAPPER_PACKAGES
 from onestack.errors import CommandError, LabHostError, PrerequisiteError
 
+HOST_PACKAGES = ("openssh-server", SUPERVISOR_PACKAGE, *WRAPPER_PACKAGES, "python3")
 REQUIRED_COMMANDS = ("ip", "unshare", "setsid", "ssh-keygen", "mount")
 BOOT_TIMEOUT = 10.0
 LAB = "lab"  # the name errors use for the lab as a whole (bridge, keys)
@@ -198,8 +199,12 @@ class Lab:
         if missing:
             raise PrerequisiteError(f"lab hosts need {', '.join(missing)}",
                                     "apt-get install iproute2 util-linux openssh-client")
-        if not Path(SSHD).exists():
-            apt.install(self.local, ["openssh-server"], say=self.say)
+        # Lab hosts share this machine's /usr and have no uplink, so what a onestack
+        # host needs from Debian (sshd, supervisor, the program wrappers, Python) is
+        # installed here, as it would be in a real host's OS image.
+        wanted = apt.missing(self.local, HOST_PACKAGES)
+        if wanted:
+            apt.install(self.local, sorted(wanted), say=self.say)
 
     # --- disk ----------------------------------------------------------------
 

@@ -20,9 +20,10 @@ from onestack.drivers.ssh_host import SshHost
 from onestack.drivers.supervisor import SiteSupervisor
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan, context_of, per_host
-from onestack.errors import PortInUseError, PrerequisiteError
+from onestack.errors import HostError, PortInUseError, PrerequisiteError
 from onestack.model.loader import dump_site
 from onestack.model.ports import API_PORTS, Ports
+from onestack.model.site import Host
 from onestack.plans.deploy import deploy_steps
 from onestack.state.site import SiteHandle, series_of, service_context
 from onestack.steps.context import HostContext
@@ -192,8 +193,13 @@ def _record_site(handle: SiteHandle) -> None:
 
 
 def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
-    """Stop every service of the site; with ``purge`` also delete its state and secrets."""
+    """Stop every service of the site, other hosts' first (data kept); with ``purge``
+    also delete its state and secrets. A host that cannot be reached is reported and
+    skipped (a host that is off runs nothing)."""
     with site_lock(handle.paths.site, handle.site.name, "down"):
+        for host in handle.site.hosts:
+            if not host.is_local:
+                _down_remote(handle, host, progress, purge)
         sup = handle.supervisor()
         if sup.is_running():
             _stop_in_order(handle, sup, progress)
@@ -202,6 +208,20 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
     if purge and handle.paths.site.exists():
         progress.message(f"removing {handle.paths.site}")
         shutil.rmtree(handle.paths.site)
+
+
+def _down_remote(handle: SiteHandle, host: Host, progress: Progress, purge: bool) -> None:
+    """Stop the site's supervisord on another host (its programs stop with it)."""
+    try:
+        conn = handle.connection(host)
+        sup = handle.supervisor_on(conn)
+        if sup.is_running():
+            progress.message(f"{host.name}: stopping {', '.join(sup.states()) or 'supervisord'}")
+            sup.shutdown()
+        if purge:
+            conn.remove(handle.paths.site)
+    except HostError as exc:
+        progress.message(f"{host.name}: skipped, cannot be reached ({exc})")
 
 
 def _stop_in_order(handle: SiteHandle, sup: SiteSupervisor, progress: Progress) -> None:

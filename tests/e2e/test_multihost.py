@@ -1,0 +1,210 @@
+"""A multi-host site over SSH: one controller (this machine, on the lab bridge) and
+compute hosts built with ``onestack lab hosts create`` (namespaces, own sshd).
+
+Deployed once for the module; the tests run in order: every host in status and
+verify, servers on both computes, a compute's configuration naming the controller,
+a third compute added with no process restarted anywhere else (PIDs compared), a
+fourth powered off in the middle of its ``up`` and finished after power-on.
+Ports shifted by 400, its own bridge and network (ostk-mh0, 198.18.50.0/24), its own
+home: nothing shared with another e2e site or an operator's lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
+                       reason="lab hosts need root and iproute2"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+HOME = Path(os.environ.get("ONESTACK_E2E_MH_HOME", "/var/tmp/onestack-e2e-mh"))
+SITE = "mh"
+BRIDGE = os.environ.get("ONESTACK_TEST_MH_BRIDGE", "ostk-mh0")
+NETWORK = os.environ.get("ONESTACK_TEST_MH_NETWORK", "198.18.50.0/24")
+_NET = NETWORK.rsplit(".", 1)[0]
+CONTROLLER = f"{_NET}.1"  # the bridge's own address: this machine on the lab network
+SITE_FILE = HOME / "mh-site.yaml"
+LAB = HOME / "lab"
+
+
+def _site_yaml(computes: int) -> str:
+    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400",
+             f"known_hosts: {LAB / 'known_hosts'}", "hosts:",
+             "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]"]
+    for i in range(1, computes + 1):
+        lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",
+                  "    connection: ssh", f"    ssh_key: {LAB / 'id_ed25519'}",
+                  f"    failure_domain: rack{i}"]
+    return "\n".join(lines) + "\n"
+
+
+def onestack(*args: str, check: bool = True,
+             timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    cmd = [str(REPO / "onestack"), "--home", str(HOME), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    sys.stdout.write(f"$ {' '.join(cmd)}\n{proc.stdout[-6000:]}{proc.stderr[-4000:]}\n")
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}"
+                    f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def site_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return onestack(args[0], "--site-file", str(SITE_FILE), *args[1:], check=check)
+
+
+def lab(*args: str) -> None:
+    onestack("lab", *args, "--bridge", BRIDGE, "--network", NETWORK) if args[0] == "hosts" \
+        and args[1] == "create" else onestack("lab", *args)
+
+
+def status() -> dict[str, Any]:
+    proc = site_cmd("status", "--json", check=False)
+    return dict(json.loads(proc.stdout))
+
+
+def rows(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["host"], c["process"]): c for c in data["components"]}
+
+
+def cloud() -> Any:
+    import openstack
+
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(HOME / "sites" / SITE / "clouds.yaml")
+    return openstack.connect(cloud="onestack")
+
+
+def _cleanup() -> None:
+    if (HOME / "sites" / SITE).exists() and SITE_FILE.exists():
+        onestack("down", "--purge", "--yes", "--site-file", str(SITE_FILE), check=False)
+    if (LAB / "lab.json").exists():
+        onestack("lab", "hosts", "delete", "--yes", check=False)
+    shutil.rmtree(HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deployed() -> Iterator[None]:
+    _cleanup()
+    HOME.mkdir(parents=True)
+    try:
+        lab("hosts", "create", "2")
+        SITE_FILE.write_text(_site_yaml(2))
+        site_cmd("up")
+        yield
+    finally:
+        _cleanup()
+
+
+def test_every_host_is_deployed_and_in_status() -> None:
+    data = status()
+    assert data["healthy"], data
+    assert set(data["hosts"]) == {"ctl1", "lab1", "lab2"}
+    by = rows(data)
+    for host in ("lab1", "lab2"):
+        compute = by[(host, "nova-compute")]
+        assert compute["state"] == "RUNNING" and compute["healthy"], compute
+    assert not [c for c in data["components"] if c["host"] != "ctl1"
+                and c["process"] != "nova-compute"]
+    site_cmd("verify")
+
+
+def test_servers_land_on_both_computes() -> None:
+    conn = cloud()
+    flavor = conn.compute.find_flavor("mh.tiny") or conn.compute.create_flavor(
+        name="mh.tiny", ram=64, vcpus=1, disk=0)
+    image = conn.image.create_image(name="mh-boot", data=b"\0" * 65536, disk_format="raw",
+                                    container_format="bare")
+    servers = [conn.compute.create_server(name=f"mh-{i}", flavor_id=flavor.id,
+                                          image_id=image.id, networks="none")
+               for i in range(4)]
+    try:
+        hosts = set()
+        for server in servers:
+            done = conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+            hosts.add(done.compute_host)
+        assert hosts == {"lab1", "lab2"}, hosts
+    finally:
+        for server in servers:
+            conn.compute.delete_server(server, ignore_missing=True)
+        for server in servers:
+            conn.compute.wait_for_delete(server, wait=120)
+        conn.image.delete_image(image, ignore_missing=True)
+
+
+def test_a_computes_configuration_names_the_controller_not_loopback() -> None:
+    from onestack.drivers.ssh_host import SshHost, SshTarget
+
+    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519", LAB / "known_hosts"))
+    try:
+        conf = host.read_file(HOME / "sites" / SITE / "etc" / "2026.1" / "nova" / "nova.conf")
+    finally:
+        host.close()
+    assert conf is not None and f"@{CONTROLLER}:" in conf  # the broker
+    assert "127.0.0.1" not in conf and "localhost" not in conf
+    assert "[database]" not in conf  # computes reach the database through conductor
+
+
+def _pids(data: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int]]:
+    return {key: (c["pid"], c["supervised_pid"]) for key, c in rows(data).items()}
+
+
+def test_a_third_compute_is_added_without_restarting_anything_else() -> None:
+    before = _pids(status())
+    lab("hosts", "create", "3")
+    SITE_FILE.write_text(_site_yaml(3))
+    planned = json.loads(site_cmd("plan", "--json").stdout)
+    needed = [s for s in planned["steps"] if s["needed"]]
+    assert needed and {s["host"] for s in needed} == {"lab3", "ctl1"}, needed
+    assert [s["id"] for s in needed if s["host"] == "ctl1"] == ["nova/lab3/discover-hosts"]
+    started = time.monotonic()
+    site_cmd("up")
+    sys.stdout.write(f"third compute added in {time.monotonic() - started:.1f}s\n")
+    data = status()
+    assert data["healthy"], data
+    after = _pids(data)
+    assert {k: after[k] for k in before} == before  # nothing restarted anywhere else
+    assert rows(data)[("lab3", "nova-compute")]["state"] == "RUNNING"
+    assert {h.name for h in cloud().compute.hypervisors()} == {"lab1", "lab2", "lab3"}
+
+
+def test_a_compute_powered_off_mid_up_is_shown_and_finished_after_power_on() -> None:
+    lab("hosts", "create", "4")
+    SITE_FILE.write_text(_site_yaml(4))
+    cmd = [str(REPO / "onestack"), "--home", str(HOME), "up", "--site-file", str(SITE_FILE)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # power lab4 off once it is being given its release
+        seen.append(line)
+        if "lab4 host" in line and "install release" in line:
+            time.sleep(2)
+            lab("host", "poweroff", "lab4")
+            break
+    output = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=600) != 0, output
+    sys.stdout.write(output[-4000:])
+    assert "lab4" in output.splitlines()[-1] or "lab4" in output[-2000:], output[-2000:]
+    data = status()
+    assert not data["healthy"]
+    assert data["hosts"]["lab4"].startswith("unreachable"), data["hosts"]
+    assert rows(data)[("lab4", "nova-compute")]["state"] == "UNREACHABLE"
+    assert rows(data)[("lab1", "nova-compute")]["healthy"]  # the others are untouched
+    lab("host", "poweron", "lab4")
+    site_cmd("up")
+    data = status()
+    assert data["healthy"], data
+    assert rows(data)[("lab4", "nova-compute")]["state"] == "RUNNING"
+    assert len(list(cloud().compute.hypervisors())) == 4
