@@ -10,9 +10,7 @@ import click
 
 from onestack.cli.common import CliContext, emit_json, json_option
 from onestack.cli.site import _handle, _progress, _render_plan, site_file_option
-from onestack.core.progress import SilentProgress
 from onestack.engine import upgrade as ops
-from onestack.engine.operations import host_context
 
 
 @click.group()
@@ -31,7 +29,7 @@ def plan_command(obj: CliContext, target: str, site_file: Path | None, as_json: 
     checks = ops.preflight(handle, target)
     blocked = [c for c in checks if not c["passed"]]
     plan = None if any(c["check"] == "upgrade path" for c in blocked) else \
-        ops.plan_upgrade(handle, target, host_context(handle, SilentProgress()))
+        ops.plan_upgrade(handle, target)
     if as_json:
         emit_json({"checks": checks, "blocked": bool(blocked),
                    "plan": plan.to_dict() if plan else None})

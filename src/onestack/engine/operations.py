@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ def preflight(contexts: Mapping[str, HostContext]) -> None:
         remote[name].progress.message(f"also: {error}")
     if errors:
         raise errors[0][1]
+
+
+@contextmanager
+def reached_hosts(handle: SiteHandle, progress: Progress) -> Iterator[dict[str, HostContext]]:
+    """Every host's context, each SSH host reached and checked first (``preflight``);
+    their connections closed afterwards."""
+    contexts = host_contexts(handle, progress)
+    try:
+        preflight(contexts)
+        yield contexts
+    finally:
+        close_all(contexts)
 
 
 def close_all(contexts: Mapping[str, HostContext]) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onestack.catalog.releases import check_upgrade, load_bundle
-from onestack.core.progress import Progress
+from onestack.core.progress import Progress, SilentProgress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers import mysql
 from onestack.engine.lock import site_lock
@@ -25,6 +26,7 @@ from onestack.engine.operations import (
     gather_facts,
     host_context,
     plan_up,
+    reached_hosts,
 )
 from onestack.engine.runner import apply_plan
 from onestack.errors import OnestackError
@@ -191,16 +193,18 @@ def _hooks(handle: SiteHandle, state: dict[str, Any]) -> tuple[Any, Any]:
     return smoke_test, on_commit
 
 
-def plan_upgrade(handle: SiteHandle, to: str, hctx: HostContext) -> Plan:
+def plan_upgrade(handle: SiteHandle, to: str) -> Plan:
     """The upgrade plan as it would run now (resuming a started upgrade if there is one)."""
     state = _state(handle)
     if not (state and state["to"] == to and state["status"] in ("running", "committing")):
         validate_target(handle, to)
         state = _new_state(handle, to)
-    return _upgrade_plan(handle, state, hctx, generate=False)
+    with reached_hosts(handle, SilentProgress()) as contexts:
+        return _upgrade_plan(handle, state, contexts, generate=False)
 
 
-def _upgrade_plan(handle: SiteHandle, state: dict[str, Any], hctx: HostContext,
+def _upgrade_plan(handle: SiteHandle, state: dict[str, Any],
+                  hctx: Mapping[str, HostContext],
                   generate: bool = True) -> Plan:
     """``generate=False`` (plan, status): only reads; secrets the new release adds show
     as empty in the plan and are generated when the upgrade is applied."""
@@ -238,17 +242,17 @@ def apply_upgrade(handle: SiteHandle, to: str, progress: Progress) -> dict[str, 
             _save_state(handle, state)
         else:
             progress.message(f"resuming the upgrade {state['from']} -> {to}")
-        hctx = host_context(handle, progress)
-        plan = _upgrade_plan(handle, state, hctx)
-        journal = handle.journal()
-        try:
-            apply_plan(plan, hctx, journal, progress)
-        except OnestackError as exc:
+        with reached_hosts(handle, progress) as contexts:
+            plan = _upgrade_plan(handle, state, contexts)
+            journal = handle.journal()
+            try:
+                apply_plan(plan, contexts, journal, progress)
+            except OnestackError as exc:
+                journal.close()
+                _recover(handle, state, progress, exc)
+                raise  # _recover raises UpgradeRolledBack; this keeps mypy's flow happy
             journal.close()
-            _recover(handle, state, progress, exc)
-            raise  # _recover raises UpgradeRolledBack; this keeps mypy's flow happy
-        journal.close()
-        return _finish(handle, state, hctx)
+            return _finish(handle, state, contexts[handle.site.controller.name])
 
 
 def _refuse_if_unhealthy(handle: SiteHandle) -> None:
@@ -350,7 +354,12 @@ def _rollback(handle: SiteHandle, state: dict[str, Any], progress: Progress) -> 
         progress.message("the last rollback failed; retrying it, restarting each service's "
                          "settle processes once it runs the old release")
     steps = rollback_steps(old, new, retry=retry)
-    hctx = host_context(handle, progress)
+    with reached_hosts(handle, progress) as contexts:
+        return _apply_rollback(handle, state, steps, contexts, progress)
+
+
+def _apply_rollback(handle: SiteHandle, state: dict[str, Any], steps: list[Step],
+                    hctx: Mapping[str, HostContext], progress: Progress) -> dict[str, Any]:
     journal = handle.journal()
     try:
         plan = make_plan("rollback", steps, gather_facts(steps, hctx),
@@ -388,10 +397,8 @@ def upgrade_status(handle: SiteHandle) -> dict[str, Any]:
     result["last_run"] = ({"operation": runs[0].operation, "status": runs[0].status,
                            "detail": runs[0].detail} if runs else None)
     if state["status"] in ("running", "committing"):
-        from onestack.core.progress import SilentProgress
-
-        plan = _upgrade_plan(handle, state, host_context(handle, SilentProgress()),
-                             generate=False)
+        with reached_hosts(handle, SilentProgress()) as contexts:
+            plan = _upgrade_plan(handle, state, contexts, generate=False)
         pending = [s.id for s in plan.changes]
         result["phase"] = phase_of(pending[0]) if pending else "commit"
         result["done"] = len(plan.steps) - len(pending)

@@ -25,12 +25,14 @@ from onestack.core.step import Step
 from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.errors import ServiceStartError
-from onestack.services import haproxy, mariadb, registry
+from onestack.model.site import Host
+from onestack.services import haproxy, mariadb, nova, registry
 from onestack.services.base import OpenStackService, ServiceContext, api_probes
 from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
     RunOnce,
+    ShipReleaseEnv,
     UpdateSupervisor,
     WriteFile,
     since_restart,
@@ -76,6 +78,14 @@ def _step(prefix: str, phase: str, service: str, name: str, summary: str, ctx: S
                 host=ctx.host, action=action)  # type: ignore[arg-type]
 
 
+def _host_step(prefix: str, phase: str, service: str, name: str, summary: str,
+               ctx: ServiceContext, host: Host, action: object, fanout: str = "") -> Step:
+    """A step of the upgrade on a host other than the controller: ``.../<host>/name``."""
+    return Step(id=f"{prefix}/{phase}/{service}/{host.name}/{name}", summary=summary,
+                service=service, host=host.name, action=action,  # type: ignore[arg-type]
+                fanout=fanout)
+
+
 def _prefixed(prefix: str, phase: str, steps: list[Step]) -> list[Step]:
     return [Step(id=f"{prefix}/{phase}/{s.id}", summary=s.summary, service=s.service,
                  host=s.host, action=s.action) for s in steps]
@@ -93,6 +103,7 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
               new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta,
                                    tuple(sorted(mariadb.DATABASES)))),
     ]
+    steps += _prepare_computes(p, new, wheelhouse)
     for module in registry.OPENSTACK:
         steps += _prefixed(p, "prepare", module.configure(new))
     for module in registry.OPENSTACK:
@@ -105,6 +116,55 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
     return steps
+
+
+def _prepare_computes(prefix: str, new: ServiceContext, wheelhouse: Path | None) -> list[Step]:
+    """On every compute host but the controller, all at once: the new release (sent
+    from here) and its nova.conf, beside the running ones."""
+    steps = []
+    for host in nova.remote_computes(new):
+        path, text = nova.compute_config(new, host)
+        steps += [
+            _host_step(prefix, "prepare", "host", "release-env",
+                       f"install release {new.series} side by side", new, host,
+                       ShipReleaseEnv(new.series, new.venv, wheelhouse), fanout="computes"),
+            _host_step(prefix, "prepare", "nova", "config:nova.conf", f"write {path}", new,
+                       host, WriteFile(path, text, mode=0o640, owner="root:nova"),
+                       fanout="computes")]
+    return steps
+
+
+def _roll_computes(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
+    """nova-compute on every compute host but the controller moved to ``dst``, one host
+    after the other, each back and reporting (a fresh heartbeat) before the next."""
+    steps = []
+    prog = nova.compute_program(dst)
+    text = render_program(prog, dst.paths.log)
+    for host in nova.remote_computes(dst):
+        def on(name: str, summary: str, action: object, host: Host = host) -> Step:
+            return _host_step(prefix, phase, "nova", name, summary, dst, host, action)
+
+        steps += [
+            on(f"program:{prog.name}", f"define program {prog.name} ({dst.series})",
+               WriteFile(dst.paths.site / "supervisor" / f"{prog.name}.conf", text)),
+            on("supervisor", f"load program definitions of {prog.name}",
+               UpdateSupervisor(digest(text), (prog.name,))),
+            on(f"restart:{prog.name}", f"restart {prog.name} on {dst.series}",
+               RunWithDefinition(prog.name, " ".join(supervised_command(prog)))),
+            on(f"ready:{prog.name}", f"wait until {prog.name} on {host.name} reports",
+               CallOnce(f"wait for {prog.name} on {host.name}",
+                        _waiter(prog.name, nova.compute_reports(dst, host.name)),
+                        inputs=dst.series))]
+    return steps
+
+
+def _retire_computes(prefix: str, old: ServiceContext, new: ServiceContext) -> list[Step]:
+    return [_host_step(prefix, "commit", "site", f"retire-{old.series}",
+                       f"retire {old.series} configuration", new, host,
+                       RetireRelease(old.series, old.paths.etc(old.series),
+                                     new.paths.site / "supervisor", ("nova-compute",)),
+                       fanout="computes")
+            for host in nova.remote_computes(new)]
 
 
 def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]:
@@ -141,10 +201,11 @@ def _checks(module: OpenStackService, ctx: ServiceContext) -> dict[str, Probe]:
 def _settle(prefix: str, phase: str, module: OpenStackService, dst: ServiceContext) -> list[Step]:
     """Restart the ``SETTLE`` programs once more, now that all of the service moved."""
     checks = _checks(module, dst)
+    here = {p.name for p in module.programs(dst)}
     return [_step(prefix, phase, module.name, f"settle:{prog}",
                   f"restart {prog} once all of {module.name} runs {dst.series}", dst,
                   CallOnce(f"settle {prog}", _restarter(prog, checks), inputs=dst.series))
-            for prog in getattr(module, "SETTLE", ())]
+            for prog in getattr(module, "SETTLE", ()) if prog in here]
 
 
 def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
@@ -160,6 +221,8 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
     for prog in getattr(module, "roll_order", list)(programs):
         steps.append(_swap_step(prefix, "roll", module, old, new) if prog is programs[0]
                      else _restart(prefix, "roll", name, new, prog))
+    if module is nova:
+        steps += _roll_computes(prefix, "roll", new)
     return steps + _settle(prefix, "roll", module, new)
 
 
@@ -189,10 +252,11 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
     defs = _definitions(older, programs)
     steps = _program_files(prefix, "rollback", name, older, defs)
     downgrade = getattr(module, "before_downgrade", None)
+    remote = _remote_programs(module, older, [*rest, api])
     if downgrade is not None:
         steps += [_step(prefix, "rollback", name, f"before:{prog.name}",
                         f"prepare {prog.name} to run {older.series} again", older,
-                        downgrade(older, prog)) for prog in [*rest, api]]
+                        downgrade(older, prog)) for prog in [*rest, *remote, api]]
     steps.append(_load(prefix, "rollback", name, older, {api.name: defs[api.name]},
                        "supervisor:api" if rest else "supervisor"))
     before_rollback = getattr(module, "before_rollback", None)
@@ -211,12 +275,25 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
                            f"make {name}'s stored data readable by {older.series} (what "
                            f"its {newer.series} back end wrote since)", older, convert))
     steps += [_restart(prefix, "rollback", name, older, prog) for prog in rest]
+    if module is nova:
+        steps += _roll_computes(prefix, "rollback", older)
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])
+
+
+def _remote_programs(module: OpenStackService, ctx: ServiceContext,
+                     local: list[Program]) -> list[Program]:
+    """Programs of the service that run only on other hosts (nova-compute when the
+    controller computes nothing): their version markers must be reset too."""
+    if module is not nova or not nova.remote_computes(ctx):
+        return []
+    prog = nova.compute_program(ctx)
+    return [] if any(p.name == prog.name for p in local) else [prog]
 
 
 def _ready_steps(prefix: str, module: OpenStackService, dst: ServiceContext) -> list[Step]:
     """Wait until the service's settle programs that have a check report healthy."""
-    checks = _checks(module, dst)
+    checks = {k: v for k, v in _checks(module, dst).items()
+              if k in {p.name for p in module.programs(dst)}}
     return [_step(prefix, "rollback", module.name, f"ready:{prog}",
                   f"wait until {prog} reports healthy", dst,
                   CallOnce(f"wait for {prog}", _waiter(prog, checks[prog]), inputs=dst.series))
@@ -303,6 +380,7 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     # The older release's API instances stay up (no traffic) until here, for a fast
     # rollback; they stop before the contract removes what only their code needs.
     steps.append(_retire(p, old, new))
+    steps += _retire_computes(p, old, new)
     for module in registry.OPENSTACK:
         for name, argv in module.contract(new):
             steps.append(_step(p, "commit", module.name, name,

@@ -108,7 +108,12 @@ def _compute_conf(ctx: ServiceContext, host: Host) -> str:
     })
 
 
-def _compute_program(ctx: ServiceContext) -> Program:
+def compute_config(ctx: ServiceContext, host: Host) -> tuple[Path, str]:
+    """(path, content) of nova.conf on a compute host other than the controller."""
+    return ctx.etc(name) / "nova.conf", _compute_conf(ctx, host)
+
+
+def compute_program(ctx: ServiceContext) -> Program:
     conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
     return Program("nova-compute", [ctx.bin("nova-compute"), *conf], user=name, startsecs=5)
 
@@ -119,7 +124,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
     control = [uwsgi.program(ctx, name),
                Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], user=name),
                Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], user=name)]
-    return control + ([_compute_program(ctx)] if _is_compute(ctx, ctx.controller)
+    return control + ([compute_program(ctx)] if _is_compute(ctx, ctx.controller)
                       else [])
 
 
@@ -146,10 +151,12 @@ SETTLE = ("nova-conductor", "nova-scheduler", "nova-compute")
 
 
 def roll_order(programs: list[Program]) -> list[Program]:
-    """Upstream rolling-upgrade order: conductor, scheduler, API, then compute."""
+    """Upstream rolling-upgrade order: conductor, scheduler, API, then compute (the
+    controller's, if it computes; the other computes follow, host by host)."""
     api, *rest = programs
     by_name = {p.name: p for p in rest}
-    return [by_name["nova-conductor"], by_name["nova-scheduler"], api, by_name["nova-compute"]]
+    compute = [by_name["nova-compute"]] if "nova-compute" in by_name else []
+    return [by_name["nova-conductor"], by_name["nova-scheduler"], api, *compute]
 
 
 # What a release's nova is: its SERVICE_VERSION and every object's version. One
@@ -207,7 +214,8 @@ def drain_before_stop(newer: ServiceContext) -> CallOnce:
     receives one asks the conductor, i.e. itself, to backport it, and hangs in RPC
     timeouts for minutes, with nova-compute waiting on it.
     """
-    queues = [q for t in RPC_TOPICS for q in (t, f"{t}.{newer.host}")]
+    hosts = [newer.host, *(h.name for h in remote_computes(newer))]
+    queues = [*RPC_TOPICS, *(f"{t}.{h}" for t in RPC_TOPICS for h in hosts)]
     argv = rabbitmq.rabbitmqctl(newer, *rabbitmq_queues.LIST_QUEUES)
     env = rabbitmq.environment(newer)
 
@@ -307,13 +315,13 @@ def _map_compute(ctx: ServiceContext, host: Host) -> Step:
 def compute_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     """nova-compute on a compute host other than the controller: ids ``nova/<host>/...``,
     run with every other compute host's at once."""
-    conf = {ctx.etc(name) / "nova.conf": _compute_conf(ctx, host)}
+    conf = dict([compute_config(ctx, host)])
     fanout = COMPUTE_FANOUT
     return [*account_steps(ctx, name, on=host, fanout=fanout),
             host_step(ctx, host, name, "dirs", "create state directories", _state_dirs(ctx),
                       fanout=fanout),
             *config_steps(ctx, name, conf, on=host, fanout=fanout),
-            *program_steps(ctx, name, [_compute_program(ctx)], conf,
+            *program_steps(ctx, name, [compute_program(ctx)], conf,
                            {"nova-compute": compute_reports(ctx, host.name)},
                            on=host, fanout=fanout)]
 

@@ -1,0 +1,94 @@
+"""The upgrade and rollback plans of a site of one controller and two computes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from onestack.core.step import Step, batches
+from onestack.model.site import Host, Role, Site
+from onestack.plans.upgrade import flipped, rollback_steps, upgrade_steps
+from onestack.services import registry
+from onestack.services.base import ServiceContext
+from onestack.steps.actions import ShipReleaseEnv
+from onestack.steps.upgrade_actions import RetireRelease
+
+ContextFactory = Callable[..., ServiceContext]
+
+
+def site_of(computes: int) -> Site:
+    hosts = [Host(name="ctl1", address=IPv4Address("198.18.20.10"),
+                  roles=[Role.CONTROLLER, Role.NETWORK])]
+    hosts += [Host(name=f"cmp{i}", address=IPv4Address("198.18.20.10") + i,
+                   roles=[Role.COMPUTE]) for i in range(1, computes + 1)]
+    return Site(name="multi", release="2026.1", hosts=hosts)
+
+
+@pytest.fixture
+def contexts(make_service_context: ContextFactory) -> tuple[ServiceContext, ServiceContext]:
+    site = site_of(2)
+    old = make_service_context(site, series="2026.1")
+    new = make_service_context(site, series="2026.2")
+    old = dataclasses.replace(old, colors={m.name: "blue" for m in registry.OPENSTACK})
+    new = dataclasses.replace(new, colors=flipped(old.colors), secrets=old.secrets)
+    return old, new
+
+
+def _noop(_: object) -> None:
+    return None
+
+
+@pytest.fixture
+def upgrade(contexts: tuple[ServiceContext, ServiceContext], tmp_path: Path) -> list[Step]:
+    return upgrade_steps(*contexts, tmp_path / "backup", None, _noop, _noop)
+
+
+def _index(steps: list[Step], step_id: str) -> int:
+    return [s.id for s in steps].index(step_id)
+
+
+def test_every_compute_gets_the_new_release_and_config_at_once_in_prepare(
+        upgrade: list[Step]) -> None:
+    shipped = [s for s in upgrade if isinstance(s.action, ShipReleaseEnv)]
+    assert [s.host for s in shipped] == ["cmp1", "cmp2"]
+    assert all(s.id.startswith("upgrade-2026.2/prepare/") for s in shipped)
+    batch = next(b for b in batches(upgrade) if shipped[0] in b)
+    assert {s.host for s in batch} == {"cmp1", "cmp2"}  # both hosts at once
+    assert {s.id.rsplit("/", 1)[1] for s in batch} == {"release-env", "config:nova.conf"}
+
+
+def test_computes_roll_one_after_the_other_after_the_control_plane_then_settle(
+        upgrade: list[Step]) -> None:
+    p = "upgrade-2026.2/roll/nova"
+    scheduler = _index(upgrade, f"{p}/restart:nova-scheduler")
+    cmp1 = [_index(upgrade, f"{p}/cmp1/{n}") for n in
+            ("program:nova-compute", "supervisor", "restart:nova-compute", "ready:nova-compute")]
+    cmp2_start = _index(upgrade, f"{p}/cmp2/program:nova-compute")
+    settle = _index(upgrade, f"{p}/settle:nova-conductor")
+    assert scheduler < cmp1[0] and cmp1 == sorted(cmp1) and cmp1[-1] < cmp2_start < settle
+    assert not [s for s in upgrade if s.host != "ctl1" and s.fanout == ""
+                and "/roll/" not in s.id]  # only the roll goes host by host
+    # the controller runs no nova-compute: nothing restarts or settles one there
+    assert not [s.id for s in upgrade if s.host == "ctl1" and s.id.endswith(":nova-compute")]
+
+
+def test_commit_retires_the_old_configuration_on_every_compute(upgrade: list[Step]) -> None:
+    retired = [s for s in upgrade if isinstance(s.action, RetireRelease) and s.host != "ctl1"]
+    assert [s.host for s in retired] == ["cmp1", "cmp2"]
+    assert all(s.action.keep == ("nova-compute",) for s in retired)
+
+
+def test_rollback_resets_the_compute_version_and_moves_computes_after_conductor(
+        contexts: tuple[ServiceContext, ServiceContext]) -> None:
+    steps = rollback_steps(*contexts)
+    p = "rollback-2026.2/rollback/nova"
+    before = _index(steps, f"{p}/before:nova-compute")
+    swap = _index(steps, f"{p}/swap-api")
+    conductor = _index(steps, f"{p}/restart:nova-conductor")
+    computes = [_index(steps, f"{p}/{h}/restart:nova-compute") for h in ("cmp1", "cmp2")]
+    assert before < swap < conductor < computes[0] < computes[1]
+    assert f"{p}/cmp2/ready:nova-compute" in {s.id for s in steps}
