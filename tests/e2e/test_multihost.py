@@ -40,11 +40,13 @@ SITE_FILE = HOME / "mh-site.yaml"
 LAB = HOME / "lab"
 
 
-def _site_yaml(computes: int) -> str:
+def _site_yaml(computes: int | list[int]) -> str:
+    """The site with computes lab1..labN (or the lab hosts numbered in a list)."""
+    numbers = list(range(1, computes + 1)) if isinstance(computes, int) else computes
     lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400",
              f"known_hosts: {LAB / 'known_hosts'}", "hosts:",
              "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]"]
-    for i in range(1, computes + 1):
+    for i in numbers:
         lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",
                   "    connection: ssh", f"    ssh_key: {LAB / 'id_ed25519'}",
                   f"    failure_domain: rack{i}"]
@@ -207,3 +209,86 @@ def test_a_compute_powered_off_mid_up_is_shown_and_finished_after_power_on() -> 
     assert data["healthy"], data
     assert rows(data)[("lab4", "nova-compute")]["state"] == "RUNNING"
     assert len(list(cloud().compute.hypervisors())) == 4
+
+
+def test_a_compute_with_a_server_is_refused_removal_then_leaves_cleanly() -> None:
+    conn = cloud()
+    flavor = conn.compute.find_flavor("mh.tiny")
+    image = conn.image.create_image(name="mh-lab3", data=b"\2" * 65536, disk_format="raw",
+                                    container_format="bare")
+    server = conn.compute.create_server(name="mh-on-lab3", flavor_id=flavor.id,
+                                        image_id=image.id, networks="none",
+                                        availability_zone="nova:lab3")
+    conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+    refused = onestack("--site", SITE, "host", "remove", "lab3", check=False)
+    assert refused.returncode == 1 and "mh-on-lab3" in refused.stderr, refused.stderr
+    service = next(conn.compute.services(binary="nova-compute", host="lab3"))
+    assert service.status == "disabled"  # nothing new lands there meanwhile
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=120)
+    conn.image.delete_image(image)
+    onestack("--site", SITE, "host", "remove", "lab3")
+    assert not list(conn.compute.services(binary="nova-compute", host="lab3"))
+    assert {h.name for h in conn.compute.hypervisors()} == {"lab1", "lab2", "lab4"}
+    assert "lab3" not in {p.name for p in conn.placement.resource_providers()}
+    data = status()
+    assert data["healthy"] and "lab3" not in data["hosts"], data
+    SITE_FILE.write_text(_site_yaml([1, 2, 4]))
+    assert json.loads(site_cmd("plan", "--json").stdout)["changes"] == 0
+
+
+def _versions_by_host() -> dict[tuple[str, str], str]:
+    return {key: c["version"] for key, c in rows(status()).items()
+            if c["service"] == "nova"}
+
+
+def _under_load(*args: str, fault: str | None = None) -> tuple[subprocess.CompletedProcess[str],
+                                                               dict[str, Any]]:
+    """Run a site command while every API is asked continuously; (result, failures)."""
+    from tests.support.selfheal import ApiLoad
+
+    load = ApiLoad(HOME / "sites" / SITE / "clouds.yaml")
+    load.start()
+    env = {**os.environ, **({"ONESTACK_FAULT": fault} if fault else {})}
+    cmd = [str(REPO / "onestack"), "--home", str(HOME), args[0], *args[1:],
+           "--site-file", str(SITE_FILE)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, env=env)
+    finally:
+        load.finish()
+    sys.stdout.write(f"$ {' '.join(cmd)} (fault={fault})\n{proc.stdout[-3000:]}"
+                     f"{proc.stderr[-6000:]}\nrequests: {load.sent}\n")
+    return proc, {api: f for api, f in load.failures.items() if f}
+
+
+def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
+    conn = cloud()
+    flavor = conn.compute.find_flavor("mh.tiny")
+    image = conn.image.create_image(name="mh-kept", data=b"\1" * 65536, disk_format="raw",
+                                    container_format="bare")
+    kept = conn.compute.create_server(name="mh-kept", flavor_id=flavor.id, image_id=image.id,
+                                      networks="none")
+    kept = conn.compute.wait_for_server(kept, status="ACTIVE", wait=120)
+    # A failure after every compute moved: the upgrade rolls back by itself.
+    proc, failures = _under_load("upgrade", "apply", "--to", "2026.2",
+                                 fault="fail:upgrade-2026.2/verify/site/smoke-tests")
+    assert proc.returncode != 0 and "rolled back" in proc.stderr, proc.stderr[-3000:]
+    assert "lab4 nova" in proc.stderr + proc.stdout  # computes moved, one by one, and back
+    assert failures == {}
+    assert set(_versions_by_host().values()) == {"33.0.2"}  # nova 2026.1 everywhere
+    data = status()
+    assert data["healthy"], data
+    # Now for real: every host on 2026.2, nothing lost, and a new server still lands.
+    proc, failures = _under_load("upgrade", "apply", "--to", "2026.2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert failures == {}
+    data = status()
+    assert data["healthy"] and data["release"] == "2026.2", data
+    assert set(_versions_by_host().values()) == {"34.0.0"}
+    conn = cloud()
+    assert conn.compute.get_server(kept.id).status == "ACTIVE"
+    assert conn.image.get_image(image.id).status == "active"
+    after = conn.compute.create_server(name="mh-after", flavor_id=flavor.id,
+                                       image_id=image.id, networks="none")
+    assert conn.compute.wait_for_server(after, status="ACTIVE", wait=180).compute_host
+    assert json.loads(site_cmd("plan", "--json").stdout)["changes"] == 0

@@ -125,6 +125,10 @@ def _crash_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"onestack-error-{stamp}-{os.getpid()}.log"
 
 
+site_file_option = click.option("--site-file", type=click.Path(path_type=Path), default=None,
+                                help="Site file to use instead of the site's own site.yaml.")
+
+
 def json_option(func: Any) -> Any:
     """The ``--json`` flag shared by read-only commands."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(func)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from onestack.cli import common, release, site, upgrade
+from onestack.cli import common, hosts, release, site, upgrade
 from onestack.errors import OnestackError
 
 # Command groups imported only when used: the hardware group pulls in sushy and
@@ -45,6 +45,7 @@ def cli(ctx: click.Context, site_name: str, home: str | None) -> None:
 for command in [*site.COMMANDS, *upgrade.COMMANDS]:
     cli.add_command(command)
 cli.add_command(release.release)
+cli.add_command(hosts.host)
 
 
 def main() -> None:

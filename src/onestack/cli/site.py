@@ -9,16 +9,20 @@ from typing import Any
 
 import click
 
-from onestack.cli.common import SECONDS, CliContext, emit_json, json_option, open_site
+from onestack.cli.common import (
+    SECONDS,
+    CliContext,
+    emit_json,
+    json_option,
+    open_site,
+    site_file_option,
+)
 from onestack.core.progress import JsonProgress, PlainProgress, Progress, SilentProgress
 from onestack.core.step import Plan
 from onestack.drivers.secrets import MAX_SECRET, check_secret_name
 from onestack.engine import operations
 from onestack.plans.deploy import CLOUD_NAME
 from onestack.state.site import SiteHandle
-
-site_file_option = click.option("--site-file", type=click.Path(path_type=Path), default=None,
-                                help="Site file to use instead of the site's own site.yaml.")
 
 
 def _handle(obj: CliContext, site_file: Path | None, must_exist: bool = True) -> SiteHandle:

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from onestack.cli.common import CliContext, emit_json, json_option
-from onestack.cli.site import _handle, _progress, _render_plan, site_file_option
+from onestack.cli.common import CliContext, emit_json, json_option, site_file_option
+from onestack.cli.site import _handle, _progress, _render_plan
 from onestack.engine import upgrade as ops
 
 

@@ -97,3 +97,52 @@ def _ensure_endpoints(conn: Any, region: str, entry: CatalogEntry) -> None:
                                           url=entry.url, region_id=region)
         elif endpoint.url != entry.url:
             conn.identity.update_endpoint(endpoint, url=entry.url)
+
+
+# --- compute hosts ------------------------------------------------------------------
+
+
+@dataclass
+class HostHasServersError(OnestackError):
+    """A compute host still runs servers, so it cannot leave the cloud."""
+
+    host: str
+    servers: list[str]
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.servers[:10]) + (" ..." if len(self.servers) > 10 else "")
+        return (f"compute host {self.host} still has {len(self.servers)} server(s): {shown}; "
+                f"it is disabled (no new server lands there): migrate or delete them, then "
+                f"run the same command again")
+
+
+def compute_service(conn: Any, host: str) -> Any | None:
+    """The nova-compute service record of a host, or None."""
+    with translated(f"find nova-compute of {host}"):
+        found = list(conn.compute.services(binary="nova-compute", host=host))
+    return found[0] if found else None
+
+
+def disable_compute(conn: Any, host: str, reason: str) -> list[str]:
+    """Disable a host's nova-compute (nothing new is scheduled there); return its
+    servers (all projects) as ``name (id)``."""
+    service = compute_service(conn, host)
+    if service is None:
+        return []
+    with translated(f"disable nova-compute on {host}"):
+        if service.status != "disabled":
+            conn.compute.disable_service(service, host, "nova-compute",
+                                         disabled_reason=reason)
+        servers = conn.compute.servers(all_projects=True, host=host)
+        return [f"{s.name} ({s.id})" for s in servers]
+
+
+def delete_compute(conn: Any, host: str) -> bool:
+    """Delete a host's nova-compute record: nova removes its compute node, its resource
+    provider and its cell mapping. False if there was none."""
+    service = compute_service(conn, host)
+    if service is None:
+        return False
+    with translated(f"delete nova-compute of {host}"):
+        conn.compute.delete_service(service)
+    return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -38,7 +38,8 @@ def host_context(handle: SiteHandle, progress: Progress) -> HostContext:
 
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
     """A context per host of the site, by name (SSH hosts connect on first use)."""
-    hosts = {h.name: handle.connection(h) for h in handle.site.hosts}
+    hosts = {h.name: handle.connection(h)
+             for h in (*handle.site.hosts, *handle.retired_hosts())}
     return {name: HostContext(host, handle.paths, handle.supervisor_on(host), progress,
                               hosts)
             for name, host in hosts.items()}
@@ -59,11 +60,14 @@ def ensure_site_key(handle: SiteHandle) -> bool:
     return True
 
 
-def preflight(contexts: Mapping[str, HostContext]) -> None:
+def preflight(contexts: Mapping[str, HostContext], leaving: Iterable[str] = ()) -> None:
     """Before anything changes: every SSH host reachable, its host key known and
-    unchanged, onestack's key accepted, python3 there and root (all hosts at once).
+    unchanged, onestack's key accepted, python3 there and root (all hosts at once),
+    but hosts ``leaving`` the site (which may be gone already).
     Raises the first HostError in site order; the others go to progress."""
-    remote = {name: c for name, c in contexts.items() if isinstance(c.host, SshHost)}
+    leaving = set(leaving)
+    remote = {name: c for name, c in contexts.items() if isinstance(c.host, SshHost)
+              and name not in leaving}
     outcomes = per_host({name: c.host.connect for name, c in remote.items()})  # type: ignore[attr-defined]
     errors = [(name, o) for name, o in outcomes.items() if isinstance(o, BaseException)]
     for name, error in errors[1:]:
@@ -78,7 +82,7 @@ def reached_hosts(handle: SiteHandle, progress: Progress) -> Iterator[dict[str, 
     their connections closed afterwards."""
     contexts = host_contexts(handle, progress)
     try:
-        preflight(contexts)
+        preflight(contexts, [h.name for h in handle.retired_hosts()])
         yield contexts
     finally:
         close_all(contexts)
@@ -120,7 +124,7 @@ def plan_up(handle: SiteHandle, contexts: Mapping[str, HostContext],
     """What ``up`` would do on the site's hosts now (``contexts``: by host name)."""
     series = series_of(handle)
     ctx = service_context(handle, series, generate=generate_secrets)
-    steps = deploy_steps(ctx, default_wheelhouse(handle, series))
+    steps = deploy_steps(ctx, default_wheelhouse(handle, series), handle.retired_hosts())
     journal = handle.journal() if handle.paths.state_db.exists() else None
     done = journal.done_for(steps) if journal else {}
     if journal:
@@ -130,12 +134,8 @@ def plan_up(handle: SiteHandle, contexts: Mapping[str, HostContext],
 
 def plan_site(handle: SiteHandle, progress: Progress) -> Plan:
     """``onestack plan``: reach every host (pre-flight), probe, plan; change nothing."""
-    contexts = host_contexts(handle, progress)
-    try:
-        preflight(contexts)
+    with reached_hosts(handle, progress) as contexts:
         return plan_up(handle, contexts, generate_secrets=False)
-    finally:
-        close_all(contexts)
 
 
 def check_prerequisites() -> None:
@@ -174,28 +174,31 @@ def check_ports(handle: SiteHandle, hctx: HostContext) -> None:
 
 
 def up(handle: SiteHandle, progress: Progress) -> Plan:
-    """Bring the site to its declared state. Idempotent; resumes after interruption."""
+    """Bring the site to its declared state. Idempotent; resumes after interruption.
+    Hosts that left the site file leave the cloud (``retired_hosts``)."""
     check_prerequisites()
     with site_lock(handle.paths.site, handle.site.name, "up"):
         if ensure_site_key(handle):
             progress.message(f"generated the site's SSH key; authorize "
                              f"{handle.paths.ssh_key}.pub on its hosts")
-        contexts = host_contexts(handle, progress)
-        try:
-            preflight(contexts)
+        with reached_hosts(handle, progress) as contexts:
             plan = plan_up(handle, contexts)
             if plan.is_empty:
                 return plan
             check_ports(handle, contexts[handle.site.controller.name])
-            _record_site(handle)
+            leaving = handle.retired_hosts()
+            if not leaving:  # else once they left: until then they stay on record
+                _record_site(handle)
             journal = handle.journal()
             try:
                 apply_plan(plan, contexts, journal, progress)
                 journal.set_fact("release", series_of(handle))
+                for host in leaving:
+                    journal.forget_host(host.name)
             finally:
                 journal.close()
-        finally:
-            close_all(contexts)
+            if leaving:
+                _record_site(handle)
         return plan
 
 

@@ -22,8 +22,10 @@ from onestack.steps.actions import (
     CreateReleaseEnv,
     EnsureDirs,
     InstallPackages,
+    RetireCompute,
     ShipReleaseEnv,
     StartProgram,
+    StopSiteOnHost,
     WriteFile,
 )
 from onestack.steps.context import HostContext
@@ -108,9 +110,28 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
     ]
 
 
-def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None) -> list[Step]:
+def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
+    """A compute host that left the site file: disabled in nova (refused while servers
+    run there), the site stopped and removed on it, its nova record deleted."""
+    auth_url, password = oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin")
+
+    def in_nova(phase: str, summary: str) -> Step:
+        return Step(id=f"nova/{host.name}/{phase}", summary=summary, service="nova",
+                    host=ctx.host, action=RetireCompute(  # type: ignore[arg-type]
+                        host.name, phase, auth_url, password, ctx.site.region))
+
+    return [in_nova("disable", f"disable compute host {host.name} (it leaves the site)"),
+            host_step(ctx, host, "host", "stop", f"stop and remove the site on {host.name}",
+                      StopSiteOnHost(ctx.paths.site)),
+            in_nova("delete-service", f"remove {host.name} from nova (compute node, "
+                                      "resource provider, cell mapping)")]
+
+
+def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
+                 retired: tuple[Host, ...] = ()) -> list[Step]:
     """Every step of a deploy, in order: each host's base (all hosts at once), every
-    service on its hosts (``ServiceModule.hosts``), then the clients' clouds.yaml."""
+    service on its hosts (``ServiceModule.hosts``), the clients' clouds.yaml, then the
+    retirement of hosts that left the site (``retired``)."""
     steps = [s for host in deployed_hosts(ctx) for s in _base_steps(ctx, host, wheelhouse)]
     for module in registry.ALL:
         steps.extend(module.steps(ctx))
@@ -118,7 +139,7 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None) -> list[St
             steps.append(_register_catalog(ctx))
     steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
                       WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
-    return steps
+    return steps + [s for host in retired for s in retire_steps(ctx, host)]
 
 
 def placed_programs(ctx: ServiceContext) -> list[tuple[str, str, str]]:

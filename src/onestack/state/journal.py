@@ -153,6 +153,10 @@ class Journal:
         """Drop completion records on every host (so the next run redoes those steps)."""
         self._exec("DELETE FROM completed_steps WHERE step_id LIKE ?", (prefix + "%",))
 
+    def forget_host(self, host: str) -> None:
+        """Drop every completion record of a host that left the site."""
+        self._exec("DELETE FROM completed_steps WHERE host = ?", (host,))
+
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self._exec("SELECT id, operation, pid, started, finished, status, detail "
                                "FROM runs ORDER BY id DESC LIMIT ?", (limit,))

@@ -64,6 +64,17 @@ class SiteHandle:
                          known_hosts=Path(site.known_hosts) if site.known_hosts
                          else paths.known_hosts)
 
+    def retired_hosts(self) -> tuple[Host, ...]:
+        """Hosts of the site definition in force (the recorded ``site.yaml``) that the
+        definition given now no longer lists: they leave the site on the next ``up``.
+        The controller never leaves this way."""
+        if not self.paths.site_file.exists():
+            return ()
+        recorded = read_site_file(self.paths.site_file, available_series())
+        now = {h.name for h in self.site.hosts}
+        return tuple(h for h in recorded.hosts
+                     if h.name not in now and h.name != recorded.controller.name)
+
     def journal(self) -> Journal:
         # A journal from before per-host keys: its rows are the controller's.
         return Journal(self.paths.state_db, legacy_host=self.site.controller.name)

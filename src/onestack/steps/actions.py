@@ -408,3 +408,86 @@ class CopyFile:
             raise CommandError(f"copy {self.source} to {self.path} (on {ctx.host.name})", 1,
                                f"{self.source} is not there")
         ctx.host.write_file(self.path, content, mode=self.mode)
+
+
+@dataclass(frozen=True)
+class RetireCompute:
+    """A compute host leaving the cloud, through nova's API: ``disable`` (nothing new
+    lands there; refused while servers run there, naming them) or ``delete`` (its
+    service record; nova removes its compute node, resource provider and cell mapping)."""
+
+    host: str
+    phase: str  # "disable" or "delete"
+    auth_url: str
+    password: str = field(repr=False)
+    region: str
+    kind: str = "compute"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.host}|{self.phase}|{self.auth_url}")
+
+    def _connect(self) -> Any:
+        from onestack.drivers import openstack
+
+        return openstack.connect(self.auth_url, self.password, self.region)
+
+    def probe(self, ctx: HostContext) -> Any:
+        from onestack.drivers import openstack
+        from onestack.errors import OnestackError
+
+        try:
+            service = openstack.compute_service(self._connect(), self.host)
+        except OnestackError:
+            return "unknown"  # the API is not answering: decided when the step runs
+        return None if service is None else str(service.status)
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return fact is not None
+
+    def apply(self, ctx: HostContext) -> None:
+        from onestack.drivers import openstack
+
+        conn = self._connect()
+        if self.phase == "delete":
+            if openstack.delete_compute(conn, self.host):
+                ctx.progress.message(f"{self.host}: compute node, resource provider and cell "
+                                     "mapping removed")
+            return
+        servers = openstack.disable_compute(conn, self.host, "onestack: host leaving the site")
+        if servers:
+            raise openstack.HostHasServersError(self.host, servers)
+
+
+@dataclass(frozen=True)
+class StopSiteOnHost:
+    """Nothing of the site left running on a host that leaves it: its supervisord (and
+    with it every program) stopped, the site's folder removed there. A host that cannot
+    be reached is reported, not waited for (a host that is off runs nothing)."""
+
+    site_dir: Path
+    kind: str = "retire"
+
+    def fingerprint(self) -> str:
+        return digest(str(self.site_dir))
+
+    def probe(self, ctx: HostContext) -> Any:
+        from onestack.errors import HostError
+
+        try:
+            return ctx.supervisor.is_running() or ctx.host.is_dir(self.site_dir)
+        except HostError:
+            return "unreachable"
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return fact is not False
+
+    def apply(self, ctx: HostContext) -> None:
+        from onestack.errors import HostError
+
+        try:
+            if ctx.supervisor.is_running():
+                ctx.supervisor.shutdown()
+            ctx.host.remove(self.site_dir)
+        except HostError as exc:
+            ctx.progress.message(f"{ctx.host.name}: cannot be reached ({exc}); nothing of "
+                                 "the site was stopped there")
