@@ -82,7 +82,7 @@ bring_up_network() {
     fi
     ip link set eth0 up
     for round in 1 2 3 4; do
-        if udhcpc -i eth0 -s /lib/onestack/udhcpc.script -t 5 -T 2 -A 1 -n -S \
+        if udhcpc -i eth0 -s /lib/onestack/udhcpc.script -t 5 -T 2 -A 1 -n \
                 -O staticroutes -O mtu -x hostname:onestack-guest >/dev/null 2>&1; then
             say "dhcp ok $(cat "$GUEST_STATE/ip" 2>/dev/null) on eth0"
             return 0
@@ -114,8 +114,9 @@ read_config_drive() {
     return 1
 }
 
+# busybox 1.35's static wget crashes with -T (and with -O -): bounded by timeout.
 fetch() {
-    wget -q -T 5 -O "$2" "$METADATA_URL$1" 2>/dev/null
+    timeout 10 wget -q -O "$2" "$METADATA_URL$1" 2>/dev/null
 }
 
 # The metadata service, retried: its proxy may not answer at once after boot.
