@@ -71,7 +71,7 @@ def newc_archive(entries: Iterable[ArchiveEntry]) -> bytes:
     Entries are written sorted by path, so a directory comes before its content and
     the same entries always give the same bytes."""
     out = []
-    for ino, entry in enumerate(sorted(entries, key=lambda e: e.path), start=1):
+    for ino, entry in enumerate(sorted(entries, key=lambda e: e.path.strip("/")), start=1):
         path = entry.path.strip("/")
         mode = entry.kind | (entry.mode & 0o7777)
         out.append(_newc_member(ino, path, mode, entry.data, entry.device))
