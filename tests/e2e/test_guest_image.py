@@ -30,6 +30,7 @@ from tests.support.guest_vm import (  # noqa: E402
     fingerprints,
     known_hosts_of,
     make_key,
+    metadata_tree,
     wait_listening,
 )
 
@@ -43,7 +44,7 @@ pytestmark = [
 ]
 
 HOME = Path(os.environ.get("ONESTACK_TEST_IMAGE_HOME", "/var/tmp/onestack-e2e-image"))
-SSH_PORT, PEER_A_PORT, PEER_B_PORT, SOCKET_PORT = 47010, 47011, 47012, 47013
+SSH_PORT, PEER_A_PORT, PEER_B_PORT, SOCKET_PORT, METADATA_PORT = 47010, 47011, 47012, 47013, 47014
 BOOT_TIMEOUT = 120.0  # seconds to "ssh ready" under TCG, with margin for a busy machine
 
 
@@ -116,6 +117,22 @@ def test_a_wrong_key_is_refused(guest: GuestVm, keys: dict[str, Path]) -> None:
     result = guest.ssh(keys["wrong"], "true")
     assert result.returncode == 255
     assert "Permission denied (publickey)" in result.stderr
+
+
+def test_keys_from_the_metadata_service_without_config_drive(
+        image: GuestImage, keys: dict[str, Path], tmp_path: Path) -> None:
+    # One key in meta_data.json, the other only in the EC2-style openssh-key: both count.
+    served = metadata_tree(tmp_path / "metadata", uuid=str(uuid.uuid4()), hostname="from-api",
+                           public_key=keys["good"].with_suffix(".pub").read_text(),
+                           ec2_key=keys["wrong"].with_suffix(".pub").read_text())
+    with booted(image.path, tmp_path / "vm", name="from-api", ssh_port=METADATA_PORT,
+                metadata=served) as vm:
+        vm.wait_for("onestack-guest: ssh ready", BOOT_TIMEOUT)
+        console = vm.console_text()
+        results = [vm.ssh(keys[name], "hostname") for name in ("good", "wrong")]
+    assert "onestack-guest: metadata from http://169.254.169.254" in console, console
+    assert "onestack-guest: 2 ssh keys for root" in console
+    assert [r.stdout for r in results] == ["from-api\n", "from-api\n"], results
 
 
 # busybox 1.35's static wget crashes with -T: bounded by timeout instead.

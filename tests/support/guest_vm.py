@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,11 +138,45 @@ class GuestVm:
                 self.process.wait()
 
 
+METADATA_INETD = Path(__file__).with_name("metadata_inetd.py")
+
+
+def metadata_tree(root: Path, *, uuid: str, hostname: str, public_key: str,
+                  ec2_key: str | None = None) -> Path:
+    """Files a metadata service serves: meta_data.json and the EC2-style key."""
+    latest = root / "openstack" / "latest"
+    latest.mkdir(parents=True)
+    meta = {"uuid": uuid, "hostname": hostname, "name": hostname,
+            "public_keys": {"test": public_key}}
+    (latest / "meta_data.json").write_text(json.dumps(meta))
+    if ec2_key is not None:
+        ec2 = root / "latest" / "meta-data" / "public-keys" / "0"
+        ec2.mkdir(parents=True)
+        (ec2 / "openssh-key").write_text(ec2_key)
+    return root
+
+
+def _user_netdev(ssh_port: int, metadata: Path | None) -> str:
+    # restrict=on: the guest reaches nothing beyond slirp's own DHCP, the forwarded port
+    # and the metadata service (no NAT to the host's networks).
+    netdev = f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+    if metadata is None:
+        return netdev
+    # slirp forwards only addresses of its own network to a command: a link-local
+    # network, so that 169.254.169.254 is one (each connection runs the command).
+    command = f"{sys.executable} {METADATA_INETD} {metadata}"
+    return (f"{netdev},net=169.254.0.0/16,"
+            f"guestfwd=tcp:169.254.169.254:80-cmd:{command}")
+
+
 @contextmanager
 def booted(image: Path, workdir: Path, *, name: str, ssh_port: int,
            drive: Path | None = None, peer: Peer | None = None,
-           memory_mb: int = 256) -> Iterator[GuestVm]:
-    """Boot the image (on a copy-on-write overlay) and stop the guest on exit."""
+           metadata: Path | None = None, memory_mb: int = 256) -> Iterator[GuestVm]:
+    """Boot the image (on a copy-on-write overlay) and stop the guest on exit.
+
+    ``drive`` is a config drive; ``metadata`` a folder served as the metadata service
+    at 169.254.169.254; ``peer`` a second NIC towards another guest."""
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image),
@@ -149,9 +184,7 @@ def booted(image: Path, workdir: Path, *, name: str, ssh_port: int,
     argv = ["nice", "-n", "10", "qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mb),
             "-nographic", "-monitor", "none", "-serial", f"file:{workdir / 'console.log'}",
             "-drive", f"file={overlay},if=virtio",
-            # restrict=on: the guest reaches nothing beyond slirp's own DHCP and the
-            # forwarded port (no NAT to the host's networks).
-            "-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+            "-netdev", _user_netdev(ssh_port, metadata),
             "-device", "virtio-net-pci,netdev=net0,romfile="]
     if drive is not None:
         argv += ["-drive", f"file={drive},media=cdrom,readonly=on"]

@@ -116,7 +116,7 @@ read_config_drive() {
 
 # busybox 1.35's static wget crashes with -T (and with -O -): bounded by timeout.
 fetch() {
-    timeout 10 wget -q -O "$2" "$METADATA_URL$1" 2>/dev/null
+    timeout 5 wget -q -O "$2" "$METADATA_URL$1" 2>/dev/null
 }
 
 # The metadata service, retried: its proxy may not answer at once after boot.
