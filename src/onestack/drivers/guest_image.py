@@ -14,6 +14,7 @@ reused as it is.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -21,7 +22,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +101,28 @@ def build_image(output_dir: Path, *, cache_dir: Path | None = None, force: bool 
     ensure_build_tools(local, report)
     packages = resolve_packages(local, report)
     inputs = inputs_digest(local, packages)
-    existing = None if force else reusable_image(output_dir, inputs)
-    if existing is not None:
-        report(f"image is up to date: {existing.path}")
-        return _with(existing, reused=True, seconds=time.monotonic() - started)
-    cache = cache_dir or output_dir / "cache"
-    debs = download_packages(local, packages, cache, report)
-    image = _assemble(local, output_dir, packages, debs, inputs, report)
+    with _build_lock(output_dir, report):
+        existing = None if force else reusable_image(output_dir, inputs)
+        if existing is not None:
+            report(f"image is up to date: {existing.path}")
+            return replace(existing, reused=True, seconds=time.monotonic() - started)
+        debs = download_packages(local, packages, cache_dir or output_dir / "cache", report)
+        image = _assemble(local, output_dir, packages, debs, inputs, report)
     report(f"image ready: {image.path} ({image.size / MIB:.1f} MiB)")
-    return _with(image, seconds=time.monotonic() - started)
+    return replace(image, seconds=time.monotonic() - started)
 
 
-def _with(image: GuestImage, **changes: Any) -> GuestImage:
-    return GuestImage(**{**image.__dict__, **changes})
+@contextmanager
+def _build_lock(output_dir: Path, say: Say) -> Iterator[None]:
+    """One build at a time per output folder: a second one waits, then reuses."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with (output_dir / ".build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another build of this image is running: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _reporter(say: Say | None, started: float) -> Say:
