@@ -81,6 +81,11 @@ def test_image_is_small_and_described_by_its_manifest(image: GuestImage) -> None
     assert reusable_image(image.path.parent, image.inputs_digest) is not None
 
 
+def test_the_same_inputs_give_the_same_bytes(image: GuestImage, tmp_path: Path) -> None:
+    again = build_image(tmp_path / "again", cache_dir=HOME / "images" / "cache", force=True)
+    assert (again.sha256, again.inputs_digest) == (image.sha256, image.inputs_digest)
+
+
 def test_a_second_build_reuses_the_image() -> None:
     result = CliRunner().invoke(cli, ["--home", str(HOME), "image", "build", "--json"])
     assert result.exit_code == 0, result.output

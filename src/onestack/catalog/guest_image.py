@@ -15,7 +15,7 @@ from importlib import resources
 from onestack.core.digest import digest
 
 # Bump when the way the image is assembled changes, so existing images are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 IMAGE_NAME = "onestack-guest"
 

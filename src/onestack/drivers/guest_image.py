@@ -39,6 +39,7 @@ Say = Callable[[str], None]
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib")
 PARTITION_START = 2048  # sectors: 1 MiB, where every partitioning tool starts today
 MIB = 1 << 20
+FIXED_TIME = 946684800  # 2000-01-01: file times on the FAT file system (FAT starts at 1980)
 # Guest facts for whoever uploads and boots the image (glance properties, tests).
 MIN_RAM_MB = 128
 CONSOLE_MARKERS = {"dhcp": "onestack-guest: dhcp ok", "ssh": "onestack-guest: ssh ready",
@@ -455,11 +456,14 @@ def _boot_disk(host: LocalHost, work: Path, files: list[str]) -> Path:
     with raw.open("wb") as disk:
         disk.truncate(PARTITION_START * fmt.SECTOR + fs_bytes)
     offset = PARTITION_START * fmt.SECTOR
-    # Fixed volume id and label: the same inputs give the same file system.
-    host.run(["mkfs.vfat", "-F", "16", "-n", "ONESTACK", "-i", "05e57ac4",
-              f"--offset={PARTITION_START}", str(raw), str(fs_bytes // 1024)])
-    env = {"MTOOLS_SKIP_CHECK": "1"}
-    host.run(["mcopy", "-i", f"{raw}@@{offset}", *(str(work / n) for n in files), "::"],
+    # The same inputs give the same bytes: a fixed volume id, --invariant and
+    # SOURCE_DATE_EPOCH instead of the clock for mkfs.vfat and mtools (under syslinux).
+    env = {"MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(FIXED_TIME)}
+    host.run(["mkfs.vfat", "--invariant", "-F", "16", "-n", "ONESTACK", "-i", "05e57ac4",
+              f"--offset={PARTITION_START}", str(raw), str(fs_bytes // 1024)], env=env)
+    for name in files:  # with -m, mcopy keeps these times: the disk depends on content only
+        os.utime(work / name, (FIXED_TIME, FIXED_TIME))
+    host.run(["mcopy", "-m", "-i", f"{raw}@@{offset}", *(str(work / n) for n in files), "::"],
              env=env)
     host.run(["syslinux", f"--offset={offset}", "--install", str(raw)], env=env)
     mbr = fmt.mbr_sector(Path(recipe.SYSLINUX_MBR).read_bytes(), PARTITION_START,
