@@ -226,7 +226,19 @@ def download_packages(host: LocalHost, packages: list[DebianPackage], cache: Pat
     lost = [name for name, path in found.items() if path is None]
     if lost:
         raise GuestImageError("packages", f"apt-get download left no .deb for {', '.join(lost)}")
-    return {name: path for name, path in found.items() if path is not None}
+    ready = {name: path for name, path in found.items() if path is not None}
+    prune_cache(cache, ready)
+    return ready
+
+
+def prune_cache(cache: Path, keep: dict[str, Path]) -> list[Path]:
+    """Remove other versions of these packages from the cache (``keep``: name -> .deb in
+    use); a .deb of any other package is left alone, whoever put it there."""
+    removed = [path for name, wanted in keep.items()
+               for path in cache.glob(f"{name}_*.deb") if path != wanted]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _apt_download(host: LocalHost, packages: list[DebianPackage], cache: Path) -> None:

@@ -141,3 +141,35 @@ def test_cli_reports_a_build_error_without_traceback(monkeypatch: pytest.MonkeyP
     assert code == 1
     assert "error: guest image: packages: no Debian package dropbear-bin" in err
     assert "hint: the image is built from Debian 12" in err
+
+
+def test_symlinks_of_a_package_are_followed_inside_it(tmp_path: Path) -> None:
+    tree = tmp_path / "libc6"
+    (tree / "lib/x86_64-linux-gnu").mkdir(parents=True)
+    (tree / "lib64").mkdir()
+    real = tree / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    real.write_bytes(b"\x7fELF")
+    # An absolute link names a path of the guest, never of this machine.
+    (tree / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (tree / "lib/x86_64-linux-gnu/libz.so.1").symlink_to("libz.so.1.2.13")
+    (tree / "lib/x86_64-linux-gnu/libz.so.1.2.13").write_bytes(b"zlib")
+    (tree / "lib/x86_64-linux-gnu/libpasswd.so").symlink_to("/etc/passwd")
+    assert guest_image._find_file([tree], ["lib64/ld-linux-x86-64.so.2"]) == real
+    assert guest_image._find_file([tree], ["lib/x86_64-linux-gnu/libz.so.1"]) == (
+        tree / "lib/x86_64-linux-gnu/libz.so.1.2.13")
+    assert guest_image._find_file([tree], ["lib/x86_64-linux-gnu/libpasswd.so"]) is None
+
+
+def test_a_library_no_package_has_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(GuestImageError, match="usr/sbin/dropbear needs libgmp.so.10"):
+        guest_image._library([tmp_path], "libgmp.so.10", "usr/sbin/dropbear")
+
+
+def test_prune_cache_removes_other_versions_of_the_packages_only(tmp_path: Path) -> None:
+    kept = tmp_path / "busybox-static_1.35_amd64.deb"
+    old = tmp_path / "busybox-static_1.34_amd64.deb"
+    unrelated = tmp_path / "openssh-client_9.2_amd64.deb"
+    for path in (kept, old, unrelated):
+        path.write_text("x")
+    assert guest_image.prune_cache(tmp_path, {"busybox-static": kept}) == [old]
+    assert kept.exists() and unrelated.exists() and not old.exists()
