@@ -301,14 +301,16 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def _assemble(host: LocalHost, output_dir: Path, packages: list[DebianPackage],
               debs: dict[str, Path], inputs: str, say: Say) -> GuestImage:
     output_dir.mkdir(parents=True, exist_ok=True)
-    with _work_dir(output_dir) as work:
+    # A scratch folder beside the output (same file system), removed afterwards.
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=output_dir) as scratch:
+        work = Path(scratch)
         say("unpacking Debian packages")
         trees = {name: _unpack(host, deb, work / "debs" / name) for name, deb in debs.items()}
         kernel_tree = trees[packages[0].name]
         kernel = _kernel_version(kernel_tree)
         say(f"assembling the initramfs (kernel {kernel})")
-        initrd = gzip.compress(fmt.newc_archive(_root_entries(host, trees, kernel)),
-                               compresslevel=9, mtime=0)
+        entries = _root_entries(host, trees, kernel_tree, kernel)
+        initrd = gzip.compress(fmt.newc_archive(entries), compresslevel=9, mtime=0)
         (work / "initrd.img").write_bytes(initrd)
         shutil.copyfile(kernel_tree / "boot" / f"vmlinuz-{kernel}", work / "vmlinuz")
         (work / "syslinux.cfg").write_text(recipe.syslinux_cfg())
@@ -324,19 +326,6 @@ def _assemble(host: LocalHost, output_dir: Path, packages: list[DebianPackage],
     return image
 
 
-class _work_dir:  # noqa: N801 - used as a context manager, like tempfile's
-    """A scratch folder beside the output (same file system), removed afterwards."""
-
-    def __init__(self, output_dir: Path) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=".build-", dir=output_dir))
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 def _unpack(host: LocalHost, deb: Path, target: Path) -> Path:
     target.mkdir(parents=True)
     host.run(["dpkg-deb", "-x", str(deb), str(target)])
@@ -350,13 +339,12 @@ def _kernel_version(tree: Path) -> str:
     return kernels[0]
 
 
-def _root_entries(host: LocalHost, trees: dict[str, Path],
+def _root_entries(host: LocalHost, trees: dict[str, Path], kernel_tree: Path,
                   kernel: str) -> list[fmt.ArchiveEntry]:
     """Every file of the guest's root file system."""
     entries = [*_busybox_entries(host, trees["busybox-static"]),
                *_program_entries(trees),
-               *_module_entries(next(t for n, t in trees.items() if n.startswith("linux-")),
-                                kernel),
+               *_module_entries(kernel_tree, kernel),
                *_script_entries()]
     return _with_directories(entries)
 
