@@ -108,10 +108,17 @@ class GuestVm:
             if self.process.poll() is not None:
                 break
             time.sleep(0.2)
-        state = (f"QEMU exited {self.process.returncode}" if self.process.poll() is not None
-                 else f"not within {timeout:.0f}s")
+        state = (f"QEMU exited {self.process.returncode}: {self.qemu_log()}"
+                 if self.process.poll() is not None else f"not within {timeout:.0f}s")
         raise AssertionError(f"{self.name}: no {marker!r} on the console ({state}); console "
                              f"tail:\n{self.console_tail()}")
+
+    def qemu_log(self) -> str:
+        """What QEMU itself said (a port already in use, a missing firmware...)."""
+        try:
+            return (self.workdir / "qemu.log").read_text(errors="replace").strip()
+        except FileNotFoundError:
+            return ""
 
     def host_key_fingerprints(self) -> set[str]:
         """The host key fingerprints the guest printed on its console."""
