@@ -329,3 +329,18 @@ class LabHostError(HostError):
 
     problem: str
     template: ClassVar[str] = "{host}: {problem}"  # a lab host's name, or "lab" for all
+
+
+@dataclass
+class GuestImageError(OnestackError):
+    """The test image could not be built: which part of the build, and why."""
+
+    part: str
+    problem: str
+    hint_text: str | None = None
+
+    def __post_init__(self) -> None:
+        self.hint = self.hint_text
+
+    def __str__(self) -> str:
+        return f"guest image: {self.part}: {self.problem}"

@@ -13,6 +13,7 @@ from onestack.errors import OnestackError
 # Command groups imported only when used: the hardware group pulls in sushy and
 # requests (~1 s), which `set-secret` or `status` must not pay for.
 LAZY_GROUPS = {"hardware": ("onestack.cli.hardware", "hardware"),
+               "image": ("onestack.cli.image", "image"),
                "lab": ("onestack.cli.lab", "lab")}
 
 

@@ -36,6 +36,11 @@ class SitePaths:
         return self.home / "wheelhouse"
 
     @property
+    def images(self) -> Path:
+        """Guest images onestack builds (``onestack image build``), shared by every site."""
+        return self.home / "images"
+
+    @property
     def site(self) -> Path:
         return self.home / "sites" / self.site_name
 
