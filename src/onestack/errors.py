@@ -127,7 +127,7 @@ class StepFailed(OnestackError):
 
 @dataclass
 class HostStepsFailed(OnestackError):
-    """Steps failed on some hosts of a fan-out; the other hosts finished theirs."""
+    """Steps failed on some hosts (or lanes) of a fan-out; the others finished theirs."""
 
     hosts: list[str]
     causes: str

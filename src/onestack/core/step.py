@@ -47,8 +47,10 @@ class Step:
     """One named, journaled unit of work on one host.
 
     ``fanout``: consecutive steps with the same non-empty fan-out are independent
-    across hosts: the runner runs each host's share of them in order, all hosts at
-    once. A step without one waits for everything before it (and is waited for).
+    across lanes: the runner runs each lane's share of them in order, all lanes at
+    once. A lane is the step's host unless ``lane`` names another (several services
+    deployed side by side on one host). A step without a fan-out waits for everything
+    before it (and is waited for).
     """
 
     id: str
@@ -57,6 +59,12 @@ class Step:
     host: str
     action: Action = field(compare=False)
     fanout: str = ""
+    lane: str = ""
+
+    @property
+    def runs_in(self) -> str:
+        """The lane it runs in within its fan-out: ``lane``, else its host."""
+        return self.lane or self.host
 
     def fingerprint(self) -> str:
         return digest(f"{self.id}|{self.action.kind}|{self.action.fingerprint()}")
@@ -90,7 +98,7 @@ class Plan:
             "steps": [
                 {"id": p.step.id, "service": p.step.service, "host": p.step.host,
                  "summary": p.step.summary, "kind": p.step.action.kind,
-                 "fanout": p.step.fanout, "needed": p.needed}
+                 "fanout": p.step.fanout, "lane": p.step.runs_in, "needed": p.needed}
                 for p in self.steps
             ],
         }

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
@@ -164,7 +165,12 @@ class SiteSupervisor:
             return False
 
     def start_daemon(self) -> None:
-        """Start supervisord (daemonized) if it is not running."""
+        """Start supervisord (daemonized) if it is not running (once, when services
+        deployed side by side ask at the same time)."""
+        with _LAUNCH_LOCK:
+            self._start_daemon()
+
+    def _start_daemon(self) -> None:
         if self.is_running():
             return
         self._launch()
@@ -283,6 +289,9 @@ class SiteSupervisor:
             if not self.is_running():
                 return
             time.sleep(0.1)
+
+
+_LAUNCH_LOCK = threading.Lock()
 
 
 class Supervisor(SiteSupervisor):

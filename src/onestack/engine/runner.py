@@ -70,10 +70,11 @@ class _Run:
                         self.run_id, self.progress)
 
     def batch(self, planned: list[PlannedStep]) -> None:
-        """Steps independent across hosts: each host's in order, every host at once."""
+        """Steps independent across lanes (hosts, or services side by side on one
+        host): each lane's in order, every lane at once."""
         by_host: dict[str, list[PlannedStep]] = {}
         for p in planned:
-            by_host.setdefault(p.step.host, []).append(p)
+            by_host.setdefault(p.step.runs_in, []).append(p)
         if len(by_host) == 1:
             self.steps(planned)  # in this thread: Ctrl-C and errors as they always were
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -16,11 +17,12 @@ from onestack.drivers.supervisor import (
 )
 from onestack.model.site import Host
 from onestack.services import oslo, registry
-from onestack.services.base import ServiceContext, host_step, step
+from onestack.services.base import ServiceContext, ServiceModule, host_step, step
 from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
     EnsureDirs,
+    EnsureSystemUser,
     InstallPackages,
     RetireCompute,
     ShipReleaseEnv,
@@ -101,13 +103,19 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
         on("dirs", f"create site directories under {p.site}",
            EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
                        (p.run, None, 0o755), (programs_dir, None, 0o755)))),
-        on("release-env", f"install release {ctx.series} into {ctx.venv}",
-           (CreateReleaseEnv if host.is_local else ShipReleaseEnv)(
-               ctx.series, ctx.venv, wheelhouse)),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),
     ]
+
+
+def _release_step(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> Step:
+    """The release environment of a host: built here, or sent from here (ADR 0014)."""
+    return host_step(ctx, host, "host", "release-env",
+                     f"install release {ctx.series} into {ctx.venv}",
+                     (CreateReleaseEnv if host.is_local else ShipReleaseEnv)(
+                         ctx.series, ctx.venv, wheelhouse),
+                     fanout=INFRA_FANOUT)
 
 
 def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
@@ -127,16 +135,61 @@ def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
                                       "resource provider, cell mapping)")]
 
 
+# Deployed side by side (one lane each, ADR 0017): every host's release with the
+# infrastructure services; then the OpenStack services, each in its own lane once the
+# infrastructure answers. A service in WAITS_FOR_OTHERS starts its programs only after
+# every lane is done (nova-compute registers in placement and keystone as it starts).
+INFRA_FANOUT = "infrastructure"
+SERVICES_FANOUT = "services"
+WAITS_FOR_OTHERS = frozenset({"nova"})
+
+
+def _in_lane(steps: list[Step], fanout: str, lane: str) -> list[Step]:
+    return [replace(s, fanout=fanout, lane=lane) for s in steps]
+
+
+def _split_service(ctx: ServiceContext, module: ServiceModule,
+                   extra: list[Step]) -> tuple[list[Step], list[Step], list[Step]]:
+    """A service's steps as (system users, its lane, what waits for every lane):
+    users are created one after the other (useradd locks /etc/passwd); its lane holds
+    its steps on the controller, up to its first program definition if it waits for
+    the others; other hosts' steps keep their own fan-out, after the lanes."""
+    users: list[Step] = []
+    lane: list[Step] = []
+    rest: list[Step] = []
+    for s in [*module.steps(ctx), *extra]:
+        if isinstance(s.action, EnsureSystemUser) and s.host == ctx.host:
+            users.append(s)
+        elif rest or s.host != ctx.host or s.fanout or (
+                module.name in WAITS_FOR_OTHERS and s.id.startswith(f"{module.name}/program:")):
+            rest.append(s)
+        else:
+            lane.append(s)
+    return users, lane, rest
+
+
 def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
                  retired: tuple[Host, ...] = ()) -> list[Step]:
-    """Every step of a deploy, in order: each host's base (all hosts at once), every
-    service on its hosts (``ServiceModule.hosts``), the clients' clouds.yaml, then the
-    retirement of hosts that left the site (``retired``)."""
-    steps = [s for host in deployed_hosts(ctx) for s in _base_steps(ctx, host, wheelhouse)]
-    for module in registry.ALL:
-        steps.extend(module.steps(ctx))
-        if module.name == "keystone":
-            steps.append(_register_catalog(ctx))
+    """Every step of a deploy, in order: each host's base (all hosts at once), the
+    services' system users, every host's release beside the infrastructure services
+    (one lane each), the OpenStack services side by side (one lane each), what waits
+    for all of them (nova's programs, other hosts' nova-compute), the clients'
+    clouds.yaml, then the retirement of hosts that left the site (``retired``)."""
+    hosts = deployed_hosts(ctx)
+    steps = [s for host in hosts for s in _base_steps(ctx, host, wheelhouse)]
+    infra = [_release_step(ctx, host, wheelhouse) for host in hosts]
+    for module in registry.INFRASTRUCTURE:
+        infra += _in_lane(module.steps(ctx), INFRA_FANOUT, module.name)
+    users: list[Step] = []
+    lanes: list[Step] = []
+    after: list[Step] = []
+    for service in registry.OPENSTACK:
+        extra = [_register_catalog(ctx)] if service.name == "keystone" else []
+        own_users, lane, rest = _split_service(ctx, service, extra)
+        users += own_users
+        lanes += _in_lane(lane, SERVICES_FANOUT, service.name)
+        after += rest
+    steps += [*users, *infra, *lanes, *after]
     steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
                       WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
     return steps + [s for host in retired for s in retire_steps(ctx, host)]

@@ -86,7 +86,7 @@ def test_to_dict_lists_every_step() -> None:
     assert [s["id"] for s in data["steps"]] == ["svc/config", "svc/db-sync", "svc/start"]
     assert data["steps"][2] == {"id": "svc/start", "service": "svc", "host": "aio",
                                 "summary": "start svc", "kind": "process", "fanout": "",
-                                "needed": True}
+                                "lane": "aio", "needed": True}
 
 
 def test_batches_group_consecutive_steps_of_one_fanout() -> None:

@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 from onestack.core.progress import SilentProgress
-from onestack.core.step import Step, make_plan
+from onestack.core.step import Step, batches, make_plan
 from onestack.drivers.host import LocalHost
 from onestack.model.site import default_lab_site
 from onestack.plans.deploy import CLOUD_NAME, deploy_steps, required_secrets
 from onestack.services import registry
 from onestack.services.base import ServiceContext
-from onestack.steps.actions import WriteFile
+from onestack.steps.actions import EnsureSystemUser, WriteFile
 from onestack.steps.context import HostContext
 
 # The make_service_context fixture (tests/conftest.py) builds these.
@@ -73,23 +73,42 @@ def test_packages_come_first(steps: list[Step]) -> None:
         "tini", "util-linux", "python3"}
 
 
-def test_infrastructure_before_keystone(steps: list[Step]) -> None:
-    keystone = _first(steps, "keystone")
-    for infra in ("mariadb", "rabbitmq", "memcached", "haproxy"):
-        assert _last(steps, infra) < keystone, infra
-    assert _index(steps, "mariadb/databases") < _index(steps, "keystone/db-sync")
+def _batch_of(steps: list[Step], step_id: str) -> list[Step]:
+    return next(b for b in batches(steps) if step_id in {s.id for s in b})
 
 
-def test_catalog_right_after_keystone_start_and_before_placement(steps: list[Step]) -> None:
-    catalog = _index(steps, "keystone/catalog")
-    assert catalog == _index(steps, "keystone/start:keystone-api") + 1
-    assert catalog < _first(steps, "placement")
+def test_system_users_first_then_infrastructure_beside_the_release(
+        steps: list[Step]) -> None:
+    users = [i for i, s in enumerate(steps) if isinstance(s.action, EnsureSystemUser)]
+    batch = _batch_of(steps, "host/release-env")
+    assert max(users) < _index(steps, batch[0].id)  # useradd one at a time, before
+    assert {s.runs_in for s in batch} == {"aio", "mariadb", "rabbitmq", "memcached",
+                                          "haproxy"}
+    assert {s.service for s in batch} == {"host", "mariadb", "rabbitmq", "memcached",
+                                          "haproxy"}
 
 
-def test_service_order(steps: list[Step]) -> None:
-    assert _last(steps, "placement") < _first(steps, "nova")
-    assert _last(steps, "glance") < _first(steps, "nova")
-    assert _last(steps, "neutron") < _first(steps, "nova")
+def test_openstack_services_side_by_side_once_the_infrastructure_answers(
+        steps: list[Step]) -> None:
+    infra = _batch_of(steps, "host/release-env")
+    services = _batch_of(steps, "keystone/db-sync")
+    assert _index(steps, infra[-1].id) < _index(steps, services[0].id)
+    assert {s.runs_in for s in services} == {"keystone", "placement", "glance", "neutron",
+                                             "nova"}
+    for lane in ("keystone", "placement", "glance", "neutron"):  # their own programs too
+        assert f"{lane}/supervisor" in {s.id for s in services if s.runs_in == lane}
+
+
+def test_catalog_right_after_keystone_start_in_keystones_lane(steps: list[Step]) -> None:
+    lane = [s.id for s in _batch_of(steps, "keystone/catalog") if s.runs_in == "keystone"]
+    assert lane[-2:] == ["keystone/start:keystone-api", "keystone/catalog"]
+
+
+def test_nova_starts_its_programs_once_every_other_service_is_up(steps: list[Step]) -> None:
+    nova_lane = [s.id for s in _batch_of(steps, "nova/db-sync") if s.runs_in == "nova"]
+    assert "nova/db-sync" in nova_lane and not [i for i in nova_lane if "program:" in i]
+    services = _batch_of(steps, "nova/db-sync")
+    assert _index(steps, services[-1].id) < _index(steps, "nova/program:nova-api")
     assert [s.id for s in steps[-2:]] == ["nova/discover-hosts", "host/clouds-yaml"]
 
 
