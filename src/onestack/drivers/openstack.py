@@ -133,7 +133,14 @@ def disable_compute(conn: Any, host: str, reason: str) -> list[str]:
         if service.status != "disabled":
             conn.compute.disable_service(service, host, "nova-compute",
                                          disabled_reason=reason)
-        servers = conn.compute.servers(all_projects=True, host=host)
+    return servers_on(conn, host)
+
+
+def servers_on(conn: Any, host: str) -> list[str]:
+    """Every server (all projects) on a compute host, as ``name (id)``."""
+    with translated(f"list servers on {host}"):
+        # compute_host: openstacksdk drops a query parameter it does not map ("host").
+        servers = conn.compute.servers(all_projects=True, compute_host=host)
         return [f"{s.name} ({s.id})" for s in servers]
 
 

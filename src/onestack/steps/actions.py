@@ -449,6 +449,9 @@ class RetireCompute:
 
         conn = self._connect()
         if self.phase == "delete":
+            servers = openstack.servers_on(conn, self.host)  # one forced there since
+            if servers:
+                raise openstack.HostHasServersError(self.host, servers)
             if openstack.delete_compute(conn, self.host):
                 ctx.progress.message(f"{self.host}: compute node, resource provider and cell "
                                      "mapping removed")
