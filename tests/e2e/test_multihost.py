@@ -43,8 +43,7 @@ LAB = HOME / "lab"
 def _site_yaml(computes: int | list[int]) -> str:
     """The site with computes lab1..labN (or the lab hosts numbered in a list)."""
     numbers = list(range(1, computes + 1)) if isinstance(computes, int) else computes
-    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400",
-             f"known_hosts: {LAB / 'known_hosts'}", "hosts:",
+    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400", "hosts:",
              "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]"]
     for i in numbers:
         lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",
@@ -65,12 +64,21 @@ def onestack(*args: str, check: bool = True,
 
 
 def site_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return onestack(args[0], "--site-file", str(SITE_FILE), *args[1:], check=check)
+    """A site command with the site file: ``site_cmd("host", "trust", ...)`` puts the
+    option after the subcommand's name for groups."""
+    split = 2 if args[0] in ("host", "upgrade") else 1
+    return onestack(*args[:split], "--site-file", str(SITE_FILE), *args[split:], check=check)
 
 
 def lab(*args: str) -> None:
     onestack("lab", *args, "--bridge", BRIDGE, "--network", NETWORK) if args[0] == "hosts" \
         and args[1] == "create" else onestack("lab", *args)
+
+
+def trust(*names: str) -> dict[str, str]:
+    """Record the hosts' keys in the site's own known_hosts; {host: change}."""
+    out = site_cmd("host", "trust", *names, "--yes", "--json").stdout
+    return {h["host"]: h["change"] for h in json.loads(out)["hosts"]}
 
 
 def status() -> dict[str, Any]:
@@ -104,6 +112,10 @@ def deployed() -> Iterator[None]:
     try:
         lab("hosts", "create", "2")
         SITE_FILE.write_text(_site_yaml(2))
+        refused = site_cmd("plan", check=False)  # no host key recorded yet
+        assert refused.returncode != 0 and "lab1" in refused.stderr, refused.stderr
+        assert trust() == {"lab1": "recorded", "lab2": "recorded"}
+        assert trust("lab1") == {"lab1": "already trusted"}
         site_cmd("up")
         yield
     finally:
@@ -148,7 +160,8 @@ def test_servers_land_on_both_computes() -> None:
 def test_a_computes_configuration_names_the_controller_not_loopback() -> None:
     from onestack.drivers.ssh_host import SshHost, SshTarget
 
-    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519", LAB / "known_hosts"))
+    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+                             HOME / "sites" / SITE / "known_hosts"))
     try:
         conf = host.read_file(HOME / "sites" / SITE / "etc" / "2026.1" / "nova" / "nova.conf")
     finally:
@@ -166,6 +179,7 @@ def test_a_third_compute_is_added_without_restarting_anything_else() -> None:
     before = _pids(status())
     lab("hosts", "create", "3")
     SITE_FILE.write_text(_site_yaml(3))
+    trust("lab3")
     planned = json.loads(site_cmd("plan", "--json").stdout)
     needed = [s for s in planned["steps"] if s["needed"]]
     assert needed and {s["host"] for s in needed} == {"lab3", "ctl1"}, needed
@@ -184,6 +198,7 @@ def test_a_third_compute_is_added_without_restarting_anything_else() -> None:
 def test_a_compute_powered_off_mid_up_is_shown_and_finished_after_power_on() -> None:
     lab("hosts", "create", "4")
     SITE_FILE.write_text(_site_yaml(4))
+    trust("lab4")
     cmd = [str(REPO / "onestack"), "--home", str(HOME), "up", "--site-file", str(SITE_FILE)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None

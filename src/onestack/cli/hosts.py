@@ -7,10 +7,20 @@ from pathlib import Path
 
 import click
 
-from onestack.cli.common import CliContext, emit_json, json_option, open_site, site_file_option
+from onestack.cli.common import (
+    CliContext,
+    emit_json,
+    is_tty,
+    json_option,
+    open_site,
+    site_file_option,
+)
 from onestack.core.progress import JsonProgress, PlainProgress
+from onestack.drivers import host_keys
 from onestack.engine import operations
-from onestack.errors import InvalidOptionError
+from onestack.errors import HostKeyChangedError, HostUnreachableError, InvalidOptionError
+from onestack.model.site import Host
+from onestack.state.site import SiteHandle
 
 
 @click.group()
@@ -48,3 +58,59 @@ def remove(obj: CliContext, name: str, site_file: Path | None, as_json: bool) ->
         emit_json(summary)
     else:
         click.echo(f"host {name} left site {handle.site.name} in {summary['seconds']}s")
+
+
+@host.command("trust")
+@click.argument("names", nargs=-1)
+@site_file_option
+@click.option("--yes", is_flag=True, help="Record the keys without asking (compare the "
+              "fingerprints shown with the host's own console first).")
+@click.option("--replace", is_flag=True, help="Replace a host's recorded key that changed "
+              "(a reinstalled host).")
+@json_option
+@click.pass_obj
+def trust(obj: CliContext, names: tuple[str, ...], site_file: Path | None, yes: bool,
+          replace: bool, as_json: bool) -> None:
+    """Record the SSH host keys of the site's hosts (NAMES, default: every SSH host) in
+    the site's known_hosts, after showing their fingerprints. A key that differs from
+    the recorded one is refused unless --replace."""
+    handle = open_site(obj, site_file, must_exist=False)
+    known = handle.known_hosts_file
+    report = [_trust_host(h, known, yes, replace, as_json) for h in _ssh_hosts(handle, names)]
+    if as_json:
+        emit_json({"site": handle.site.name, "known_hosts": str(known), "hosts": report})
+
+
+def _ssh_hosts(handle: SiteHandle, names: tuple[str, ...]) -> list[Host]:
+    remote = [h for h in handle.site.hosts if not h.is_local]
+    unknown = sorted(set(names) - {h.name for h in remote})
+    if unknown:
+        raise InvalidOptionError("NAMES", " ".join(unknown), "not SSH hosts of site "
+                                 f"{handle.site.name} ({', '.join(h.name for h in remote)})")
+    return [h for h in remote if not names or h.name in names]
+
+
+def _trust_host(host: Host, known: Path, yes: bool, replace: bool,
+                as_json: bool) -> dict[str, object]:
+    pattern = host_keys.host_pattern(str(host.address), host.ssh_port)
+    offered = host_keys.scan(str(host.address), host.ssh_port)
+    if not offered:
+        raise HostUnreachableError(host.name, f"{host.address}:{host.ssh_port}",
+                                   "no host key offered (ssh-keyscan)")
+    have = host_keys.recorded(known, pattern)
+    prints = [f"{k.key_type} {k.fingerprint}" for k in offered]
+    entry: dict[str, object] = {"host": host.name, "address": pattern, "keys": prints}
+    if have and {(k.key_type, k.key) for k in offered} <= {(k.key_type, k.key) for k in have}:
+        return {**entry, "change": "already trusted"}
+    if have and not replace:
+        raise HostKeyChangedError(host.name, pattern, str(known))
+    if not as_json:
+        click.echo(f"{host.name} ({pattern}) offers:\n" + "".join(f"  {p}\n" for p in prints),
+                   nl=False)
+    if not yes:
+        if not is_tty():
+            raise InvalidOptionError("--yes", "", "not given, and no terminal to ask on: "
+                                     "compare the fingerprints, then run again with --yes")
+        click.confirm(f"record these keys for {host.name}?", abort=True)
+    host_keys.record(known, offered, replace=bool(have))
+    return {**entry, "change": "replaced" if have else "recorded"}

@@ -57,12 +57,17 @@ class SiteHandle:
         user, port and key (default: the site's) and the site's known_hosts."""
         if host.is_local:
             return LocalHost(host.name)
-        site, paths = self.site, self.paths
+        paths = self.paths
         return open_host(host.name, str(host.address), via="ssh", port=host.ssh_port,
                          user=host.ssh_user,
                          key_file=Path(host.ssh_key) if host.ssh_key else paths.ssh_key,
-                         known_hosts=Path(site.known_hosts) if site.known_hosts
-                         else paths.known_hosts)
+                         known_hosts=self.known_hosts_file)
+
+    @property
+    def known_hosts_file(self) -> Path:
+        """The site's known_hosts: the site file's ``known_hosts``, else its own."""
+        return Path(self.site.known_hosts) if self.site.known_hosts else \
+            self.paths.known_hosts
 
     def retired_hosts(self) -> tuple[Host, ...]:
         """Hosts of the site definition in force (the recorded ``site.yaml``) that the
