@@ -80,6 +80,38 @@ class SmokeTests:
         self.conn.compute.wait_for_delete(server, wait=self.timeout, interval=1)
         return f"server ACTIVE on {host}, deleted"
 
+    def every_compute(self, hosts: list[str]) -> str:
+        """One server placed on each compute host of the site (admins may name the
+        host), all at once: every host's nova-compute is up, known to the scheduler,
+        in placement and able to run a server."""
+        services = {s.host: s for s in self.conn.compute.services(binary="nova-compute")}
+        down = [h for h in hosts if h not in services or services[h].state != "up"
+                or services[h].status != "enabled"]
+        if down:
+            raise AssertionError(f"nova-compute not up and enabled on {', '.join(down)}")
+        flavor = self._flavor()
+        image = self.conn.image.create_image(name=f"{self.tag}-hosts", data=b"\0" * 65536,
+                                             disk_format="raw", container_format="bare",
+                                             allow_duplicates=True)
+        servers = []
+        try:
+            for host in hosts:
+                servers.append(self.conn.compute.create_server(
+                    name=f"{self.tag}-{host}", flavor_id=flavor.id, image_id=image.id,
+                    networks="none", availability_zone=f"nova:{host}"))
+            landed = sorted(self.conn.compute.wait_for_server(
+                s, status="ACTIVE", wait=self.timeout, interval=1).compute_host
+                for s in servers)
+        finally:
+            for server in servers:
+                self.conn.compute.delete_server(server, ignore_missing=True)
+            for server in servers:
+                self.conn.compute.wait_for_delete(server, wait=self.timeout, interval=1)
+            self.conn.image.delete_image(image, ignore_missing=True)
+        if landed != sorted(hosts):
+            raise AssertionError(f"servers landed on {', '.join(landed)}")
+        return f"a server ACTIVE on each of {', '.join(landed)}, deleted"
+
     def _flavor(self) -> Any:
         name = f"{PREFIX}-tiny"
         flavor = self.conn.compute.find_flavor(name)
@@ -111,6 +143,8 @@ def run(handle: SiteHandle, timeout: float = 120) -> dict[str, Any]:
         results += [_timed("token issue", tests.token),
                     _timed("image upload/download", tests.image),
                     _timed("server create/ACTIVE/delete", tests.server),
+                    _timed("every compute host", lambda: tests.every_compute(
+                        [h.name for h in ctx.site.computes])),
                     _timed("network/subnet/port", tests.network)]
     return {"site": handle.site.name, "passed": all(r.passed for r in results),
             "checks": [asdict(r) for r in results]}
