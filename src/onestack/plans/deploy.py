@@ -123,16 +123,18 @@ def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     run there), the site stopped and removed on it, its nova record deleted."""
     auth_url, password = oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin")
 
-    def in_nova(phase: str, summary: str) -> Step:
-        return Step(id=f"nova/{host.name}/{phase}", summary=summary, service="nova",
+    def in_nova(name: str, phase: str, summary: str) -> Step:
+        return Step(id=f"nova/{host.name}/{name}", summary=summary, service="nova",
                     host=ctx.host, action=RetireCompute(  # type: ignore[arg-type]
                         host.name, phase, auth_url, password, ctx.site.region))
 
-    return [in_nova("disable", f"disable compute host {host.name} (it leaves the site)"),
+    return [in_nova("disable", RetireCompute.DISABLE,
+                    f"disable compute host {host.name} (it leaves the site)"),
             host_step(ctx, host, "host", "stop", f"stop and remove the site on {host.name}",
                       StopSiteOnHost(ctx.paths.site)),
-            in_nova("delete-service", f"remove {host.name} from nova (compute node, "
-                                      "resource provider, cell mapping)")]
+            in_nova("delete-service", RetireCompute.DELETE,
+                    f"remove {host.name} from nova (compute node, resource provider, "
+                    "cell mapping)")]
 
 
 # Deployed side by side (one lane each, ADR 0017): every host's release with the

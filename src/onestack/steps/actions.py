@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from onestack.core.digest import digest
 from onestack.drivers import apt, processes
@@ -416,8 +416,11 @@ class RetireCompute:
     lands there; refused while servers run there, naming them) or ``delete`` (its
     service record; nova removes its compute node, resource provider and cell mapping)."""
 
+    DISABLE: ClassVar[str] = "disable"
+    DELETE: ClassVar[str] = "delete"
+
     host: str
-    phase: str  # "disable" or "delete"
+    phase: str  # DISABLE or DELETE
     auth_url: str
     password: str = field(repr=False)
     region: str
@@ -447,8 +450,10 @@ class RetireCompute:
     def apply(self, ctx: HostContext) -> None:
         from onestack.drivers import openstack
 
+        if self.phase not in (self.DISABLE, self.DELETE):
+            raise ValueError(f"unknown phase {self.phase!r}")
         conn = self._connect()
-        if self.phase == "delete":
+        if self.phase == self.DELETE:
             servers = openstack.servers_on(conn, self.host)  # one forced there since
             if servers:
                 raise openstack.HostHasServersError(self.host, servers)

@@ -170,3 +170,18 @@ def test_placed_programs_name_every_host_of_the_site(
     assert ("cmp2", "nova", "nova-compute") in placed
     assert ("ctl1", "nova", "nova-conductor") in placed
     assert not any(h != "ctl1" and p != "nova-compute" for h, _, p in placed)
+
+
+def test_a_host_that_left_is_disabled_stopped_then_deleted_in_that_order(
+        make_service_context: ContextFactory) -> None:
+    from onestack.steps.actions import RetireCompute, StopSiteOnHost
+
+    ctx = make_service_context(site_of(1))
+    gone = Host(name="cmp9", address=IPv4Address("198.18.20.99"), roles=[Role.COMPUTE])
+    tail = deploy_steps(ctx, retired=(gone,))[-3:]
+    assert [(s.host, type(s.action).__name__) for s in tail] == [
+        ("ctl1", "RetireCompute"), ("cmp9", "StopSiteOnHost"), ("ctl1", "RetireCompute")]
+    first, _, last = (s.action for s in tail)
+    assert isinstance(first, RetireCompute) and first.phase == RetireCompute.DISABLE
+    assert isinstance(last, RetireCompute) and last.phase == RetireCompute.DELETE
+    assert isinstance(tail[1].action, StopSiteOnHost)
