@@ -82,7 +82,7 @@ def _db_server(ctx: ServiceContext, program: str, base: str, port: str) -> Progr
                f"--remote=ptcp:{ctx.ports.infra(port)}:{ctx.address}",
                f"--pidfile={run / base}.pid", f"--unixctl={run / base}.ctl",
                *ovs.DAEMON_OPTIONS]
-    return Program(program, command, environment(ctx), stopwaitsecs=20)
+    return ovs.daemon_program(program, command, environment(ctx))
 
 
 def central_programs(ctx: ServiceContext) -> list[Program]:
@@ -93,7 +93,7 @@ def central_programs(ctx: ServiceContext) -> list[Program]:
               f"--unixctl={run}/ovn-northd.ctl", *ovs.DAEMON_OPTIONS]
     return [_db_server(ctx, "ovn-nb-db", "ovnnb_db", "ovn-nb"),
             _db_server(ctx, "ovn-sb-db", "ovnsb_db", "ovn-sb"),
-            Program("ovn-northd", northd, environment(ctx), stopwaitsecs=20)]
+            ovs.daemon_program("ovn-northd", northd, environment(ctx))]
 
 
 def controller_program(ctx: ServiceContext) -> Program:
@@ -102,7 +102,7 @@ def controller_program(ctx: ServiceContext) -> Program:
     ``<OVN_RUNDIR>/ovn-controller.<pid>.ctl``.)"""
     command = ["/usr/bin/ovn-controller", ovs.ovsdb_connection(ctx),
                f"--pidfile={run_dir(ctx)}/ovn-controller.pid", *ovs.DAEMON_OPTIONS]
-    return Program("ovn-controller", command, environment(ctx), stopwaitsecs=20, startsecs=3)
+    return ovs.daemon_program("ovn-controller", command, environment(ctx))
 
 
 def programs(ctx: ServiceContext) -> list[Program]:

@@ -73,8 +73,18 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
             "OVS_SYSCONFDIR": str(data_dir(ctx)), "OVS_LOGDIR": str(ctx.paths.log)}
 
 
+# OVS and OVN daemons fail at once on a bad database, socket or port, and every start
+# waits on a real probe anyway: a short "started" window keeps the six starts of a
+# chassis that is also the controller quick (supervisord's default is per program).
+STARTSECS = 1
 # Output to the program's log (supervisord's), none to syslog or a file of its own.
 DAEMON_OPTIONS = ("--no-chdir", "-vconsole:info", "-vsyslog:off", "-vfile:off")
+
+
+def daemon_program(program: str, command: list[str], env: dict[str, str]) -> Program:
+    """An OVS or OVN daemon as a supervised program (run as root: the switch needs
+    CAP_NET_ADMIN and /dev/net/tun; the others share its directories)."""
+    return Program(program, command, env, stopwaitsecs=20, startsecs=STARTSECS)
 
 
 def _daemon(ctx: ServiceContext, run: Path, program: str) -> tuple[str, ...]:
@@ -94,8 +104,8 @@ def programs_on(ctx: ServiceContext) -> list[Program]:
               *_daemon(ctx, run, "ovsdb-server")]
     switch = ["/usr/sbin/ovs-vswitchd", ovsdb_connection(ctx),
               *_daemon(ctx, run, "ovs-vswitchd")]
-    return [Program("ovsdb-server", server, env, stopwaitsecs=20),
-            Program("ovs-vswitchd", switch, env, stopwaitsecs=20, startsecs=3)]
+    return [daemon_program("ovsdb-server", server, env),
+            daemon_program("ovs-vswitchd", switch, env)]
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
