@@ -8,7 +8,7 @@ Nothing leaves the machine: the provider bridge br-ex has no uplink, its only ot
 port is an internal port in the namespace ``ostk-ovn-out``. Home
 /var/tmp/onestack-ovn-e2e, port offset 700, namespaces ``ostk-ovn-*``, addresses in
 198.18.70.0/24 (tenant) and 198.19.0.0/24 (provider). Timings are printed and
-written to /var/tmp/onestack-ovn-e2e-timings.json.
+written to /var/tmp/onestack-ovn-e2e/timings.json.
 """
 
 from __future__ import annotations
@@ -59,8 +59,7 @@ pytestmark = [
 ]
 
 HOME = Path(os.environ.get("ONESTACK_TEST_OVN_HOME", "/var/tmp/onestack-ovn-e2e"))
-TIMINGS_FILE = Path(os.environ.get("ONESTACK_TEST_OVN_TIMINGS",
-                                   "/var/tmp/onestack-ovn-e2e-timings.json"))
+TIMINGS_FILE = HOME / "timings.json"  # what a run leaves behind: the figures only
 SITE, HOST, OFFSET = "ovne2e", "ovn1", 700
 PREFIX = "ostk-ovn-"
 # Interfaces the userspace datapath makes in this network namespace (persistent tap
@@ -202,7 +201,7 @@ def _links() -> set[str]:
 
 def _cleanup(ctx: ServiceContext) -> None:
     """Everything this test makes, whatever state a run left it in: namespaces,
-    programs (and anything left of them), the datapath's interfaces, the home."""
+    programs (and anything left of them), the datapath's interfaces, the site."""
     for ns in _run("ip", "netns", "list", check=False).split():
         if ns.startswith(PREFIX):
             _run("ip", "netns", "del", ns, check=False)
@@ -222,7 +221,8 @@ def _cleanup(ctx: ServiceContext) -> None:
         for link in DATAPATH_LINKS:
             if link in _links():
                 _run("ip", "link", "del", link, check=False)
-    shutil.rmtree(HOME, ignore_errors=True)
+    shutil.rmtree(ctx.paths.site, ignore_errors=True)
+    (HOME / "udhcpc.sh").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
