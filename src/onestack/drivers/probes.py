@@ -7,8 +7,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
+
+from onestack.core.host import HostConnection
+from onestack.drivers.host import LocalHost
+from onestack.errors import CommandError
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,38 @@ class TcpProbe:
                 return True, f"tcp {self.host}:{self.port} accepts"
         except OSError as exc:
             return False, f"tcp {self.host}:{self.port}: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True)
+class CommandProbe:
+    """Healthy when a read-only command exits 0 and one line of its output starts with
+    ``expect`` (a daemon's control socket or database answering, e.g. ``ovsdb-client
+    list-dbs`` naming its database).
+
+    ``runs_on`` names the site host the command must run on; the step that waits on
+    the probe binds it to that host's connection (``through``), as for
+    ``drivers.mysql.ServiceReportProbe``. Unbound, it runs on this machine."""
+
+    argv: tuple[str, ...]
+    expect: str
+    env: tuple[tuple[str, str], ...] = ()
+    runs_on: str = ""
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
+
+    def through(self, host: HostConnection) -> CommandProbe:
+        """The same probe, run on ``host`` through its connection."""
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
+
+    def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        host = self.via or LocalHost()
+        shown = " ".join(self.argv[:3])
+        try:
+            out = host.run(self.argv, env=dict(self.env), timeout=max(timeout, 5))
+        except CommandError as exc:
+            return False, f"{shown}: {exc.output.strip()[-200:] or f'exit {exc.returncode}'}"
+        if any(line.strip().startswith(self.expect) for line in out.splitlines()):
+            return True, f"{shown}: {self.expect}"
+        return False, f"{shown}: no {self.expect!r} in {out.strip()[-200:]!r}"
 
 
 class Probe(Protocol):

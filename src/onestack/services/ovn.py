@@ -1,0 +1,275 @@
+"""OVN, neutron's network back end (ADR 0015): the central databases and ovn-northd on
+the controller, ovn-controller on every chassis, and the ML2/OVN settings neutron
+needs to drive it.
+
+Native OVN does DHCP, routing, NAT and security groups in the switch's flows: no L2,
+L3 or DHCP agent. The northbound and southbound databases listen on a unix socket
+(ovn-northd, local clients) and on TCP at the controller's address (neutron, every
+chassis's ovn-controller), on the site's ports (``model.ports``). Everything else is
+the site's own, as for Open vSwitch (``services.ovs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.core.step import Step
+from onestack.drivers import ovsdb
+from onestack.drivers.probes import CommandProbe, Probe
+from onestack.drivers.supervisor import Program
+from onestack.model.site import Host, Role, Site
+from onestack.services import ovs
+from onestack.services.base import Check, ServiceContext, host_step, program_steps
+from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce
+from onestack.steps.ovs_actions import EnsureExternalIds
+
+name = "ovn"
+kind = "infra"
+PACKAGES = ("ovn-central", "ovn-host")
+CHASSIS_PACKAGES = ("ovn-host",)  # what a chassis other than the controller needs
+CHASSIS_FANOUT = "ovn-chassis"
+ENCAP_TYPE = "geneve"
+# Neutron schedules router gateways on the chassis that say so (network hosts).
+GATEWAY_OPTION = "enable-chassis-as-gw"
+
+
+def hosts(site: Site) -> list[Host]:
+    """The controller (central databases, northd), then every other chassis."""
+    return [site.controller, *(h for h in ovs.hosts(site) if h.name != site.controller.name)]
+
+
+def data_dir(ctx: ServiceContext) -> Path:
+    return ctx.paths.data / "ovn"
+
+
+def run_dir(ctx: ServiceContext) -> Path:
+    return ctx.paths.run / "ovn"
+
+
+def nb_socket(ctx: ServiceContext) -> Path:
+    return run_dir(ctx) / "ovnnb_db.sock"
+
+
+def sb_socket(ctx: ServiceContext) -> Path:
+    return run_dir(ctx) / "ovnsb_db.sock"
+
+
+def nb_connection(ctx: ServiceContext) -> str:
+    """The northbound database as neutron reaches it."""
+    return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-nb')}"
+
+
+def sb_connection(ctx: ServiceContext) -> str:
+    """The southbound database as neutron and every ovn-controller reach it."""
+    return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-sb')}"
+
+
+def environment(ctx: ServiceContext) -> dict[str, str]:
+    """The site's directories for OVN's programs and clients (never /var/run/ovn,
+    /etc/ovn, /var/lib/ovn); ovn-controller finds its bridge's OpenFlow socket
+    (``br-int.mgmt``) in the switch's run dir, hence the OVS part."""
+    return {**ovs.environment(ctx), "OVN_RUNDIR": str(run_dir(ctx)),
+            "OVN_DBDIR": str(data_dir(ctx)), "OVN_SYSCONFDIR": str(data_dir(ctx)),
+            "OVN_LOGDIR": str(ctx.paths.log)}
+
+
+def _db_server(ctx: ServiceContext, program: str, base: str, port: str) -> Program:
+    """A central database server: its file, the unix socket and TCP on the
+    controller's address, in the foreground."""
+    run = run_dir(ctx)
+    command = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / f"{base}.db"),
+               f"--remote=punix:{run / base}.sock",
+               f"--remote=ptcp:{ctx.ports.infra(port)}:{ctx.address}",
+               f"--pidfile={run / base}.pid", f"--unixctl={run / base}.ctl",
+               *ovs.DAEMON_OPTIONS]
+    return ovs.daemon_program(program, command, environment(ctx))
+
+
+def central_programs(ctx: ServiceContext) -> list[Program]:
+    """The northbound and southbound databases and ovn-northd between them."""
+    run = run_dir(ctx)
+    northd = ["/usr/bin/ovn-northd", f"--ovnnb-db=unix:{nb_socket(ctx)}",
+              f"--ovnsb-db=unix:{sb_socket(ctx)}", f"--pidfile={run}/ovn-northd.pid",
+              f"--unixctl={run}/ovn-northd.ctl", *ovs.DAEMON_OPTIONS]
+    return [_db_server(ctx, "ovn-nb-db", "ovnnb_db", "ovn-nb"),
+            _db_server(ctx, "ovn-sb-db", "ovnsb_db", "ovn-sb"),
+            ovs.daemon_program("ovn-northd", northd, environment(ctx))]
+
+
+def controller_program(ctx: ServiceContext) -> Program:
+    """ovn-controller against the chassis's own switch database. (OVN 23.03's
+    ovn-controller takes no --unixctl: its control socket is
+    ``<OVN_RUNDIR>/ovn-controller.<pid>.ctl``.)"""
+    command = ["/usr/bin/ovn-controller", ovs.ovsdb_connection(ctx),
+               f"--pidfile={run_dir(ctx)}/ovn-controller.pid", *ovs.DAEMON_OPTIONS]
+    return ovs.daemon_program("ovn-controller", command, environment(ctx))
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    """The controller's programs: the central ones, and ovn-controller when it is a
+    chassis too."""
+    own = [controller_program(ctx)] if ovs.is_chassis(ctx.controller) else []
+    return central_programs(ctx) + own
+
+
+def central_probes(ctx: ServiceContext) -> dict[str, CommandProbe]:
+    """Each database answers the OVSDB protocol on its TCP listener; northd holds the
+    lock that makes it the one translating northbound into southbound."""
+    here = ctx.host
+
+    def lists(connection: str, db: str) -> CommandProbe:
+        return CommandProbe(("ovsdb-client", "--timeout=3", "list-dbs", connection), db,
+                            runs_on=here)
+
+    return {"ovn-nb-db": lists(nb_connection(ctx), "OVN_Northbound"),
+            "ovn-sb-db": lists(sb_connection(ctx), "OVN_Southbound"),
+            "ovn-northd": CommandProbe(("ovn-appctl", "--timeout=3", "-t",
+                                        f"{run_dir(ctx)}/ovn-northd.ctl", "status"),
+                                       "Status: active", runs_on=here)}
+
+
+# ovn-controller's control socket carries its pid, which is the one inside the
+# program's own PID namespace (ADR 0010): ask every such socket in the run dir; a
+# stale one of a killed process refuses the connection and prints nothing.
+_CONNECTION_STATUS = ('for s in "$1"/ovn-controller.*.ctl; do '
+                      'ovn-appctl --timeout=3 -t "$s" connection-status 2>/dev/null; done; true')
+
+
+def controller_connected(ctx: ServiceContext, host: Host) -> CommandProbe:
+    """ovn-controller on ``host`` is connected to the southbound database."""
+    return CommandProbe(("sh", "-c", _CONNECTION_STATUS, "sh", str(run_dir(ctx))),
+                        "connected", runs_on=host.name)
+
+
+def chassis_registered(ctx: ServiceContext, host: Host) -> CommandProbe:
+    """The southbound database (on the controller) has ``host``'s chassis, under the
+    host's site name: neutron binds a port to the chassis whose hostname is the
+    port's host (nova's ``host``)."""
+    return CommandProbe(("ovn-sbctl", f"--db=unix:{sb_socket(ctx)}", "--timeout=3", "--bare",
+                         "--columns=hostname", "find", "Chassis", f"name={host.name}"),
+                        host.name, runs_on=ctx.host)
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    """The central programs, then each chassis's ovn-controller (``program/host`` on
+    hosts other than the controller, as ``status`` looks them up)."""
+    central = [Check(n, p) for n, p in central_probes(ctx).items()]
+    return central + [Check("ovn-controller" if h.name == ctx.host else
+                            f"ovn-controller/{h.name}", controller_connected(ctx, h))
+                      for h in ovs.hosts(ctx.site)]
+
+
+def chassis_ids(ctx: ServiceContext, host: Host) -> tuple[tuple[str, str], ...]:
+    """What ovn-controller reads from its switch's database: the southbound database,
+    the chassis's name, tunnel type and address, its bridges and whether it may host
+    router gateways."""
+    mappings = ",".join(f"{net}:{bridge}" for net, bridge in ovs.PROVIDER_BRIDGES.items())
+    return (("hostname", host.name),  # not the machine's: neutron matches nova's host
+            ("ovn-bridge", ovs.INTEGRATION_BRIDGE),
+            # Should ovn-controller ever recreate br-int, with the userspace datapath.
+            ("ovn-bridge-datapath-type", ovs.DATAPATH_TYPE),
+            ("ovn-bridge-mappings", mappings),
+            ("ovn-cms-options", GATEWAY_OPTION if Role.NETWORK in host.roles else ""),
+            ("ovn-encap-ip", str(host.address)),
+            ("ovn-encap-type", ENCAP_TYPE),
+            ("ovn-remote", sb_connection(ctx)),
+            ("system-id", host.name))
+
+
+def _central_steps(ctx: ServiceContext) -> list[Step]:
+    data = data_dir(ctx)
+    create = " && ".join(ovsdb.create_db_script(data / f"{base}.db", schema)
+                         for base, schema in (("ovnnb_db", ovsdb.NB_SCHEMA),
+                                              ("ovnsb_db", ovsdb.SB_SCHEMA)))
+    return [host_step(ctx, ctx.controller, name, "create-dbs",
+                      f"create the OVN northbound and southbound databases in {data}",
+                      RunOnce(("sh", "-c", create), inputs=str(data)))]
+
+
+def _dirs(ctx: ServiceContext) -> EnsureDirs:
+    return EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), None, 0o750)))
+
+
+def _chassis(ctx: ServiceContext, host: Host, fanout: str) -> Step:
+    return host_step(ctx, host, name, "chassis",
+                     f"configure chassis {host.name} (southbound {sb_connection(ctx)}, "
+                     f"{ENCAP_TYPE} at {host.address})",
+                     EnsureExternalIds(ovs.ovsdb_connection(ctx), chassis_ids(ctx, host)),
+                     fanout=fanout)
+
+
+def _probes(ctx: ServiceContext, host: Host) -> dict[str, Probe | tuple[Probe, ...]]:
+    return {"ovn-controller": (controller_connected(ctx, host), chassis_registered(ctx, host))}
+
+
+def controller_steps(ctx: ServiceContext) -> list[Step]:
+    """On the controller: directories, the central databases, its own chassis if it
+    is one, then every program started and healthy in order."""
+    chassis = ovs.is_chassis(ctx.controller)
+    probes: dict[str, Probe | tuple[Probe, ...]] = dict(central_probes(ctx))
+    if chassis:
+        probes.update(_probes(ctx, ctx.controller))
+    return [host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
+                      _dirs(ctx)),
+            *_central_steps(ctx),
+            *([_chassis(ctx, ctx.controller, "")] if chassis else []),
+            *program_steps(ctx, name, programs(ctx), {}, probes, 60)]
+
+
+def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
+    """ovn-controller on a chassis other than the controller (every one at once)."""
+    fanout = CHASSIS_FANOUT
+
+    def on(step: str, summary: str, action: object) -> Step:
+        return host_step(ctx, host, name, step, summary, action, fanout=fanout)
+
+    return [on("packages", "install ovn-controller (Debian)", InstallPackages(CHASSIS_PACKAGES)),
+            on("dirs", "create OVN run directory", _dirs(ctx)),
+            _chassis(ctx, host, fanout),
+            *program_steps(ctx, name, [controller_program(ctx)], {}, _probes(ctx, host), 60,
+                           on=host, fanout=fanout)]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    """The controller's share, then every other chassis's at once. Needs the switch
+    (``services.ovs``) on every chassis first."""
+    return [*controller_steps(ctx), *(s for h in hosts(ctx.site)[1:]
+                                      for s in chassis_steps(ctx, h))]
+
+
+def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
+    """Sections of neutron's ``ml2_conf.ini`` for ML2/OVN (``oslo.render_ini`` input):
+    the OVN mechanism driver, geneve tenant networks, the provider networks of
+    ``services.ovs`` as flat (or VLAN) networks, both databases over TCP, OVN's own
+    metadata path (``neutron-ovn-metadata-agent`` on each chassis)."""
+    physnets = ",".join(ovs.PROVIDER_BRIDGES)
+    return {
+        "ml2": {"type_drivers": "flat,vlan,geneve", "tenant_network_types": "geneve",
+                "mechanism_drivers": "ovn", "extension_drivers": "port_security",
+                "overlay_ip_version": "4"},
+        "ml2_type_flat": {"flat_networks": physnets},
+        "ml2_type_vlan": {"network_vlan_ranges": physnets},
+        # 38 bytes: the geneve header with OVN's options (upstream's required value).
+        "ml2_type_geneve": {"vni_ranges": "1:65536", "max_header_size": "38"},
+        "securitygroup": {"enable_security_group": "true"},
+        "ovn": {"ovn_nb_connection": nb_connection(ctx),
+                "ovn_sb_connection": sb_connection(ctx),
+                "ovn_l3_scheduler": "leastloaded",
+                "ovn_metadata_enabled": "true",
+                "enable_distributed_floating_ip": "false",
+                "neutron_sync_mode": "log"},
+    }
+
+
+def neutron_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
+    """What ``neutron.conf`` needs besides ML2: OVN's L3 service plugin (routers and
+    floating IPs in OVN, no L3 agent)."""
+    return {"DEFAULT": {"service_plugins": "ovn-router"}}
+
+
+def metadata_agent_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
+    """The OVN and OVS part of ``neutron_ovn_metadata_agent.ini`` on every chassis: the
+    southbound database and the chassis's own switch database (the site's socket,
+    not /var/run/openvswitch)."""
+    return {"ovn": {"ovn_sb_connection": sb_connection(ctx)},
+            "ovs": {"ovsdb_connection": ovs.ovsdb_connection(ctx)}}

@@ -1,0 +1,182 @@
+"""Open vSwitch on every chassis (compute and network host): the site's own database
+server and switch daemon, with the userspace datapath (ADR 0015).
+
+Everything is the site's: the database under its data dir, sockets, pid files and
+control sockets under its run dir, output in its log dir. The distribution's instance
+(/etc/openvswitch, /var/run/openvswitch) is never used, started or stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onestack.core.step import Step
+from onestack.drivers import ovsdb
+from onestack.drivers.probes import CommandProbe
+from onestack.drivers.supervisor import Program
+from onestack.model.site import Host, Role, Site
+from onestack.services.base import Check, ServiceContext, host_step, program_steps
+from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce
+from onestack.steps.ovs_actions import EnsureBridges
+
+name = "ovs"
+kind = "infra"
+PACKAGES = ("openvswitch-switch",)
+CHASSIS_FANOUT = "ovs-chassis"  # every chassis other than the controller at once
+
+INTEGRATION_BRIDGE = "br-int"
+# Physical network name -> its bridge. "public" is the provider network of floating
+# IPs; its bridge has no uplink unless the operator adds one.
+PROVIDER_BRIDGES = {"public": "br-ex"}
+# No kernel module may be assumed: every bridge uses the userspace datapath.
+DATAPATH_TYPE = "netdev"
+# OVN's own settings of its integration bridge (those ovn-controller would give a
+# bridge it created itself): only OVN's flows, never a "normal" L2 switch.
+_BRIDGE_SETTINGS = {INTEGRATION_BRIDGE: (("datapath_type", DATAPATH_TYPE),
+                                         ("fail_mode", "secure"))}
+
+
+def is_chassis(host: Host) -> bool:
+    """Whether a host forwards instance traffic (runs a switch and ovn-controller)."""
+    return Role.COMPUTE in host.roles or Role.NETWORK in host.roles
+
+
+def hosts(site: Site) -> list[Host]:
+    """Every compute and network host: the controller first (if it is one), then in
+    site order."""
+    return sorted((h for h in site.hosts if is_chassis(h)),
+                  key=lambda h: h.name != site.controller.name)
+
+
+def data_dir(ctx: ServiceContext) -> Path:
+    return ctx.paths.data / "openvswitch"
+
+
+def run_dir(ctx: ServiceContext) -> Path:
+    return ctx.paths.run / "openvswitch"
+
+
+def db_socket(ctx: ServiceContext) -> Path:
+    return run_dir(ctx) / "db.sock"
+
+
+def ovsdb_connection(ctx: ServiceContext) -> str:
+    """How a client on a chassis reaches its switch's database (nova's os-vif
+    ``[os_vif_ovs] ovsdb_connection``, the metadata agent's ``[ovs]``)."""
+    return f"unix:{db_socket(ctx)}"
+
+
+def environment(ctx: ServiceContext) -> dict[str, str]:
+    """Where OVS programs and clients look for their files: the site's directories,
+    never the compiled-in /var/run/openvswitch, /etc/openvswitch, /var/log/openvswitch."""
+    return {"OVS_RUNDIR": str(run_dir(ctx)), "OVS_DBDIR": str(data_dir(ctx)),
+            "OVS_SYSCONFDIR": str(data_dir(ctx)), "OVS_LOGDIR": str(ctx.paths.log)}
+
+
+# OVS and OVN daemons fail at once on a bad database, socket or port, and every start
+# waits on a real probe anyway: a short "started" window keeps the six starts of a
+# chassis that is also the controller quick (supervisord's default is per program).
+STARTSECS = 1
+# Output to the program's log (supervisord's), none to syslog or a file of its own.
+DAEMON_OPTIONS = ("--no-chdir", "-vconsole:info", "-vsyslog:off", "-vfile:off")
+
+
+def daemon_program(program: str, command: list[str], env: dict[str, str]) -> Program:
+    """An OVS or OVN daemon as a supervised program (run as root: the switch needs
+    CAP_NET_ADMIN and /dev/net/tun; the others share its directories)."""
+    return Program(program, command, env, stopwaitsecs=20, startsecs=STARTSECS)
+
+
+def _daemon(ctx: ServiceContext, run: Path, program: str) -> tuple[str, ...]:
+    """Foreground (no --detach, no --monitor: supervisord is the monitor) with the
+    pid file and control socket in the site's run dir."""
+    return (f"--pidfile={run / program}.pid", f"--unixctl={run / program}.ctl",
+            *DAEMON_OPTIONS)
+
+
+def programs_on(ctx: ServiceContext) -> list[Program]:
+    """The database server and the switch of a chassis (the same on every one)."""
+    run, env = run_dir(ctx), environment(ctx)
+    server = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / "conf.db"),
+              # The socket only: no "db:...manager_options" remote, so no client can
+              # make the database listen on TCP behind onestack's back.
+              f"--remote=punix:{db_socket(ctx)}",
+              *_daemon(ctx, run, "ovsdb-server")]
+    switch = ["/usr/sbin/ovs-vswitchd", ovsdb_connection(ctx),
+              *_daemon(ctx, run, "ovs-vswitchd")]
+    return [daemon_program("ovsdb-server", server, env),
+            daemon_program("ovs-vswitchd", switch, env)]
+
+
+def programs(ctx: ServiceContext) -> list[Program]:
+    """The controller's share: the switch when it is a chassis too."""
+    return programs_on(ctx) if is_chassis(ctx.controller) else []
+
+
+def probes(ctx: ServiceContext, host: Host) -> dict[str, CommandProbe]:
+    """Real requests: the database lists itself, the switch answers on its control
+    socket (each on ``host``)."""
+    run = run_dir(ctx)
+    return {
+        "ovsdb-server": CommandProbe(("ovsdb-client", "--timeout=3", "list-dbs",
+                                      ovsdb_connection(ctx)), "Open_vSwitch",
+                                     runs_on=host.name),
+        "ovs-vswitchd": CommandProbe(("ovs-appctl", "--timeout=3", "-t",
+                                      str(run / "ovs-vswitchd.ctl"), "version"),
+                                     "ovs-vswitchd (Open vSwitch)", runs_on=host.name),
+    }
+
+
+def checks(ctx: ServiceContext) -> list[Check]:
+    """Every chassis's programs: named by program on the controller, ``program/host``
+    elsewhere (as ``status`` looks them up)."""
+    return [Check(program if h.name == ctx.host else f"{program}/{h.name}", probe)
+            for h in hosts(ctx.site) for program, probe in probes(ctx, h).items()]
+
+
+def bridges(ctx: ServiceContext) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """The integration bridge and one bridge per provider network, each with the
+    userspace datapath."""
+    names = [INTEGRATION_BRIDGE, *PROVIDER_BRIDGES.values()]
+    return tuple((n, _BRIDGE_SETTINGS.get(n, (("datapath_type", DATAPATH_TYPE),)))
+                 for n in names)
+
+
+def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
+    """One chassis's switch: its packages (on hosts other than the controller, whose
+    infrastructure packages come with the site's), directories, database, programs
+    and bridges."""
+    fanout = "" if host.name == ctx.host else CHASSIS_FANOUT
+    db = data_dir(ctx) / "conf.db"
+
+    def on(step: str, summary: str, action: object) -> Step:
+        return host_step(ctx, host, name, step, summary, action, fanout=fanout)
+
+    packages = ([] if host.name == ctx.host else
+                [on("packages", "install Open vSwitch (Debian)", InstallPackages(PACKAGES))])
+    create = ovsdb.create_db_script(db, ovsdb.OVS_SCHEMA, ovsdb.OVS_ROOT_ROW)
+    return [
+        *packages,
+        on("dirs", "create Open vSwitch data and run directories",
+           EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), None, 0o750)))),
+        on("create-db", f"create the Open vSwitch database {db}",
+           RunOnce(("sh", "-c", create), inputs=str(db))),
+        *program_steps(ctx, name, programs_on(ctx), {}, dict(probes(ctx, host)), 60,
+                       on=host, fanout=fanout),
+        on("bridges", "create bridges " + ", ".join(n for n, _ in bridges(ctx))
+           + f" (datapath {DATAPATH_TYPE})", EnsureBridges(ovsdb_connection(ctx),
+                                                           bridges(ctx))),
+    ]
+
+
+def steps(ctx: ServiceContext) -> list[Step]:
+    """The switch on every chassis: the controller's first (if it is one), then every
+    other chassis at once."""
+    return [s for h in hosts(ctx.site) for s in chassis_steps(ctx, h)]
+
+
+def os_vif_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
+    """What nova's ``nova.conf`` needs on every compute so os-vif plugs instances into
+    the site's switch (its database socket, the integration bridge)."""
+    return {"os_vif_ovs": {"ovsdb_connection": ovsdb_connection(ctx)},
+            "neutron": {"ovs_bridge": INTEGRATION_BRIDGE}}
