@@ -32,9 +32,11 @@ VIRTLOGD_ADMIN_URI = "virtlogd:///system"
 
 @dataclass(frozen=True)
 class LibvirtProbe:
-    """Healthy when libvirtd answers on its socket with the QEMU driver loaded
-    (``virsh version`` names the hypervisor only once the driver is up); with
-    ``admin``, when a daemon's admin socket answers (``virt-admin``: virtlogd)."""
+    """Healthy when libvirtd answers on its socket with the QEMU driver loaded (``virsh
+    uri``: a qemu:/// connection opens only then; ``virsh version`` would wait for
+    libvirt's probe of QEMU's capabilities, 4-12 s at each start on a busy 2-core
+    host); with ``admin``, when a daemon's admin socket answers (``virt-admin``:
+    virtlogd)."""
 
     uri: str
     admin: bool = False
@@ -47,14 +49,14 @@ class LibvirtProbe:
 
     def check(self, timeout: float = 5.0) -> tuple[bool, str]:
         host = self.via or LocalHost()
-        tool = "virt-admin" if self.admin else "virsh"
+        tool, command, wanted = (("virt-admin", "version", "library") if self.admin
+                                 else ("virsh", "uri", "qemu"))
         try:
-            out = host.run([tool, "-c", self.uri, "version"], timeout=max(timeout, 5))
+            out = host.run([tool, "-c", self.uri, command], timeout=max(timeout, 5))
         except CommandError as exc:
             return False, f"{tool} -c {self.uri}: {exc.output.strip()[-200:]}"
-        wanted = "library" if self.admin else "hypervisor"
         line = next((ln for ln in out.splitlines() if wanted in ln.lower()), "")
-        return bool(line), line.strip() or f"{self.uri}: no {wanted} in `{tool} version`"
+        return bool(line), line.strip() or f"{self.uri}: no {wanted} in `{tool} {command}`"
 
 
 def qemu_driver_holder(host: HostConnection) -> int | None:
