@@ -266,11 +266,14 @@ def test_a_guest_outlives_a_libvirtd_restart(ctx: ServiceContext, image: GuestIm
     _virsh(ctx, "start", domain)
     try:
         qemu = sorted(set(_qemu_pids()) - before)
+        started = time.monotonic()
         sup.restart("libvirtd")
-        deadline = time.monotonic() + 60
+        stopped = time.monotonic() - started
         while not libvirt.LibvirtProbe(service.uri(ctx)).check()[0]:
-            assert time.monotonic() < deadline, _logs(ctx)
+            assert time.monotonic() - started < 90, _logs(ctx)
             time.sleep(0.5)
+        print(f"\nlibvirtd restarted with a guest running: stopped in {stopped:.1f}s, "
+              f"answering {time.monotonic() - started:.1f}s after the restart began")
         assert sorted(set(_qemu_pids()) - before) == qemu
         assert _virsh(ctx, "domstate", domain).strip() == "running"
     finally:
