@@ -344,3 +344,27 @@ class GuestImageError(OnestackError):
 
     def __str__(self) -> str:
         return f"guest image: {self.part}: {self.problem}"
+
+
+@dataclass
+class HypervisorInUseError(HostError):
+    """Another libvirt daemon already runs the host's QEMU driver: libvirt keeps its
+    state under /run/libvirt and /var/lib/libvirt, one daemon per host (ADR 0016)."""
+
+    holder: str
+    template: ClassVar[str] = (
+        "host {host}: a libvirt daemon that is not this site's runs there ({holder}); "
+        "one libvirtd per host")
+    hint_template: ClassVar[str | None] = (
+        "stop it on {host} (e.g. `systemctl disable --now libvirtd virtqemud`, or `onestack "
+        "down` for another site), then run up again")
+
+
+@dataclass
+class KvmUnusableError(HostError):
+    """The site asks for KVM but a probe guest does not boot under KVM on the host."""
+
+    problem: str
+    template: ClassVar[str] = "host {host}: virt_type kvm was asked for, but {problem}"
+    hint_template: ClassVar[str | None] = (
+        "set virt_type: auto (software emulation where KVM does not work) or qemu")

@@ -38,6 +38,9 @@ class Program:
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
     startsecs: int = 2
+    # False only for a daemon whose children must outlive it (libvirtd's guests, ADR
+    # 0016): it runs without the PID namespace of TREE_WRAPPER, under PARENT_WRAPPER.
+    owns_tree: bool = True
 
 
 def _quote(arg: str) -> str:
@@ -69,6 +72,9 @@ def _env_value(value: str) -> str:
 TREE_WRAPPER = ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--",
                 "/usr/bin/unshare", "--pid", "--fork", "--kill-child", "--",
                 "/usr/bin/tini", "-g", "--")
+# A program that does not own its tree (``Program.owns_tree``) still dies with
+# supervisord; what it started on purpose as a daemon (a guest's QEMU) does not.
+PARENT_WRAPPER = ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--")
 # The Debian packages the wrapper needs on every host that runs programs.
 WRAPPER_PACKAGES = ("util-linux", "tini")
 
@@ -78,7 +84,8 @@ def supervised_command(program: Program) -> list[str]:
     user (switched inside the namespace: creating one needs root)."""
     as_user = (["/usr/bin/setpriv", f"--reuid={program.user}", f"--regid={program.user}",
                 "--init-groups", "--"] if program.user else [])
-    return [*TREE_WRAPPER, *as_user, *program.command]
+    wrapper = TREE_WRAPPER if program.owns_tree else PARENT_WRAPPER
+    return [*wrapper, *as_user, *program.command]
 
 
 def program_marker(log_dir: Path, name: str) -> str:

@@ -7,7 +7,14 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from onestack.model.hardware import MAX_NODES, Node
 from onestack.model.ports import MAX_PORT_OFFSET
@@ -48,6 +55,24 @@ class ConnectionKind(StrEnum):
     SSH = "ssh"
 
 
+class ComputeDriver(StrEnum):
+    """What nova-compute runs instances with: real guests, or nothing (fast tests)."""
+
+    LIBVIRT = "libvirt"
+    FAKE = "fake"
+
+
+class VirtType(StrEnum):
+    """How libvirt runs guests: ``auto`` uses KVM on a compute host only where a probe
+    guest boots under it there (else QEMU software emulation); ``qemu`` never uses KVM;
+    ``kvm`` requires it (the deploy fails on a host where the probe guest does not
+    boot). See ADR 0016."""
+
+    AUTO = "auto"
+    QEMU = "qemu"
+    KVM = "kvm"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,6 +111,19 @@ class Site(Strict):
                              description="Added to every listening port (to run beside others)")
     # Host keys of the site's SSH hosts (default ``SitePaths.known_hosts``).
     known_hosts: FilePath | None = None
+    # nova-compute's driver on every compute host. ``fake`` boots nothing (fast tests).
+    compute_driver: ComputeDriver = ComputeDriver.FAKE
+    virt_type: VirtType = VirtType.AUTO
+
+    @field_validator("virt_type")
+    @classmethod
+    def _virt_type_needs_libvirt(cls, virt_type: VirtType, info: ValidationInfo) -> VirtType:
+        # A hypervisor choice with the fake driver would be silently ignored. (Declared
+        # after compute_driver, so that one is validated already; absent if invalid.)
+        driver = info.data.get("compute_driver")
+        if virt_type != VirtType.AUTO and driver not in (None, ComputeDriver.LIBVIRT):
+            raise ValueError(f"virt_type {virt_type.value} needs compute_driver: libvirt")
+        return virt_type
 
     @field_validator("hosts")
     @classmethod

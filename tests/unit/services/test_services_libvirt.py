@@ -1,0 +1,105 @@
+"""libvirt on compute hosts as data: rendered files, programs, steps per host, nova's
+settings for either compute driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+from onestack.drivers.supervisor import (
+    PARENT_WRAPPER,
+    TREE_WRAPPER,
+    Program,
+    supervised_command,
+)
+from onestack.model.site import ComputeDriver, Host, Role, Site, VirtType
+from onestack.services import libvirt
+from onestack.services.base import ServiceContext
+from onestack.steps.hypervisor import DetectAccelerator, EnsureOnlyLibvirt
+
+# The make_service_context fixture (tests/conftest.py) builds these.
+ContextFactory = Callable[..., ServiceContext]
+
+
+def _site(driver: ComputeDriver = ComputeDriver.LIBVIRT,
+          virt: VirtType = VirtType.AUTO) -> Site:
+    return Site(name="lv", release="2026.1", compute_driver=driver, virt_type=virt, hosts=[
+        Host(name="ctl", address=IPv4Address("198.18.80.1"), roles=[Role.CONTROLLER]),
+        Host(name="c1", address=IPv4Address("198.18.80.11"), roles=[Role.COMPUTE]),
+        Host(name="c2", address=IPv4Address("198.18.80.12"), roles=[Role.COMPUTE])])
+
+
+def test_sockets_pids_and_logs_belong_to_the_site(make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(_site())
+    run = ctx.paths.run / "libvirt"
+    conf = libvirt.libvirtd_conf(ctx)
+    assert f'unix_sock_dir = "{run}"' in conf and 'log_outputs = "3:stderr"' in conf
+    assert 'unix_sock_group = "nova"' in conf  # nova-compute's user, nobody else
+    assert libvirt.uri(ctx) == f"qemu+unix:///system?socket={run}/libvirt-sock"
+    assert 'user = "nova"' in libvirt.qemu_conf(ctx)
+    assert libvirt.QEMU_CONF in libvirt.config(ctx)
+    virtlogd, libvirtd = libvirt.programs(ctx)
+    assert libvirtd.command[-2:] == ["--pid-file", f"{run}/libvirtd.pid"]
+    assert virtlogd.command[-2:] == ["--pid-file", f"{run}/virtlogd.pid"]
+    for program in (virtlogd, libvirtd):  # foreground: supervisord holds them
+        assert not {"-d", "--daemon"} & set(program.command)
+
+
+def test_guests_outlive_libvirtd_no_pid_namespace(make_service_context: ContextFactory) -> None:
+    for program in libvirt.programs(make_service_context(_site())):
+        command = supervised_command(program)
+        assert command[:len(PARENT_WRAPPER)] == list(PARENT_WRAPPER)
+        assert "/usr/bin/unshare" not in command and "/usr/bin/tini" not in command
+    # Every other program still owns its tree (ADR 0010).
+    assert supervised_command(Program("x", ["x"]))[:len(TREE_WRAPPER)] == list(TREE_WRAPPER)
+
+
+def test_steps_on_every_compute_host_at_once(make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(_site())
+    steps = libvirt.steps(ctx)
+    assert {s.host for s in steps} == {"c1", "c2"}
+    assert {s.fanout for s in steps} == {libvirt.FANOUT}
+    ids = [s.id for s in steps if s.host == "c1"]
+    assert ids[0] == "libvirt/c1/packages" and ids[-1] == "libvirt/c1/accelerator"
+    assert ids.index("libvirt/c1/only-libvirt") < ids.index("libvirt/c1/start:virtlogd") \
+        < ids.index("libvirt/c1/start:libvirtd") < ids.index("libvirt/c1/accelerator")
+    kinds = {type(s.action) for s in steps}
+    assert {EnsureOnlyLibvirt, DetectAccelerator} <= kinds
+    assert len(ids) == len(set(ids))
+
+
+def test_no_libvirt_with_the_fake_driver(make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(_site(ComputeDriver.FAKE))
+    assert libvirt.steps(ctx) == [] and libvirt.checks(ctx) == []
+    assert libvirt.nova_settings(ctx) == {
+        "DEFAULT": {"compute_driver": "fake.FakeDriverWithoutFakeNodes"}}
+
+
+def test_nova_settings_for_the_libvirt_driver(make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(_site())
+    settings = libvirt.nova_settings(ctx)
+    assert settings["DEFAULT"]["compute_driver"] == "libvirt.LibvirtDriver"
+    assert settings["libvirt"]["connection_uri"] == libvirt.uri(ctx)
+    assert "virt_type" not in settings["libvirt"]  # the host's fragment decides
+    assert settings["vnc"] == {"enabled": "false"}
+    helper = settings["nova_sys_admin"]["helper_command"]
+    assert helper.startswith(f"sudo {ctx.bin('privsep-helper')} --config-file ")
+    assert str(libvirt.virt_fragment_path(ctx)) in helper
+    sudoers = libvirt.privsep_sudoers(ctx)
+    assert sudoers.startswith(f"nova ALL=(root) NOPASSWD: {ctx.bin('privsep-helper')} ")
+    files = libvirt.nova_config_files(ctx)
+    assert files[-1] == str(libvirt.virt_fragment_path(ctx))  # read last: it wins
+
+
+def test_virt_settings_per_decision() -> None:
+    assert libvirt.virt_settings("qemu") == "[libvirt]\nvirt_type = qemu\ncpu_mode = none\n"
+    assert "cpu_mode = host-passthrough" in libvirt.virt_settings("kvm")
+
+
+def test_the_probe_step_carries_the_site_choice(make_service_context: ContextFactory) -> None:
+    ctx = make_service_context(_site(virt=VirtType.QEMU))
+    action = libvirt.detect_accelerator(ctx)
+    assert action.requested == "qemu" and action.image_dir == ctx.paths.images
+    assert dict(action.fragments).keys() == {"kvm", "qemu"}
+    other = libvirt.detect_accelerator(make_service_context(_site()))
+    assert action.fingerprint() != other.fingerprint()
