@@ -1,0 +1,27 @@
+"""Reading a site file: what the model accepts but a deploy cannot do yet is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onestack.drivers.site_file import NOT_YET_LIBVIRT, read_site_file
+from onestack.errors import SiteFileError
+
+BASE = 'name: s1\nrelease: "2026.1"\nhosts:\n  - name: aio\n'
+
+
+def test_the_libvirt_driver_is_refused_naming_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE + "compute_driver: libvirt\n")
+    with pytest.raises(SiteFileError) as err:
+        read_site_file(path)
+    assert (err.value.line, err.value.field_path, err.value.problem) == \
+        (5, "compute_driver", NOT_YET_LIBVIRT)
+
+
+def test_the_fake_driver_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE + "compute_driver: fake\n")
+    assert read_site_file(path).compute_driver.value == "fake"
