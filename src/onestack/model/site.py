@@ -97,6 +97,16 @@ class Host(Strict):
         return self.connection == ConnectionKind.LOCAL
 
 
+class Flavor(Strict):
+    """A flavor offered to every project (Day-1 content): a non-zero disk, so any user
+    can boot from an image."""
+
+    name: Label
+    vcpus: int = Field(ge=1, le=1024, strict=True)
+    ram_mb: int = Field(ge=64, le=4 * 1024 * 1024, strict=True)
+    disk_gb: int = Field(ge=1, le=65536, strict=True)
+
+
 class Site(Strict):
     """A whole cloud: its release bundle, its hosts, its hardware."""
 
@@ -114,6 +124,10 @@ class Site(Strict):
     # nova-compute's driver on every compute host. ``fake`` boots nothing (fast tests).
     compute_driver: ComputeDriver = ComputeDriver.FAKE
     virt_type: VirtType = VirtType.AUTO
+    # Day-1 content: the flavors every project sees (None: plans.content's defaults)
+    # and the test image built from Debian packages (onestack image build).
+    flavors: list[Flavor] | None = Field(default=None, max_length=100)
+    test_image: bool = Field(default=True, strict=True)
 
     @field_validator("virt_type")
     @classmethod

@@ -16,6 +16,7 @@ from onestack.drivers.supervisor import (
     render_supervisord_conf,
 )
 from onestack.model.site import Host
+from onestack.plans.content import content_steps
 from onestack.services import oslo, registry
 from onestack.services.base import ServiceContext, ServiceModule, host_step, step
 from onestack.steps.actions import (
@@ -175,8 +176,9 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
     """Every step of a deploy, in order: each host's base (all hosts at once), the
     services' system users, every host's release beside the infrastructure services
     (one lane each), the OpenStack services side by side (one lane each), what waits
-    for all of them (nova's programs, other hosts' nova-compute), the clients'
-    clouds.yaml, then the retirement of hosts that left the site (``retired``)."""
+    for all of them (nova's programs, other hosts' nova-compute), Day-1 content
+    (flavors, the test image), the clients' clouds.yaml, then the retirement of hosts
+    that left the site (``retired``)."""
     hosts = deployed_hosts(ctx)
     steps = [s for host in hosts for s in _base_steps(ctx, host, wheelhouse)]
     infra = [_release_step(ctx, host, wheelhouse) for host in hosts]
@@ -191,7 +193,7 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
         users += own_users
         lanes += _in_lane(lane, SERVICES_FANOUT, service.name)
         after += rest
-    steps += [*users, *infra, *lanes, *after]
+    steps += [*users, *infra, *lanes, *after, *content_steps(ctx)]
     steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
                       WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
     return steps + [s for host in retired for s in retire_steps(ctx, host)]
