@@ -185,7 +185,7 @@ class Lab:
             self._refuse_foreign_bridge(LAB)
             self._ip("link", "del", self.spec.bridge, host=LAB)
         if self.spec.home.exists():
-            shutil.rmtree(self.spec.home)
+            shutil.rmtree(self.spec.home, onerror=_gone_already)
         return changes
 
     # --- prerequisites -------------------------------------------------------
@@ -361,6 +361,13 @@ class Lab:
             return self.local.run(argv, timeout=60)
         except CommandError as exc:
             raise LabHostError(host, f"{exc.command} failed: {exc.output.strip()}") from None
+
+
+def _gone_already(function: Callable[..., object], path: str, info: object) -> None:
+    """rmtree's error handler: an entry that vanished meanwhile is what we wanted."""
+    exc = info[1] if isinstance(info, tuple) else None
+    if not isinstance(exc, FileNotFoundError):
+        raise exc if isinstance(exc, BaseException) else OSError(f"cannot remove {path}")
 
 
 def _spec(home: Path, bridge: str | None, network: str | None) -> LabSpec:
