@@ -42,3 +42,16 @@ def wrapper_packages() -> None:
     host = LocalHost()
     if apt.missing(host, WRAPPER_PACKAGES):
         apt.install(host, WRAPPER_PACKAGES)
+
+
+@pytest.fixture(scope="session")
+def network_tools() -> None:
+    """iproute2 (ip, bridges, namespaces): tests of lab hosts and the data path install
+    it on a machine without it (a minimal Debian), rather than skip."""
+    import shutil
+
+    from onestack.drivers import apt
+    from onestack.drivers.host import LocalHost
+
+    if shutil.which("ip") is None:
+        apt.install(LocalHost(), ["iproute2"])

@@ -45,8 +45,8 @@ from onestack.errors import (
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                       reason="lab hosts need root and iproute2"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root"),
+    pytest.mark.usefixtures("network_tools"),
 ]
 # Overridable so that two engineers' runs on one machine never share a bridge.
 BRIDGE = os.environ.get("ONESTACK_TEST_LAB_BRIDGE", "ostk-t10")

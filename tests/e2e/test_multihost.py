@@ -26,8 +26,8 @@ import pytest
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                       reason="lab hosts need root and iproute2"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root"),
+    pytest.mark.usefixtures("network_tools"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]

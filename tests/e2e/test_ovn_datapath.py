@@ -54,8 +54,8 @@ from onestack.steps.context import HostContext  # noqa: E402
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                       reason="OVS, OVN and network namespaces need root and iproute2"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="OVS, OVN and network namespaces need root"),
+    pytest.mark.usefixtures("network_tools"),
 ]
 
 HOME = Path(os.environ.get("ONESTACK_TEST_OVN_HOME", "/var/tmp/onestack-ovn-e2e"))

@@ -38,7 +38,10 @@ from onestack.drivers.supervisor import SUPERVISOR_PACKAGE, WRAPPER_PACKAGES
 from onestack.errors import CommandError, LabHostError, PrerequisiteError
 
 HOST_PACKAGES = ("openssh-server", SUPERVISOR_PACKAGE, *WRAPPER_PACKAGES, "python3")
-REQUIRED_COMMANDS = ("ip", "unshare", "setsid", "ssh-keygen", "mount")
+# Each command the lab runs, and the Debian package that has it.
+REQUIRED_COMMANDS = {"ip": "iproute2", "unshare": "util-linux", "setsid": "util-linux",
+                     "ssh-keygen": "openssh-client", "ssh-keyscan": "openssh-client",
+                     "mount": "mount"}
 BOOT_TIMEOUT = 10.0
 LAB = "lab"  # the name errors use for the lab as a whole (bridge, keys)
 
@@ -195,16 +198,17 @@ class Lab:
         if os.geteuid() != 0:
             raise PrerequisiteError("lab hosts need root (namespaces, bridges, mounts)",
                                     "run onestack lab ... as root")
+        # The lab's own tools, and (lab hosts share this machine's /usr and have no
+        # uplink) what a onestack host needs from Debian (sshd, supervisor, the program
+        # wrappers, Python), as a real host's OS image would have them.
+        tools = {REQUIRED_COMMANDS[c] for c in REQUIRED_COMMANDS if self.local.which(c) is None}
+        wanted = apt.missing(self.local, HOST_PACKAGES) | tools
+        if wanted:
+            apt.install(self.local, sorted(wanted), say=self.say)
         missing = [c for c in REQUIRED_COMMANDS if self.local.which(c) is None]
         if missing:
             raise PrerequisiteError(f"lab hosts need {', '.join(missing)}",
-                                    "apt-get install iproute2 util-linux openssh-client")
-        # Lab hosts share this machine's /usr and have no uplink, so what a onestack
-        # host needs from Debian (sshd, supervisor, the program wrappers, Python) is
-        # installed here, as it would be in a real host's OS image.
-        wanted = apt.missing(self.local, HOST_PACKAGES)
-        if wanted:
-            apt.install(self.local, sorted(wanted), say=self.say)
+                                    "apt-get install iproute2 util-linux mount openssh-client")
 
     # --- disk ----------------------------------------------------------------
 
