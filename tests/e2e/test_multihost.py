@@ -229,7 +229,7 @@ def test_a_compute_powered_off_mid_up_is_shown_and_finished_after_power_on() -> 
 
 def test_a_compute_with_a_server_is_refused_removal_then_leaves_cleanly() -> None:
     conn = cloud()
-    flavor = conn.compute.find_flavor("mh.tiny")
+    flavor = conn.compute.find_flavor("m1.nano")  # Day-1 content
     image = conn.image.create_image(name="mh-lab3", data=b"\2" * 65536, disk_format="raw",
                                     container_format="bare")
     server = conn.compute.create_server(name="mh-on-lab3", flavor_id=flavor.id,
@@ -280,7 +280,7 @@ def _under_load(*args: str, fault: str | None = None) -> tuple[subprocess.Comple
 
 def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     conn = cloud()
-    flavor = conn.compute.find_flavor("mh.tiny")
+    flavor = conn.compute.find_flavor("m1.nano")  # Day-1 content
     image = conn.image.create_image(name="mh-kept", data=b"\1" * 65536, disk_format="raw",
                                     container_format="bare")
     kept = conn.compute.create_server(name="mh-kept", flavor_id=flavor.id, image_id=image.id,
