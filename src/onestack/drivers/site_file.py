@@ -78,10 +78,27 @@ def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
     text = decode_site_text(read_site_bytes(path), str(path))
     site = parse_site(text, str(path), releases)
     if site.compute_driver == ComputeDriver.LIBVIRT:
-        line = next((i for i, t in enumerate(text.splitlines(), 1)
-                     if t.startswith("compute_driver")), None)
-        raise SiteFileError(str(path), line, "compute_driver", NOT_YET_LIBVIRT)
+        raise SiteFileError(str(path), _line_of(text, "compute_driver"), "compute_driver",
+                            NOT_YET_LIBVIRT)
+    controller = site.controller
+    if not controller.is_local:
+        index = site.hosts.index(controller)
+        raise SiteFileError(str(path), _line_of(text, f"name: {controller.name}"),
+                            f"hosts.{index}.connection", NOT_YET_REMOTE_CONTROLLER)
     return site
+
+
+def _line_of(text: str, start: str) -> int | None:
+    """The first line (from 1) whose text, indentation and list dash aside, starts so."""
+    return next((i for i, t in enumerate(text.splitlines(), 1)
+                 if t.strip().lstrip("- ").startswith(start)), None)
+
+
+# onestack runs on the controller: the database's setup and backups (its socket), the
+# HAProxy runtime API of a blue/green swap and the release build are still reached on
+# this machine, not through the controller's connection.
+NOT_YET_REMOTE_CONTROLLER = ("the controller must be the machine onestack runs on "
+                             "(connection: local); other hosts may be reached over SSH")
 
 
 # The libvirt driver's parts are built (services/libvirt.py, ADR 0016) but not wired
