@@ -73,3 +73,4 @@ def test_bootstrap_installs_only_from_the_locks_with_hash_checking() -> None:
     assert "--require-hashes" in installs[0] and "bootstrap.lock" in installs[0]
     assert "--require-hashes" in installs[1] and '"$lock"' in installs[1]
     assert "--no-deps" in installs[2] and "--no-build-isolation" in installs[2]
+
