@@ -205,7 +205,8 @@ def _settle(prefix: str, phase: str, module: OpenStackService, dst: ServiceConte
     return [_step(prefix, phase, module.name, f"settle:{prog}",
                   f"restart {prog} once all of {module.name} runs {dst.series}", dst,
                   CallOnce(f"settle {prog}", _restarter(prog, checks), inputs=dst.series))
-            for prog in getattr(module, "SETTLE", ()) if prog in here]
+            for prog in getattr(module, "SETTLE", ()) if prog in here] + \
+        (_settle_computes(prefix, phase, dst) if module is nova else [])
 
 
 def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
@@ -224,6 +225,21 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
     if module is nova:
         steps += _roll_computes(prefix, "roll", new)
     return steps + _settle(prefix, "roll", module, new)
+
+
+def _settle_computes(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
+    """After the settle restarts of nova's conductor and scheduler: each other compute
+    restarted once more, one after the other, and waited for until it reports. A
+    compute that started before the conductor's last restart was seen to hang its next
+    heartbeat for the RPC timeout (60 s): its call went to the conductor that stopped."""
+    prog = nova.compute_program(dst)
+    return [_host_step(prefix, phase, "nova", f"settle:{prog.name}",
+                       f"restart {prog.name} on {host.name} once all of nova runs "
+                       f"{dst.series}", dst, host,
+                       CallOnce(f"settle {prog.name} on {host.name}",
+                                _restarter(prog.name, {prog.name: nova.compute_reports(
+                                    dst, host.name)}), inputs=dst.series))
+            for host in nova.remote_computes(dst)]
 
 
 def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceContext,

@@ -92,3 +92,13 @@ def test_rollback_resets_the_compute_version_and_moves_computes_after_conductor(
     computes = [_index(steps, f"{p}/{h}/restart:nova-compute") for h in ("cmp1", "cmp2")]
     assert before < swap < conductor < computes[0] < computes[1]
     assert f"{p}/cmp2/ready:nova-compute" in {s.id for s in steps}
+
+
+def test_every_compute_is_restarted_once_more_after_the_conductor_settles(
+        upgrade: list[Step]) -> None:
+    p = "upgrade-2026.2/roll/nova"
+    conductor = _index(upgrade, f"{p}/settle:nova-conductor")
+    scheduler = _index(upgrade, f"{p}/settle:nova-scheduler")
+    computes = [_index(upgrade, f"{p}/{h}/settle:nova-compute") for h in ("cmp1", "cmp2")]
+    assert conductor < scheduler < computes[0] < computes[1]
+    assert [upgrade[i].host for i in computes] == ["cmp1", "cmp2"]
