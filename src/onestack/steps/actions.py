@@ -324,18 +324,11 @@ class CreateReleaseEnv:
 
 
 @dataclass(frozen=True)
-class ShipReleaseEnv:
+class ShipReleaseEnv(CreateReleaseEnv):
     """The release environment on a host other than this machine, which may have no
     package index: the folder built here (hash-verified), packed once, sent by the
-    host's connection, its digest checked there and unpacked at the same path (ADR 0013)."""
-
-    series: str
-    venv: Path
-    wheelhouse: Path | None
-    kind: str = "venv"
-
-    def fingerprint(self) -> str:
-        return digest(f"{self.series}|{self.venv}")
+    host's connection, its digest checked there and unpacked at the same path (ADR 0014).
+    Same inputs and decision as ``CreateReleaseEnv``; the facts are read there."""
 
     def probe(self, ctx: HostContext) -> Any:
         from onestack.catalog.releases import load_bundle
@@ -344,9 +337,6 @@ class ShipReleaseEnv:
         marker = ctx.host.read_file(self.venv / MARKER_FILE)
         return marker_matches(load_bundle(self.series), marker) and \
             ctx.host.file_mode(self.venv / "bin" / "python") is not None
-
-    def needed(self, fact: Any, done: str | None) -> bool:
-        return not fact
 
     def apply(self, ctx: HostContext) -> None:
         from onestack.catalog.releases import load_bundle

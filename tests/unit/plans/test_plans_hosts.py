@@ -15,6 +15,7 @@ from onestack.plans.deploy import deploy_steps
 from onestack.services import nova, registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import WriteFile
+from support.sites import site_of
 
 ContextFactory = Callable[..., ServiceContext]
 CONTROL_PLANE = ("mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "placement",
@@ -23,14 +24,6 @@ PER_COMPUTE = ("user", "dirs", "config:nova.conf", "program:nova-compute", "supe
                "start:nova-compute")
 PER_HOST = ("packages", "dirs", "release-env", "supervisord-conf")
 
-
-def site_of(computes: int) -> Site:
-    """One controller (198.18.20.10) and ``computes`` compute hosts after it."""
-    hosts = [Host(name="ctl1", address=IPv4Address("198.18.20.10"),
-                  roles=[Role.CONTROLLER, Role.NETWORK])]
-    hosts += [Host(name=f"cmp{i}", address=IPv4Address("198.18.20.10") + i,
-                   roles=[Role.COMPUTE]) for i in range(1, computes + 1)]
-    return Site(name="multi", release="2026.1", hosts=hosts)
 
 
 @pytest.fixture(params=[0, 2, 49], ids=["1-host", "3-hosts", "50-hosts"])

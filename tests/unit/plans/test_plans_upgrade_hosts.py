@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from onestack.core.step import Step, batches
-from onestack.model.site import Host, Role, Site
 from onestack.plans.upgrade import flipped, rollback_steps, upgrade_steps
 from onestack.services import registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import ShipReleaseEnv
 from onestack.steps.upgrade_actions import RetireRelease
+from support.sites import site_of
 
 ContextFactory = Callable[..., ServiceContext]
 
-
-def site_of(computes: int) -> Site:
-    hosts = [Host(name="ctl1", address=IPv4Address("198.18.20.10"),
-                  roles=[Role.CONTROLLER, Role.NETWORK])]
-    hosts += [Host(name=f"cmp{i}", address=IPv4Address("198.18.20.10") + i,
-                   roles=[Role.COMPUTE]) for i in range(1, computes + 1)]
-    return Site(name="multi", release="2026.1", hosts=hosts)
 
 
 @pytest.fixture
