@@ -33,6 +33,8 @@ SITE_FILE = HOME / "e2e-site.yaml"
 SITE_YAML = f"""name: {SITE}
 release: "2026.1"
 port_offset: {OFFSET}
+compute_driver: fake
+network: none
 hosts:
   - name: aio
     address: 127.0.0.1

@@ -44,7 +44,8 @@ LAB = HOME / "lab"
 def _site_yaml(computes: int | list[int]) -> str:
     """The site with computes lab1..labN (or the lab hosts numbered in a list)."""
     numbers = list(range(1, computes + 1)) if isinstance(computes, int) else computes
-    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400", "hosts:",
+    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400",
+             "compute_driver: fake", "network: none", "hosts:",
              "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]"]
     for i in numbers:
         lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",

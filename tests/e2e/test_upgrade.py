@@ -118,6 +118,7 @@ def site() -> Iterator[None]:
         onestack("down", "--purge", "--yes", check=False)
     HOME.mkdir(parents=True, exist_ok=True)
     SITE_FILE.write_text(f'name: {SITE}\nrelease: "2026.1"\nport_offset: {OFFSET}\n'
+                         'compute_driver: fake\nnetwork: none\n'
                          "hosts:\n  - name: aio\n    address: 127.0.0.1\n")
     onestack("up", "--site-file", str(SITE_FILE))
     yield

@@ -62,6 +62,14 @@ class ComputeDriver(StrEnum):
     FAKE = "fake"
 
 
+class NetworkBackend(StrEnum):
+    """Neutron's back end: OVN with a data path (ADR 0015), or none (neutron's API and
+    database only: ports never bind, fast tests with the fake compute driver)."""
+
+    OVN = "ovn"
+    NONE = "none"
+
+
 class VirtType(StrEnum):
     """How libvirt runs guests: ``auto`` uses KVM on a compute host only where a probe
     guest boots under it there (else QEMU software emulation); ``qemu`` never uses KVM;
@@ -122,8 +130,10 @@ class Site(Strict):
     # Host keys of the site's SSH hosts (default ``SitePaths.known_hosts``).
     known_hosts: FilePath | None = None
     # nova-compute's driver on every compute host. ``fake`` boots nothing (fast tests).
-    compute_driver: ComputeDriver = ComputeDriver.FAKE
+    compute_driver: ComputeDriver = ComputeDriver.LIBVIRT
     virt_type: VirtType = VirtType.AUTO
+    # Neutron's back end; ``none`` has no data path (only with the fake driver).
+    network: NetworkBackend = NetworkBackend.OVN
     # Day-1 content: the flavors every project sees (None: plans.content's defaults)
     # and the test image built from Debian packages (onestack image build).
     flavors: list[Flavor] | None = Field(default=None, max_length=100)
@@ -138,6 +148,17 @@ class Site(Strict):
         if virt_type != VirtType.AUTO and driver not in (None, ComputeDriver.LIBVIRT):
             raise ValueError(f"virt_type {virt_type.value} needs compute_driver: libvirt")
         return virt_type
+
+    @field_validator("network")
+    @classmethod
+    def _instances_need_a_network(cls, network: NetworkBackend,
+                                  info: ValidationInfo) -> NetworkBackend:
+        # A real guest on a network without a data path would never get its address.
+        driver = info.data.get("compute_driver")
+        if network == NetworkBackend.NONE and driver == ComputeDriver.LIBVIRT:
+            raise ValueError("network none needs compute_driver: fake (libvirt guests "
+                             "need a data path)")
+        return network
 
     @field_validator("hosts")
     @classmethod
