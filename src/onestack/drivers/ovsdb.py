@@ -23,8 +23,16 @@ NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")
 SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
 # The root row every Open vSwitch database needs ("ovs-vsctl init" does the same,
 # but needs the server; this runs on the file before the server starts).
-OVS_ROOT_ROW = json.dumps(["Open_vSwitch", {"op": "insert", "table": "Open_vSwitch",
-                                            "row": {}}])
+# The switch's settings, read when ovs-vswitchd starts. userspace-tso-enable: the
+# userspace datapath reads a guest's tap with its virtio header, so a packet whose
+# checksum the guest left to the device (virtio's offload, which every Linux guest
+# uses) is not dropped by conntrack as a checksum error: without it a floating IP's
+# TCP replies (through OVN's NAT and security groups) never leave the router
+# (``conntrack_l4csum_err``), while ping works.
+OVS_SETTINGS = (("userspace-tso-enable", "true"),)
+OVS_ROOT_ROW = json.dumps(["Open_vSwitch", {
+    "op": "insert", "table": "Open_vSwitch",
+    "row": {"other_config": ["map", [list(kv) for kv in OVS_SETTINGS]]}}])
 
 
 def vsctl(db: str, *args: str, timeout: int = 10) -> tuple[str, ...]:

@@ -372,6 +372,30 @@ def _point_at(venv: Path, target: Path) -> None:
     os.replace(link, venv)
 
 
+# Python modules of Debian packages a release uses from the host, not from PyPI: the
+# libvirt bindings must match the host's libvirt (python3-libvirt; libvirt-python on
+# PyPI is a source package that needs a compiler and libvirt's headers). ADR 0018.
+DEBIAN_MODULES_DIR = Path("/usr/lib/python3/dist-packages")
+DEBIAN_MODULES = ("libvirt.py", "libvirt_qemu.py", "libvirt_lxc.py", "libvirtaio.py",
+                  "libvirtmod*.so")
+
+
+def link_debian_modules(target: Path, source: Path = DEBIAN_MODULES_DIR) -> list[str]:
+    """Symlink the Debian modules present on this machine into the release folder's
+    site-packages (the same path on every host it is shipped to, whose package
+    provides the files); returns the names linked. Idempotent."""
+    linked: list[str] = []
+    for site_dir in (target / "lib").glob("python3*/site-packages"):
+        for pattern in DEBIAN_MODULES:
+            for module in sorted(source.glob(pattern)):
+                link = site_dir / module.name
+                if not link.is_symlink():
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(module)
+                linked.append(module.name)
+    return linked
+
+
 # One build of a release folder (and of its archive) at a time in this process: the
 # steps of several hosts run in threads, and each remote host's needs the local build.
 _BUILD_LOCK = threading.RLock()
@@ -421,6 +445,7 @@ def _build_release_dir(bundle: ReleaseBundle, target: Path, wheelhouse: Path | N
                f"with {'uv' if uv else 'pip'} (hashes verified)")
         _install(bundle, target, reqs, wheelhouse, uv, compile_bytecode)
         _check_commands(bundle, target)
+        link_debian_modules(target)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

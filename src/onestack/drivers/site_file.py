@@ -15,7 +15,7 @@ from pathlib import Path
 
 from onestack.errors import SiteFileError
 from onestack.model.loader import MAX_BYTES, parse_site
-from onestack.model.site import ComputeDriver, Site
+from onestack.model.site import Site
 
 
 def _open_regular(path: Path) -> int:
@@ -77,9 +77,6 @@ def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
     """Read, decode and validate a site file; SiteFileError names file, line and field."""
     text = decode_site_text(read_site_bytes(path), str(path))
     site = parse_site(text, str(path), releases)
-    if site.compute_driver == ComputeDriver.LIBVIRT:
-        raise SiteFileError(str(path), _line_of(text, "compute_driver"), "compute_driver",
-                            NOT_YET_LIBVIRT)
     controller = site.controller
     if not controller.is_local:
         index = site.hosts.index(controller)
@@ -100,8 +97,3 @@ def _line_of(text: str, start: str) -> int | None:
 NOT_YET_REMOTE_CONTROLLER = ("the controller must be the machine onestack runs on "
                              "(connection: local); other hosts may be reached over SSH")
 
-
-# The libvirt driver's parts are built (services/libvirt.py, ADR 0016) but not wired
-# into the deploy: nova-compute needs libvirt-python, which no release bundle holds yet.
-NOT_YET_LIBVIRT = ("libvirt is not deployable yet: release bundles 2026.1 and 2026.2 do "
-                   "not hold libvirt-python (issue 11); use fake")

@@ -41,6 +41,10 @@ class Program:
     # False only for a daemon whose children must outlive it (libvirtd's guests, ADR
     # 0016): it runs without the PID namespace of TREE_WRAPPER, under PARENT_WRAPPER.
     owns_tree: bool = True
+    # A root program whose files and sockets one other service's user may use: run
+    # with that group (no other) and this umask (e.g. 0o007: sockets rw for the group).
+    group: str | None = None
+    umask: int | None = None
 
 
 def _quote(arg: str) -> str:
@@ -83,7 +87,9 @@ def supervised_command(program: Program) -> list[str]:
     """The full command supervisord runs: the tree wrapper, then the program as its
     user (switched inside the namespace: creating one needs root)."""
     as_user = (["/usr/bin/setpriv", f"--reuid={program.user}", f"--regid={program.user}",
-                "--init-groups", "--"] if program.user else [])
+                "--init-groups", "--"] if program.user else
+               ["/usr/bin/setpriv", f"--regid={program.group}", "--clear-groups", "--"]
+               if program.group else [])
     wrapper = TREE_WRAPPER if program.owns_tree else PARENT_WRAPPER
     return [*wrapper, *as_user, *program.command]
 
@@ -114,6 +120,8 @@ def render_program(program: Program, log_dir: Path) -> str:
         "stdout_logfile_maxbytes=20MB",
         "stdout_logfile_backups=2",
     ]
+    if program.umask is not None:
+        lines.append(f"umask={program.umask:03o}")
     lines.append(f"environment={env}")
     # Programs run from the site's log directory, never from wherever onestack was started.
     lines.append(f"directory={program.directory or log_dir}")

@@ -91,7 +91,7 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
     infrastructure, the others need the program wrappers."""
     p = ctx.paths
     programs_dir = p.site / "supervisor"
-    packages = registry.system_packages() if host.name == ctx.host else WRAPPER_PACKAGES
+    packages = registry.system_packages(ctx.site) if host.name == ctx.host else WRAPPER_PACKAGES
     if not host.is_local:  # this machine's supervisord is onestack's own (ADR 0012)
         packages = tuple(sorted({*packages, SUPERVISOR_PACKAGE}))
     what = "infrastructure" if host.name == ctx.host else "program wrapper"
@@ -144,11 +144,18 @@ def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
 # every lane is done (nova-compute registers in placement and keystone as it starts).
 INFRA_FANOUT = "infrastructure"
 SERVICES_FANOUT = "services"
+# Infrastructure that needs another's steps done first shares its lane: OVN configures
+# its chassis in the switch's database.
+SHARED_LANES = {"ovs": "network", "ovn": "network"}
 WAITS_FOR_OTHERS = frozenset({"nova"})
 
 
 def _in_lane(steps: list[Step], fanout: str, lane: str) -> list[Step]:
     return [replace(s, fanout=fanout, lane=lane) for s in steps]
+
+
+def _creates_user_here(ctx: ServiceContext, s: Step) -> bool:
+    return isinstance(s.action, EnsureSystemUser) and s.host == ctx.host
 
 
 def _split_service(ctx: ServiceContext, module: ServiceModule,
@@ -161,7 +168,7 @@ def _split_service(ctx: ServiceContext, module: ServiceModule,
     lane: list[Step] = []
     rest: list[Step] = []
     for s in [*module.steps(ctx), *extra]:
-        if isinstance(s.action, EnsureSystemUser) and s.host == ctx.host:
+        if _creates_user_here(ctx, s):
             users.append(s)
         elif rest or s.host != ctx.host or s.fanout or (
                 module.name in WAITS_FOR_OTHERS and s.id.startswith(f"{module.name}/program:")):
@@ -182,9 +189,12 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
     hosts = deployed_hosts(ctx)
     steps = [s for host in hosts for s in _base_steps(ctx, host, wheelhouse)]
     infra = [_release_step(ctx, host, wheelhouse) for host in hosts]
-    for module in registry.INFRASTRUCTURE:
-        infra += _in_lane(module.steps(ctx), INFRA_FANOUT, module.name)
     users: list[Step] = []
+    for module in registry.INFRASTRUCTURE:
+        own = module.steps(ctx)
+        users += [replace(s, fanout="") for s in own if _creates_user_here(ctx, s)]
+        infra += _in_lane([s for s in own if not _creates_user_here(ctx, s)], INFRA_FANOUT,
+                          SHARED_LANES.get(module.name, module.name))
     lanes: list[Step] = []
     after: list[Step] = []
     for service in registry.OPENSTACK:

@@ -23,17 +23,28 @@ from onestack.drivers.supervisor import Program
 from onestack.model.site import ComputeDriver, Host, Site
 from onestack.services import oslo
 from onestack.services.base import Check, ServiceContext, config_steps, host_step, program_steps
-from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages
-from onestack.steps.hypervisor import KVM, QEMU, DetectAccelerator, EnsureOnlyLibvirt
+from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, WriteFile
+from onestack.steps.hypervisor import (
+    KVM,
+    QEMU,
+    DetectAccelerator,
+    EnsureKvmAccess,
+    EnsureOnlyLibvirt,
+)
 
 name = "libvirt"
 kind = "infra"
 FANOUT = "libvirt"  # every compute host's libvirt at once
-# Installed on each compute host by its own step (``system_packages`` is the
-# controller's). Not libvirt-daemon-system: it only adds the packaged daemons' start-up
-# (systemd units, which pull systemd in) and their configuration, both unused here.
+# Installed on each compute host by its own step (on the controller with the site's
+# infrastructure, ``registry.system_packages``). Not libvirt-daemon-system: it only adds
+# the packaged daemons' start-up (systemd units, which pull systemd in) and their
+# configuration, both unused here. genisoimage writes config drives; sudo starts
+# nova-compute's privileged helper (oslo.privsep).
 PACKAGES = ("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients",
-            "qemu-system-x86", "qemu-utils")
+            "qemu-system-x86", "qemu-utils", "genisoimage", "sudo")
+# The libvirt bindings every release environment links (ADR 0018), wherever it is
+# built or shipped on a site with the libvirt driver.
+BINDINGS = ("python3-libvirt",)
 # QEMU runs as the user that owns nova's instances folder (as Kolla does): it opens
 # the disks there, and libvirt's dynamic ownership has nothing to change hands.
 QEMU_USER = "nova"
@@ -207,10 +218,17 @@ def nova_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     }
 
 
+def sudoers_path(ctx: ServiceContext) -> Path:
+    """The site's sudoers drop-in (sudo reads /etc/sudoers.d; no dot in the name)."""
+    return Path("/etc/sudoers.d") / f"onestack-{ctx.site.name.replace('.', '-')}-nova"
+
+
 def privsep_sudoers(ctx: ServiceContext) -> str:
-    """/etc/sudoers.d line letting nova-compute (user nova) start its privsep helper."""
-    return (f"{QEMU_USER} ALL=(root) NOPASSWD: {ctx.bin('privsep-helper')} "
-            f"{' '.join(nova_config_files(ctx))} *\n")
+    """/etc/sudoers.d line letting nova-compute (user nova) start its privsep helper,
+    of any release of the site (the upgrade starts the next release's nova-compute
+    before this file is written again)."""
+    helper = ctx.paths.venv("*") / "bin" / "privsep-helper"
+    return f"{QEMU_USER} ALL=(root) NOPASSWD: {helper} *\n"
 
 
 # --- steps ------------------------------------------------------------------------------
@@ -223,17 +241,24 @@ def host_steps(ctx: ServiceContext, host: Host) -> list[Step]:
         return host_step(ctx, host, name, step, summary, action, fanout=FANOUT)
 
     conf = config(ctx)
+    packages = ([] if host.name == ctx.host else  # the controller's come with the site's
+                [on("packages", "install libvirt and QEMU (Debian)",
+                    InstallPackages(PACKAGES + BINDINGS))])
     return [
-        on("packages", "install libvirt and QEMU (Debian)", InstallPackages(PACKAGES)),
+        *packages,
         on("user:qemu", f"create system user {QEMU_USER} (QEMU runs as it)",
            EnsureSystemUser(QEMU_USER)),
         on("user:builtin", f"create system user {BUILTIN_QEMU_USER} (libvirt needs it)",
            EnsureSystemUser(BUILTIN_QEMU_USER)),
+        on("kvm-access", f"let QEMU's user {QEMU_USER} open /dev/kvm (group kvm, as udev "
+                         "would)", EnsureKvmAccess(QEMU_USER)),
         on("dirs", "create libvirt's site folders",
            EnsureDirs(((run_dir(ctx), None, 0o755), (ctx.paths.data / name, None, 0o755)))),
         on("only-libvirt", "check that no other libvirt daemon runs on the host",
            EnsureOnlyLibvirt(ctx.paths.log)),
         *config_steps(ctx, name, conf, mode=0o644, on=host, fanout=FANOUT),
+        on("sudoers", f"let nova-compute start its privileged helper ({sudoers_path(ctx)})",
+           WriteFile(sudoers_path(ctx), privsep_sudoers(ctx), mode=0o440)),
         *program_steps(ctx, name, programs(ctx), conf, dict(probes(ctx, host)), 60,
                        on=host, fanout=FANOUT),
         on("accelerator", f"choose virt_type (site: {ctx.site.virt_type.value}; KVM only "

@@ -1,5 +1,7 @@
 """Neutron: ML2 networking. Three processes: the WSGI API, the RPC server and the
-periodic workers."""
+periodic workers. With the OVN back end (``services.ovn``) ML2/OVN drives the data
+path (DHCP, routers, floating IPs and security groups in OVN's flows); with none, the
+API and database only (ports never bind)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.services import mariadb, oslo, uwsgi
+from onestack.services import mariadb, oslo, ovn, ovs, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -31,7 +33,7 @@ API_MODULE = "neutron.wsgi.api:application"
 
 
 def _conf(ctx: ServiceContext) -> str:
-    return oslo.render_ini({
+    return oslo.render_ini(oslo.merged({
         "DEFAULT": {**oslo.common_default(ctx, name), "core_plugin": "ml2",
                     "service_plugins": "", "auth_strategy": "keystone",
                     "notify_nova_on_port_status_changes": "false",
@@ -45,10 +47,22 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"report_interval": "30"},
-    })
+    }, _back_end_settings(ctx)))
 
 
-def _ml2_conf() -> str:
+def _back_end_settings(ctx: ServiceContext) -> oslo.Ini:
+    """OVN's L3 plugin, and nova told when ports go up (nova-compute waits for it
+    before it starts a guest)."""
+    if not ovs.in_use(ctx.site):
+        return {}
+    notify = {"notify_nova_on_port_status_changes": "true",
+              "notify_nova_on_port_data_changes": "true"}
+    return oslo.merged(ovn.neutron_settings(ctx), {"DEFAULT": notify})
+
+
+def _ml2_conf(ctx: ServiceContext) -> str:
+    if ovs.in_use(ctx.site):
+        return oslo.render_ini(ovn.ml2_settings(ctx))
     return oslo.render_ini({
         "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
                 "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
@@ -66,7 +80,7 @@ def _conf_args(ctx: ServiceContext) -> tuple[str, ...]:
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
     return {etc / "neutron.conf": _conf(ctx),
-            etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(),
+            etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(ctx),
             uwsgi.ini_path(ctx, name, ctx.color(name)):
                 uwsgi.ini(ctx, name, API_MODULE, processes=1,
                                                  extra={"start-time": "%t"})}

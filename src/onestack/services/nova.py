@@ -1,4 +1,5 @@
-"""Nova: compute API, conductor, scheduler and a compute with the fake driver."""
+"""Nova: compute API, conductor, scheduler, and nova-compute on every compute host with
+the site's driver (libvirt, ``services.libvirt``; or fake)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, Role, Site
-from onestack.services import mariadb, memcached, oslo, rabbitmq, uwsgi
+from onestack.model.site import ComputeDriver, Host, Role, Site
+from onestack.services import libvirt, mariadb, memcached, oslo, ovs, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -50,11 +51,22 @@ def _is_compute(ctx: ServiceContext, host: Host) -> bool:
     return Role.COMPUTE in host.roles
 
 
+def _compute_settings(ctx: ServiceContext) -> oslo.Ini:
+    """What nova-compute needs for the site's driver and network back end: libvirt's
+    settings, os-vif on the site's switch, and every instance's metadata on a config
+    drive (no metadata service is deployed yet)."""
+    settings = [libvirt.nova_settings(ctx)]
+    if ovs.in_use(ctx.site):
+        settings.append(ovs.os_vif_settings(ctx))
+    if ctx.site.compute_driver == ComputeDriver.LIBVIRT:
+        settings.append({"DEFAULT": {"force_config_drive": "true"}})
+    return oslo.merged(*settings)
+
+
 def _conf(ctx: ServiceContext) -> str:
     data = ctx.paths.data / name
-    return oslo.render_ini({
+    return oslo.render_ini(oslo.merged({
         "DEFAULT": {**oslo.common_default(ctx, name),
-                    "compute_driver": "fake.FakeDriverWithoutFakeNodes",
                     "host": ctx.host, "my_ip": ctx.address, "state_path": str(data),
                     "instances_path": str(data / "instances"),
                     "osapi_compute_workers": "1", "metadata_workers": "1"},
@@ -75,8 +87,7 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
-        "os_vif_ovs": {"ovsdb_connection": "unix:/var/run/openvswitch/db.sock"},
-    })
+    }, _compute_settings(ctx)))
 
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
@@ -90,9 +101,8 @@ def _compute_conf(ctx: ServiceContext, host: Host) -> str:
     """nova.conf of a compute host that is not the controller: its own name and address,
     the controller's broker and APIs, and no database (computes go through conductor)."""
     data = ctx.paths.data / name
-    return oslo.render_ini({
+    return oslo.render_ini(oslo.merged({
         "DEFAULT": {**oslo.common_default(ctx, name),
-                    "compute_driver": "fake.FakeDriverWithoutFakeNodes",
                     "host": host.name, "my_ip": str(host.address), "state_path": str(data),
                     "instances_path": str(data / "instances")},
         "service_user": {"send_service_user_token": "true", **oslo.service_auth(ctx, "nova")},
@@ -104,8 +114,7 @@ def _compute_conf(ctx: ServiceContext, host: Host) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
-        "os_vif_ovs": {"ovsdb_connection": "unix:/var/run/openvswitch/db.sock"},
-    })
+    }, _compute_settings(ctx)))
 
 
 def compute_config(ctx: ServiceContext, host: Host) -> tuple[Path, str]:
@@ -114,7 +123,9 @@ def compute_config(ctx: ServiceContext, host: Host) -> tuple[Path, str]:
 
 
 def compute_program(ctx: ServiceContext) -> Program:
-    conf = ("--config-file", str(ctx.etc(name) / "nova.conf"))
+    conf: tuple[str, ...] = ("--config-file", str(ctx.etc(name) / "nova.conf"))
+    if libvirt.hosts(ctx.site):
+        conf = libvirt.nova_config_files(ctx)
     return Program("nova-compute", [ctx.bin("nova-compute"), *conf], user=name, startsecs=5)
 
 

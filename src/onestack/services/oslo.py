@@ -18,6 +18,15 @@ def render_ini(sections: Ini) -> str:
     return "\n".join(out)
 
 
+def merged(*parts: Ini) -> Ini:
+    """Sections merged key by key, later parts winning (section order: first seen)."""
+    out: Ini = {}
+    for part in parts:
+        for section, values in part.items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
 def keystone_url(ctx: ServiceContext, internal: bool = True) -> str:
     return f"http://{ctx.address}:{ctx.ports.frontend('keystone')}"
 

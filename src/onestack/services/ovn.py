@@ -34,7 +34,10 @@ GATEWAY_OPTION = "enable-chassis-as-gw"
 
 
 def hosts(site: Site) -> list[Host]:
-    """The controller (central databases, northd), then every other chassis."""
+    """The controller (central databases, northd), then every other chassis (none
+    without the OVN back end)."""
+    if not ovs.in_use(site):
+        return []
     return [site.controller, *(h for h in ovs.hosts(site) if h.name != site.controller.name)]
 
 
@@ -108,6 +111,8 @@ def controller_program(ctx: ServiceContext) -> Program:
 def programs(ctx: ServiceContext) -> list[Program]:
     """The controller's programs: the central ones, and ovn-controller when it is a
     chassis too."""
+    if not ovs.in_use(ctx.site):
+        return []
     own = [controller_program(ctx)] if ovs.is_chassis(ctx.controller) else []
     return central_programs(ctx) + own
 
@@ -153,6 +158,8 @@ def chassis_registered(ctx: ServiceContext, host: Host) -> CommandProbe:
 def checks(ctx: ServiceContext) -> list[Check]:
     """The central programs, then each chassis's ovn-controller (``program/host`` on
     hosts other than the controller, as ``status`` looks them up)."""
+    if not ovs.in_use(ctx.site):
+        return []
     central = [Check(n, p) for n, p in central_probes(ctx).items()]
     return central + [Check("ovn-controller" if h.name == ctx.host else
                             f"ovn-controller/{h.name}", controller_connected(ctx, h))
@@ -233,6 +240,8 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
 def steps(ctx: ServiceContext) -> list[Step]:
     """The controller's share, then every other chassis's at once. Needs the switch
     (``services.ovs``) on every chassis first."""
+    if not ovs.in_use(ctx.site):
+        return []
     return [*controller_steps(ctx), *(s for h in hosts(ctx.site)[1:]
                                       for s in chassis_steps(ctx, h))]
 
@@ -255,7 +264,9 @@ def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
         "ovn": {"ovn_nb_connection": nb_connection(ctx),
                 "ovn_sb_connection": sb_connection(ctx),
                 "ovn_l3_scheduler": "leastloaded",
-                "ovn_metadata_enabled": "true",
+                # No metadata agent is deployed yet: guests read their metadata from
+                # a config drive (nova's force_config_drive).
+                "ovn_metadata_enabled": "false",
                 "enable_distributed_floating_ip": "false",
                 "neutron_sync_mode": "log"},
     }

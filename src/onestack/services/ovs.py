@@ -8,15 +8,16 @@ control sockets under its run dir, output in its log dir. The distribution's ins
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from onestack.core.step import Step
 from onestack.drivers import ovsdb
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, Role, Site
+from onestack.model.site import Host, NetworkBackend, Role, Site
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
-from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce
+from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, RunOnce
 from onestack.steps.ovs_actions import EnsureBridges
 
 name = "ovs"
@@ -41,9 +42,16 @@ def is_chassis(host: Host) -> bool:
     return Role.COMPUTE in host.roles or Role.NETWORK in host.roles
 
 
+def in_use(site: Site) -> bool:
+    """Whether the site's network back end is OVN (on this switch)."""
+    return site.network == NetworkBackend.OVN
+
+
 def hosts(site: Site) -> list[Host]:
     """Every compute and network host: the controller first (if it is one), then in
-    site order."""
+    site order (none without the OVN back end)."""
+    if not in_use(site):
+        return []
     return sorted((h for h in site.hosts if is_chassis(h)),
                   key=lambda h: h.name != site.controller.name)
 
@@ -94,9 +102,16 @@ def _daemon(ctx: ServiceContext, run: Path, program: str) -> tuple[str, ...]:
             *DAEMON_OPTIONS)
 
 
-def programs_on(ctx: ServiceContext) -> list[Program]:
-    """The database server and the switch of a chassis (the same on every one)."""
+# nova-compute's os-vif plugs instances through the switch's database socket: on a
+# compute host the database server runs with nova's group and its sockets are rw for
+# that group (0770), never for anyone else (no TCP listener).
+CLIENT_GROUP = "nova"
+
+
+def programs_on(ctx: ServiceContext, host: Host) -> list[Program]:
+    """The database server and the switch of a chassis."""
     run, env = run_dir(ctx), environment(ctx)
+    group = CLIENT_GROUP if Role.COMPUTE in host.roles else None
     server = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / "conf.db"),
               # The socket only: no "db:...manager_options" remote, so no client can
               # make the database listen on TCP behind onestack's back.
@@ -104,13 +119,16 @@ def programs_on(ctx: ServiceContext) -> list[Program]:
               *_daemon(ctx, run, "ovsdb-server")]
     switch = ["/usr/sbin/ovs-vswitchd", ovsdb_connection(ctx),
               *_daemon(ctx, run, "ovs-vswitchd")]
-    return [daemon_program("ovsdb-server", server, env),
+    return [replace(daemon_program("ovsdb-server", server, env), group=group,
+                    umask=0o007 if group else None),
             daemon_program("ovs-vswitchd", switch, env)]
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     """The controller's share: the switch when it is a chassis too."""
-    return programs_on(ctx) if is_chassis(ctx.controller) else []
+    if not (in_use(ctx.site) and is_chassis(ctx.controller)):
+        return []
+    return programs_on(ctx, ctx.controller)
 
 
 def probes(ctx: ServiceContext, host: Host) -> dict[str, CommandProbe]:
@@ -155,13 +173,18 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     packages = ([] if host.name == ctx.host else
                 [on("packages", "install Open vSwitch (Debian)", InstallPackages(PACKAGES))])
     create = ovsdb.create_db_script(db, ovsdb.OVS_SCHEMA, ovsdb.OVS_ROOT_ROW)
+    client = ([on(f"user:{CLIENT_GROUP}", f"create system user {CLIENT_GROUP} (its group "
+                  "uses the switch's database)", EnsureSystemUser(CLIENT_GROUP))]
+              if Role.COMPUTE in host.roles else [])
     return [
         *packages,
+        *client,
         on("dirs", "create Open vSwitch data and run directories",
-           EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), None, 0o750)))),
+           # The run dir is passable (its sockets' own modes guard them).
+           EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), None, 0o755)))),
         on("create-db", f"create the Open vSwitch database {db}",
            RunOnce(("sh", "-c", create), inputs=str(db))),
-        *program_steps(ctx, name, programs_on(ctx), {}, dict(probes(ctx, host)), 60,
+        *program_steps(ctx, name, programs_on(ctx, host), {}, dict(probes(ctx, host)), 60,
                        on=host, fanout=fanout),
         on("bridges", "create bridges " + ", ".join(n for n, _ in bridges(ctx))
            + f" (datapath {DATAPATH_TYPE})", EnsureBridges(ovsdb_connection(ctx),

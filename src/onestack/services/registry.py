@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from onestack.drivers.supervisor import WRAPPER_PACKAGES
+from onestack.model.site import Site
 from onestack.services import (
     glance,
     haproxy,
     keystone,
+    libvirt,
     mariadb,
     memcached,
     neutron,
     nova,
+    ovn,
+    ovs,
     placement,
     rabbitmq,
 )
 from onestack.services.base import InfraService, OpenStackService, ServiceModule
 
 # Typed: mypy checks every module against its protocol (services.base).
-INFRASTRUCTURE: tuple[InfraService, ...] = (mariadb, rabbitmq, memcached, haproxy)
+# The network back end (ADR 0015): the switch on every chassis before OVN, whose
+# ovn-controller needs it; libvirt on every compute host (ADR 0016). Each has no host
+# (and no step) on a site that does not use it.
+INFRASTRUCTURE: tuple[InfraService, ...] = (mariadb, rabbitmq, memcached, haproxy, ovs, ovn,
+                                            libvirt)
 # Upstream upgrade order: keystone, placement, glance, neutron, nova.
 OPENSTACK: tuple[OpenStackService, ...] = (keystone, placement, glance, neutron, nova)
 ALL: tuple[ServiceModule, ...] = INFRASTRUCTURE + OPENSTACK
@@ -28,10 +36,16 @@ ALL: tuple[ServiceModule, ...] = INFRASTRUCTURE + OPENSTACK
 RELEASE_PYTHON = ("python3",)
 
 
-def system_packages() -> tuple[str, ...]:
-    """Debian packages of the infrastructure."""
-    return (WRAPPER_PACKAGES + RELEASE_PYTHON
-            + tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES))
+def system_packages(site: Site) -> tuple[str, ...]:
+    """Debian packages of the controller: the program wrappers, the release's
+    interpreter and the infrastructure that runs there on this site (with the libvirt
+    driver also the Python bindings every release environment links, ADR 0018)."""
+    here = site.controller.name
+    infra = tuple(p for module in INFRASTRUCTURE if any(h.name == here for h in
+                                                       module.hosts(site))
+                  for p in module.PACKAGES)
+    bindings = libvirt.BINDINGS if libvirt.hosts(site) else ()
+    return tuple(dict.fromkeys(WRAPPER_PACKAGES + RELEASE_PYTHON + infra + bindings))
 
 
 def by_name(name: str) -> OpenStackService:

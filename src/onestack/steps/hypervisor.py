@@ -38,6 +38,47 @@ def decide_virt_type(requested: str, probe: KvmProbe | None) -> VirtDecision:
     return VirtDecision(QEMU, probe.describe())
 
 
+# /dev/kvm as Debian's udev rule leaves it: rw for group kvm. Where nothing set it so
+# (a container, a host without udev) only root can open it, and libvirt, which
+# probes QEMU as root but checks KVM as the QEMU user, finds KVM "enabled when
+# probing but not available now" and probes QEMU again on every call (5-12 s each:
+# a server took 80 s to define instead of 20 s).
+KVM_DEVICE = Path("/dev/kvm")
+KVM_GROUP = "kvm"
+KVM_MODE = 0o660
+
+
+@dataclass(frozen=True)
+class EnsureKvmAccess:
+    """/dev/kvm (where the host has one) is rw for group kvm, and ``user`` (QEMU's)
+    is in that group. Nothing to do on a host without /dev/kvm. Re-applied by every
+    ``up`` (devtmpfs forgets it at boot)."""
+
+    user: str
+    kind: str = "device"
+
+    def fingerprint(self) -> str:
+        return digest(f"kvm-access|{self.user}|{KVM_GROUP}|{KVM_MODE:o}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        script = (f'test -e {KVM_DEVICE} || {{ echo absent; exit 0; }}; '
+                  f'stat -c "%G %a" {KVM_DEVICE}; id -nG {self.user} 2>/dev/null || true')
+        return ctx.host.run(["sh", "-c", script]).split()
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        if not isinstance(fact, list) or fact == ["absent"]:
+            return False
+        return fact[:2] != [KVM_GROUP, f"{KVM_MODE:o}"] or KVM_GROUP not in fact[2:]
+
+    def apply(self, ctx: HostContext) -> None:
+        run = ctx.host.run
+        if not run(["getent", "group", KVM_GROUP], check=False).strip():
+            run(["groupadd", "--system", KVM_GROUP])
+        run(["chgrp", KVM_GROUP, str(KVM_DEVICE)])
+        run(["chmod", f"{KVM_MODE:o}", str(KVM_DEVICE)])
+        run(["usermod", "--append", "--groups", KVM_GROUP, self.user])
+
+
 @dataclass(frozen=True)
 class EnsureOnlyLibvirt:
     """No libvirt daemon but the site's own on the host: a second one cannot run

@@ -6,19 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from onestack.drivers.site_file import NOT_YET_LIBVIRT, read_site_file
+from onestack.drivers.site_file import read_site_file
 from onestack.errors import SiteFileError
 
 BASE = 'name: s1\nrelease: "2026.1"\nhosts:\n  - name: aio\n'
 
 
-def test_the_libvirt_driver_is_refused_naming_line_and_field(tmp_path: Path) -> None:
+def test_libvirt_and_ovn_are_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
-    path.write_text(BASE + "compute_driver: libvirt\n")
+    path.write_text(BASE)
+    site = read_site_file(path)
+    assert (site.compute_driver.value, site.network.value) == ("libvirt", "ovn")
+
+
+def test_no_network_with_libvirt_is_refused_naming_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE + "network: none\n")
     with pytest.raises(SiteFileError) as err:
         read_site_file(path)
-    assert (err.value.line, err.value.field_path, err.value.problem) == \
-        (5, "compute_driver", NOT_YET_LIBVIRT)
+    assert (err.value.line, err.value.field_path) == (5, "network")
+    assert "needs compute_driver: fake" in err.value.problem
 
 
 def test_the_fake_driver_is_read(tmp_path: Path) -> None:

@@ -148,15 +148,15 @@ def test_bad_known_hosts_path_is_named() -> None:
     assert (err.line, err.field_path) == (SSH_HOSTS.count("\n") + 1, "known_hosts")
 
 
-def test_compute_driver_is_fake_unless_asked_and_virt_type_needs_libvirt() -> None:
+def test_compute_driver_is_libvirt_unless_asked_and_virt_type_needs_libvirt() -> None:
     base = 'name: a\nrelease: "2026.1"\nhosts: [{name: h}]\n'
-    assert parse_site(base, "s.yaml").compute_driver == ComputeDriver.FAKE
+    assert parse_site(base, "s.yaml").compute_driver == ComputeDriver.LIBVIRT
     site = parse_site(base + "compute_driver: libvirt\nvirt_type: kvm\n", "s.yaml")
     assert (site.compute_driver, site.virt_type) == (ComputeDriver.LIBVIRT, VirtType.KVM)
     assert parse_site(base + "compute_driver: libvirt\n", "s.yaml").virt_type == VirtType.AUTO
     with pytest.raises(SiteFileError) as err:
-        parse_site(base + "virt_type: qemu\n", "s.yaml")
-    assert (err.value.line, err.value.field_path) == (4, "virt_type")
+        parse_site(base + "compute_driver: fake\nvirt_type: qemu\n", "s.yaml")
+    assert (err.value.line, err.value.field_path) == (5, "virt_type")
     assert "needs compute_driver: libvirt" in err.value.problem
     with pytest.raises(SiteFileError, match="compute_driver: Input should be 'libvirt' or"):
         parse_site(base + "compute_driver: xen\n", "s.yaml")

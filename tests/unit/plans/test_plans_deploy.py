@@ -20,6 +20,7 @@ from onestack.services import registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import EnsureSystemUser, WriteFile
 from onestack.steps.context import HostContext
+from support.sites import fast
 
 # The make_service_context fixture (tests/conftest.py) builds these.
 ContextFactory = Callable[..., ServiceContext]
@@ -70,6 +71,16 @@ def test_packages_come_first(steps: list[Step]) -> None:
     assert steps[0].id == "host/packages"
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
         "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
+        "tini", "util-linux", "python3", "openvswitch-switch", "ovn-central", "ovn-host",
+        "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
+        "qemu-utils", "genisoimage", "sudo", "python3-libvirt"}
+
+
+def test_a_fast_site_installs_only_the_core_infrastructure(
+        make_service_context: ContextFactory) -> None:
+    steps = deploy_steps(make_service_context(fast(default_lab_site())))
+    assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
+        "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
         "tini", "util-linux", "python3"}
 
 
@@ -83,9 +94,9 @@ def test_system_users_first_then_infrastructure_beside_the_release(
     batch = _batch_of(steps, "host/release-env")
     assert max(users) < _index(steps, batch[0].id)  # useradd one at a time, before
     assert {s.runs_in for s in batch} == {"aio", "mariadb", "rabbitmq", "memcached",
-                                          "haproxy"}
+                                          "haproxy", "network", "libvirt"}
     assert {s.service for s in batch} == {"host", "mariadb", "rabbitmq", "memcached",
-                                          "haproxy"}
+                                          "haproxy", "ovs", "ovn", "libvirt"}
 
 
 def test_openstack_services_side_by_side_once_the_infrastructure_answers(

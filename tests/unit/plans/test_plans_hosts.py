@@ -15,7 +15,7 @@ from onestack.plans.deploy import deploy_steps
 from onestack.services import nova, registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import WriteFile
-from support.sites import site_of
+from support.sites import fast, site_of
 
 ContextFactory = Callable[..., ServiceContext]
 CONTROL_PLANE = ("mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "placement",
@@ -28,7 +28,7 @@ PER_HOST = ("packages", "dirs", "release-env", "supervisord-conf")
 
 @pytest.fixture(params=[0, 2, 49], ids=["1-host", "3-hosts", "50-hosts"])
 def site(request: pytest.FixtureRequest) -> Site:
-    return default_lab_site() if request.param == 0 else site_of(request.param)
+    return fast(default_lab_site()) if request.param == 0 else site_of(request.param)
 
 
 @pytest.fixture
@@ -121,7 +121,9 @@ def test_controller_without_compute_role_runs_no_compute(
                                                    "nova-scheduler"]
     assert [h.name for h in nova.hosts(ctx.site)] == ["ctl1", "cmp1"]
     assert all(m.hosts(ctx.site) == [ctx.site.controller] for m in registry.ALL
-               if m.name != "nova")
+               if m.name not in ("nova", "ovs", "ovn", "libvirt"))
+    assert all(m.hosts(ctx.site) == [] for m in registry.ALL
+               if m.name in ("ovs", "ovn", "libvirt"))  # a fast site: none of them
 
 
 def test_computes_fan_out_one_batch(steps: list[Step], site: Site) -> None:

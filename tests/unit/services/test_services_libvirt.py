@@ -86,7 +86,8 @@ def test_nova_settings_for_the_libvirt_driver(make_service_context: ContextFacto
     assert helper.startswith(f"sudo {ctx.bin('privsep-helper')} --config-file ")
     assert str(libvirt.virt_fragment_path(ctx)) in helper
     sudoers = libvirt.privsep_sudoers(ctx)
-    assert sudoers.startswith(f"nova ALL=(root) NOPASSWD: {ctx.bin('privsep-helper')} ")
+    assert sudoers == (f"nova ALL=(root) NOPASSWD: {ctx.paths.releases}/*/venv/bin/"
+                       "privsep-helper *\n")
     files = libvirt.nova_config_files(ctx)
     assert files[-1] == str(libvirt.virt_fragment_path(ctx))  # read last: it wins
 
@@ -103,3 +104,13 @@ def test_the_probe_step_carries_the_site_choice(make_service_context: ContextFac
     assert dict(action.fragments).keys() == {"kvm", "qemu"}
     other = libvirt.detect_accelerator(make_service_context(_site()))
     assert action.fingerprint() != other.fingerprint()
+
+
+def test_kvm_access_is_needed_only_where_dev_kvm_is_not_udevs() -> None:
+    from onestack.steps.hypervisor import EnsureKvmAccess
+
+    action = EnsureKvmAccess("nova")
+    assert not action.needed(["absent"], None)  # no /dev/kvm: nothing to open
+    assert action.needed(["root", "600", "nova"], None)
+    assert action.needed(["kvm", "660", "nova"], None)  # nova not in group kvm
+    assert not action.needed(["kvm", "660", "nova", "kvm"], "done")

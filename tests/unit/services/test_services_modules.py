@@ -27,8 +27,8 @@ def ctx(make_service_context: ContextFactory) -> ServiceContext:
 
 def test_registry_order_and_lookup() -> None:
     assert [m.name for m in registry.ALL] == ["mariadb", "rabbitmq", "memcached", "haproxy",
-                                              "keystone", "placement", "glance", "neutron",
-                                              "nova"]
+                                              "ovs", "ovn", "libvirt", "keystone", "placement",
+                                              "glance", "neutron", "nova"]
     assert all(m.kind == "infra" for m in registry.INFRASTRUCTURE)
     assert all(m.kind == "openstack" for m in registry.OPENSTACK)
     assert registry.by_name("glance").name == "glance"

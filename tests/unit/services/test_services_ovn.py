@@ -21,7 +21,7 @@ from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds
 
 ContextFactory = Callable[..., ServiceContext]
 AIO_STEPS = [
-    "ovs/dirs", "ovs/create-db", "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
+    "ovs/user:nova", "ovs/dirs", "ovs/create-db", "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
     "ovs/supervisor", "ovs/start:ovsdb-server", "ovs/start:ovs-vswitchd", "ovs/bridges",
     "ovn/dirs", "ovn/create-dbs", "ovn/chassis", "ovn/program:ovn-nb-db",
     "ovn/program:ovn-sb-db", "ovn/program:ovn-northd", "ovn/program:ovn-controller",
@@ -66,8 +66,9 @@ def test_all_in_one_steps_in_order(make_service_context: ContextFactory) -> None
     assert not any(isinstance(s.action, InstallPackages) for s in steps)
 
 
-def test_not_registered_yet_but_typed_as_infrastructure() -> None:
-    assert ovs not in registry.ALL and ovn not in registry.ALL
+def test_registered_in_order_as_infrastructure() -> None:
+    names = [m.name for m in registry.INFRASTRUCTURE]
+    assert names.index("ovs") + 1 == names.index("ovn")
     assert [m.name for m in network.BACK_END] == ["ovs", "ovn"]
     assert all(m.kind == "infra" and m.PACKAGES for m in network.BACK_END)
     assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "ovn-central", "ovn-host")
@@ -175,7 +176,7 @@ def test_one_controller_and_two_computes(make_service_context: ContextFactory) -
     groups = [{s.host for s in group} for group in batches(steps) if len(group) > 1]
     assert groups == [{"cmp1", "cmp2"}, {"cmp1", "cmp2"}]
     assert [s.fanout for s in steps if s.host == "cmp1"] == \
-        ["ovs-chassis"] * 9 + ["ovn-chassis"] * 6
+        ["ovs-chassis"] * 10 + ["ovn-chassis"] * 6
 
 
 def test_each_chassis_names_itself_and_reaches_the_controller(
@@ -256,7 +257,7 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     assert ini["ml2_type_geneve"]["max_header_size"] == "38"
     assert ini["ovn"]["ovn_nb_connection"] == "tcp:198.18.20.10:16641"
     assert ini["ovn"]["ovn_sb_connection"] == "tcp:198.18.20.10:16642"
-    assert ini["ovn"]["ovn_metadata_enabled"] == "true"
+    assert ini["ovn"]["ovn_metadata_enabled"] == "false"  # config drive; no agent yet
     assert ovn.neutron_settings(ctx) == {"DEFAULT": {"service_plugins": "ovn-router"}}
     assert ovn.metadata_agent_settings(ctx) == {
         "ovn": {"ovn_sb_connection": "tcp:198.18.20.10:16642"},
