@@ -249,6 +249,23 @@ class StateFileError(OnestackError):
 
 
 @dataclass
+class ContentConflictError(OnestackError):
+    """An object of Day-1 content (a network, subnet, router) exists under its name with
+    another shape: onestack never changes an operator's object, it names the difference."""
+
+    kind: str
+    name: str
+    problem: str
+
+    def __post_init__(self) -> None:
+        self.hint = (f"rename or delete that {self.kind} (once nothing uses it), or make it "
+                     "match, then run the same command again")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} exists, but {self.problem}: onestack leaves it as it is"
+
+
+@dataclass
 class HostError(OnestackError):
     """A host cannot be reached or used; every subclass names the host.
 

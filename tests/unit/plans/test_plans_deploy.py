@@ -120,8 +120,11 @@ def test_nova_starts_its_programs_once_every_other_service_is_up(steps: list[Ste
     assert "nova/db-sync" in nova_lane and not [i for i in nova_lane if "program:" in i]
     services = _batch_of(steps, "nova/db-sync")
     assert _index(steps, services[-1].id) < _index(steps, "nova/program:nova-api")
-    assert [s.id for s in steps[-4:]] == ["nova/discover-hosts", "nova/flavors",
-                                          "glance/test-image", "host/clouds-yaml"]
+    assert [s.id for s in steps[-10:]] == [
+        "nova/discover-hosts", "nova/flavors", "host/address:br-ex", "neutron/network:public",
+        "neutron/subnet:public-subnet", "neutron/network:private",
+        "neutron/subnet:private-subnet", "neutron/router:router1", "glance/test-image",
+        "host/clouds-yaml"]
 
 
 def test_each_service_writes_programs_before_loading_then_starts(steps: list[Step]) -> None:
