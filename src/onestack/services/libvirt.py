@@ -32,8 +32,10 @@ FANOUT = "libvirt"  # every compute host's libvirt at once
 # Installed on each compute host by its own step (``system_packages`` is the
 # controller's). Not libvirt-daemon-system: it only adds the packaged daemons' start-up
 # (systemd units, which pull systemd in) and their configuration, both unused here.
+# genisoimage: nova-compute writes a server's config drive with it (``[DEFAULT]
+# mkisofs_cmd``); without it, a server asking for one goes to ERROR.
 PACKAGES = ("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients",
-            "qemu-system-x86", "qemu-utils")
+            "qemu-system-x86", "qemu-utils", "genisoimage")
 # QEMU runs as the user that owns nova's instances folder (as Kolla does): it opens
 # the disks there, and libvirt's dynamic ownership has nothing to change hands.
 QEMU_USER = "nova"
