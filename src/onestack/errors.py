@@ -385,3 +385,60 @@ class KvmUnusableError(HostError):
     template: ClassVar[str] = "host {host}: virt_type kvm was asked for, but {problem}"
     hint_template: ClassVar[str | None] = (
         "set virt_type: auto (software emulation where KVM does not work) or qemu")
+
+
+@dataclass
+class InstanceCheckError(OnestackError):
+    """A real-instance check of ``onestack verify`` saw the cloud misbehave. Subclasses
+    set ``template`` (formatted with the instance's fields): one place for each wording."""
+
+    template: ClassVar[str] = "instance check failed"
+
+    def __str__(self) -> str:
+        return self.template.format(**self.__dict__)
+
+
+@dataclass
+class ServerFaultError(InstanceCheckError):
+    """A server went to ERROR: nova's own fault message says why."""
+
+    server: str
+    fault: str
+    template: ClassVar[str] = "server {server} went to ERROR: {fault}"
+
+
+@dataclass
+class WaitTimeoutError(InstanceCheckError):
+    """Something a check waits for did not happen in its bounded time."""
+
+    what: str
+    seconds: float
+    last_seen: str
+    template: ClassVar[str] = "{what}: not within {seconds:.0f}s (last seen: {last_seen})"
+
+
+@dataclass
+class GuestSshError(InstanceCheckError):
+    """An SSH session to a guest could not be opened or a command in it failed to run."""
+
+    address: str
+    reason: str
+    template: ClassVar[str] = "ssh to guest {address}: {reason}"
+
+
+@dataclass
+class MissingContentError(InstanceCheckError):
+    """Day-1 content the checks use (image, flavor, network) is not in the cloud."""
+
+    kind: str
+    name: str
+    template: ClassVar[str] = "{kind} {name} not found (Day-1 content of `onestack up`)"
+
+
+@dataclass
+class CheckFailedError(InstanceCheckError):
+    """A guest or the cloud answered, but not as a working cloud would."""
+
+    what: str
+    seen: str
+    template: ClassVar[str] = "{what}: {seen}"

@@ -133,17 +133,24 @@ def _render_status(data: dict[str, Any]) -> None:
 @json_option
 @click.option("--timeout", default=120.0, show_default=True, type=SECONDS,
               help="Seconds per wait.")
+@click.option("--ssh-timeout", default=180.0, show_default=True, type=SECONDS,
+              help="Seconds for a booted instance to answer SSH on its floating IP.")
+@click.option("--instances/--no-instances", default=True, show_default=True,
+              help="Also boot real instances (libvirt and OVN sites) and check SSH, "
+                   "instance-to-instance traffic and security groups.")
 @click.pass_obj
-def verify(obj: CliContext, site_file: Path | None, as_json: bool, timeout: float) -> None:
+def verify(obj: CliContext, site_file: Path | None, as_json: bool, timeout: float,
+           ssh_timeout: float, instances: bool) -> None:
     """Smoke-test the running cloud through openstacksdk; non-zero exit on any failure."""
     from onestack.health.verify import run
 
-    data = run(_handle(obj, site_file), timeout)
+    data = run(_handle(obj, site_file), timeout, instances=instances,
+               ssh_timeout=ssh_timeout, progress=_progress(as_json))
     if as_json:
         emit_json(data)
     else:
         for c in data["checks"]:
-            mark = "PASS" if c["passed"] else "FAIL"
+            mark = "SKIP" if c["skipped"] else "PASS" if c["passed"] else "FAIL"
             click.echo(f"{mark}  {c['name']:<30} {c['seconds']:6.1f}s  {c['detail']}")
         click.echo("all checks passed" if data["passed"] else "some checks FAILED")
     sys.exit(0 if data["passed"] else 1)

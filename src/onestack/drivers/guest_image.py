@@ -42,6 +42,7 @@ MIB = 1 << 20
 FIXED_TIME = 946684800  # 2000-01-01: file times on the FAT file system (FAT starts at 1980)
 # Guest facts for whoever uploads and boots the image (glance properties, tests).
 MIN_RAM_MB = 128
+SSH_USER = "root"  # keys from the config drive or metadata service go to root
 CONSOLE_MARKERS = {"dhcp": "onestack-guest: dhcp ok", "ssh": "onestack-guest: ssh ready",
                    "done": "onestack-guest: boot done"}
 
@@ -74,7 +75,7 @@ class GuestImage:
     disk_format: str = "qcow2"
     container_format: str = "bare"
     min_ram_mb: int = MIN_RAM_MB
-    ssh_user: str = "root"
+    ssh_user: str = SSH_USER
     console_markers: dict[str, str] = field(default_factory=lambda: dict(CONSOLE_MARKERS))
 
     def to_dict(self) -> dict[str, Any]:

@@ -374,7 +374,7 @@ def _point_at(venv: Path, target: Path) -> None:
 
 # Python modules of Debian packages a release uses from the host, not from PyPI: the
 # libvirt bindings must match the host's libvirt (python3-libvirt; libvirt-python on
-# PyPI is a source package that needs a compiler and libvirt's headers). ADR 0018.
+# PyPI is a source package that needs a compiler and libvirt's headers). ADR 0019.
 DEBIAN_MODULES_DIR = Path("/usr/lib/python3/dist-packages")
 DEBIAN_MODULES = ("libvirt.py", "libvirt_qemu.py", "libvirt_lxc.py", "libvirtaio.py",
                   "libvirtmod*.so")

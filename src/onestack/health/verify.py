@@ -5,32 +5,25 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
+from onestack.core.progress import Progress, SilentProgress
 from onestack.drivers import openstack as os_driver
+from onestack.drivers.guest_ssh import GuestAccess
+from onestack.drivers.openstack_instances import InstanceCloud
+from onestack.health.instances import (
+    InstanceChecks,
+    InstanceSettings,
+    skip_reason,
+    skipped_row,
+)
+from onestack.health.results import CheckResult, timed
+from onestack.model.site import Site
 from onestack.services import oslo
 from onestack.state.site import SiteHandle, service_context
 
 PREFIX = "onestack-verify"
-
-
-@dataclass
-class CheckResult:
-    name: str
-    passed: bool
-    seconds: float
-    detail: str
-
-
-def _timed(name: str, func: Callable[[], str]) -> CheckResult:
-    t0 = time.monotonic()
-    try:
-        detail = func()
-        return CheckResult(name, True, time.monotonic() - t0, detail)
-    except Exception as exc:  # every failure becomes a row, never a traceback
-        return CheckResult(name, False, time.monotonic() - t0, f"{type(exc).__name__}: {exc}")
 
 
 class SmokeTests:
@@ -131,23 +124,40 @@ class SmokeTests:
         return f"network, subnet and port (ip {', '.join(ips)}) created and deleted"
 
 
-def run(handle: SiteHandle, timeout: float = 120) -> dict[str, Any]:
-    """Run every smoke test; a failure in one does not stop the others."""
+def run(handle: SiteHandle, timeout: float = 120, *, instances: bool = False,
+        ssh_timeout: float = 180.0, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every smoke test; a failure in one does not stop the others. With
+    ``instances``, the real-instance checks follow (``health.instances``) on a site
+    that can run them, else one skipped row says why not."""
     ctx = service_context(handle, generate=False)
-    connect = _timed("connect", lambda: _connect_detail(ctx))
+    connect = timed("connect", lambda: _connect_detail(ctx))
     results = [connect]
     if connect.passed:
         conn = os_driver.connect(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
                                  ctx.site.region)
         tests = SmokeTests(conn, timeout)
-        results += [_timed("token issue", tests.token),
-                    _timed("image upload/download", tests.image),
-                    _timed("server create/ACTIVE/delete", tests.server),
-                    _timed("every compute host", lambda: tests.every_compute(
+        results += [timed("token issue", tests.token),
+                    timed("image upload/download", tests.image),
+                    timed("server create/ACTIVE/delete", tests.server),
+                    timed("every compute host", lambda: tests.every_compute(
                         [h.name for h in ctx.site.computes])),
-                    _timed("network/subnet/port", tests.network)]
+                    timed("network/subnet/port", tests.network)]
+        if instances:
+            settings = InstanceSettings(active_timeout=timeout, ssh_timeout=ssh_timeout)
+            results += instance_checks(conn, ctx.site, settings, progress or SilentProgress())
     return {"site": handle.site.name, "passed": all(r.passed for r in results),
             "checks": [asdict(r) for r in results]}
+
+
+def instance_checks(conn: Any, site: Site, settings: InstanceSettings,
+                    progress: Progress) -> list[CheckResult]:
+    """The real-instance rows: run when the site runs real guests on OVN, else one
+    skipped row naming what the site lacks."""
+    reason = skip_reason(site)
+    if reason:
+        return [skipped_row(reason)]
+    cloud = InstanceCloud(conn)
+    return InstanceChecks(cloud, GuestAccess(), progress, settings).run()
 
 
 def _connect_detail(ctx: Any) -> str:

@@ -42,7 +42,7 @@ FANOUT = "libvirt"  # every compute host's libvirt at once
 # nova-compute's privileged helper (oslo.privsep).
 PACKAGES = ("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients",
             "qemu-system-x86", "qemu-utils", "genisoimage", "sudo")
-# The libvirt bindings every release environment links (ADR 0018), wherever it is
+# The libvirt bindings every release environment links (ADR 0019), wherever it is
 # built or shipped on a site with the libvirt driver.
 BINDINGS = ("python3-libvirt",)
 # QEMU runs as the user that owns nova's instances folder (as Kolla does): it opens

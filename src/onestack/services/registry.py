@@ -39,7 +39,7 @@ RELEASE_PYTHON = ("python3",)
 def system_packages(site: Site) -> tuple[str, ...]:
     """Debian packages of the controller: the program wrappers, the release's
     interpreter and the infrastructure that runs there on this site (with the libvirt
-    driver also the Python bindings every release environment links, ADR 0018)."""
+    driver also the Python bindings every release environment links, ADR 0019)."""
     here = site.controller.name
     infra = tuple(p for module in INFRASTRUCTURE if any(h.name == here for h in
                                                        module.hosts(site))

@@ -167,6 +167,7 @@ def test_bad_secrets_file_is_an_error_that_shows_no_secret(
 
 
 @pytest.mark.parametrize("args", [["verify", "--timeout", "-1"], ["verify", "--timeout", "0"],
+                                  ["verify", "--ssh-timeout", "0"],
                                   ["hardware", "discover", "--workers", "0"],
                                   ["hardware", "discover", "--workers", "-3"],
                                   ["hardware", "discover", "--timeout", "-1"],

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from onestack.cli.main import cli, main
 from onestack.model.loader import dump_site
-from onestack.model.site import default_lab_site
+from onestack.model.site import ComputeDriver, NetworkBackend, default_lab_site
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -101,3 +101,36 @@ def test_credentials_hides_secrets_unless_asked(tmp_path: Path) -> None:
     assert "topsecretvalue" not in shown and str(secrets) in shown
     asked = runner.invoke(cli, ["--home", str(tmp_path), "credentials", "--show-secrets"])
     assert "keystone.admin = topsecretvalue" in asked.output
+
+
+def _verify_rows(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[dict[str, object]]:
+    site_dir = home / "sites" / "lab"
+    site_dir.mkdir(parents=True)
+    site = default_lab_site("lab").model_copy(
+        update={"compute_driver": ComputeDriver.FAKE, "network": NetworkBackend.NONE})
+    (site_dir / "site.yaml").write_text(dump_site(site))
+    asked: list[dict[str, object]] = []
+
+    def run(handle: object, timeout: float, **kwargs: object) -> dict[str, object]:
+        asked.append({"timeout": timeout, **kwargs})
+        rows = [{"name": "token issue", "passed": True, "seconds": 0.1, "detail": "ok",
+                 "skipped": False},
+                {"name": "instance to instance ping", "passed": False, "seconds": 0.0,
+                 "detail": "not run: needs 'x'", "skipped": True}]
+        return {"site": "lab", "passed": False, "checks": rows}
+    monkeypatch.setattr("onestack.health.verify.run", run)
+    return asked
+
+
+def test_verify_shows_skipped_rows_and_passes_its_options(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asked = _verify_rows(monkeypatch, tmp_path)
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "verify", "--ssh-timeout",
+                                      "240", "--no-instances"])
+    assert result.exit_code == 1
+    assert "PASS  token issue" in result.output
+    assert "SKIP  instance to instance ping" in result.output
+    assert asked[0]["ssh_timeout"] == 240.0 and asked[0]["instances"] is False
+    asked.clear()
+    CliRunner().invoke(cli, ["--home", str(tmp_path), "verify"])
+    assert asked[0]["instances"] is True and asked[0]["ssh_timeout"] == 180.0
