@@ -21,7 +21,8 @@ from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds
 
 ContextFactory = Callable[..., ServiceContext]
 AIO_STEPS = [
-    "ovs/user:nova", "ovs/dirs", "ovs/create-db", "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
+    "ovs/user:nova", "ovs/dirs", "ovs/create-db",
+    "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
     "ovs/supervisor", "ovs/start:ovsdb-server", "ovs/start:ovs-vswitchd", "ovs/bridges",
     "ovn/dirs", "ovn/create-dbs", "ovn/chassis", "ovn/program:ovn-nb-db",
     "ovn/program:ovn-sb-db", "ovn/program:ovn-northd", "ovn/program:ovn-controller",
