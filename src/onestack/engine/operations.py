@@ -213,6 +213,8 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
     also delete its state and secrets. A host that cannot be reached is reported and
     skipped (a host that is off runs nothing)."""
     with site_lock(handle.paths.site, handle.site.name, "down"):
+        if purge:
+            _remove_guests(handle, progress)
         for host in handle.site.hosts:
             if not host.is_local:
                 _down_remote(handle, host, progress, purge)
@@ -221,9 +223,47 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
             _stop_in_order(handle, sup, progress)
             sup.shutdown()
         _stop_epmd_if_unused(progress)
+        if purge:
+            _remove_host_leftovers(handle, progress)
     if purge and handle.paths.site.exists():
         progress.message(f"removing {handle.paths.site}")
         shutil.rmtree(handle.paths.site)
+
+
+def _on_hosts(handle: SiteHandle, hosts: Iterable[Host], progress: Progress,
+              what: str, run: Any) -> None:
+    """``run(connection)`` on each host, one that cannot be reached reported."""
+    for host in hosts:
+        try:
+            run(handle.connection(host))
+        except HostError as exc:
+            progress.message(f"{host.name}: {what} skipped ({exc})")
+
+
+def _remove_guests(handle: SiteHandle, progress: Progress) -> None:
+    """Before a purge stops libvirt: every guest of the site stopped and undefined."""
+    from onestack.services import libvirt
+
+    ctx = service_context(handle, generate=False)
+
+    def remove(conn: Any) -> None:
+        gone = conn.run(list(libvirt.remove_guests_script(ctx)), check=False).split()
+        if gone:
+            progress.message(f"{conn.name}: removed guests {', '.join(gone)}")
+
+    _on_hosts(handle, libvirt.hosts(handle.site), progress, "removing guests", remove)
+
+
+def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
+    """After a purge stopped everything: the switch's kernel devices and the site's
+    files outside its folder (sudoers)."""
+    from onestack.services import libvirt, ovs
+
+    ctx = service_context(handle, generate=False)
+    _on_hosts(handle, ovs.hosts(handle.site), progress, "removing bridges",
+              lambda conn: conn.run(list(ovs.remove_ports_argv(ctx)), check=False))
+    _on_hosts(handle, libvirt.hosts(handle.site), progress, "removing host files",
+              lambda conn: [conn.remove(p) for p in libvirt.host_files(ctx)])
 
 
 def _down_remote(handle: SiteHandle, host: Host, progress: Progress, purge: bool) -> None:

@@ -231,6 +231,26 @@ def privsep_sudoers(ctx: ServiceContext) -> str:
     return f"{QEMU_USER} ALL=(root) NOPASSWD: {helper} *\n"
 
 
+# --- purge --------------------------------------------------------------------------------
+
+
+def remove_guests_script(ctx: ServiceContext) -> tuple[str, ...]:
+    """argv, run on a compute host while its libvirtd still runs (``down --purge``):
+    every guest of the site's libvirtd stopped and undefined (their QEMU outlives
+    libvirtd by design, and their definitions live in the host's /etc/libvirt)."""
+    virsh = f"virsh -q -c '{uri(ctx)}'"
+    script = (f"for d in $({virsh} list --all --name 2>/dev/null); do "
+              f"{virsh} destroy \"$d\" >/dev/null 2>&1; "
+              f"{virsh} undefine --nvram \"$d\" >/dev/null 2>&1 || "
+              f"{virsh} undefine \"$d\" >/dev/null 2>&1; echo \"$d\"; done; true")
+    return ("sh", "-c", script)
+
+
+def host_files(ctx: ServiceContext) -> tuple[Path, ...]:
+    """Files of the site outside its folder on a compute host (removed by a purge)."""
+    return (sudoers_path(ctx),)
+
+
 # --- steps ------------------------------------------------------------------------------
 
 

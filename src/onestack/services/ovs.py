@@ -203,3 +203,11 @@ def os_vif_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     the site's switch (its database socket, the integration bridge)."""
     return {"os_vif_ovs": {"ovsdb_connection": ovsdb_connection(ctx)},
             "neutron": {"ovs_bridge": INTEGRATION_BRIDGE}}
+
+
+def remove_ports_argv(ctx: ServiceContext) -> tuple[str, ...]:
+    """argv, run on a chassis once its switch stopped (``down --purge``): the kernel
+    devices the userspace datapath left (each bridge's internal port, ovs-netdev)."""
+    names = [n for n, _ in bridges(ctx)] + ["ovs-netdev"]
+    script = " ".join(f"ip link delete {n} 2>/dev/null;" for n in names) + " true"
+    return ("sh", "-c", script)
