@@ -140,7 +140,7 @@ class FakeShell:
         self.access.commands.append(command)
         if command.startswith("hostname"):
             return CommandResult(0, f"{self.access.hostname}\nLinux 6.1.0-cloud-amd64\n", "")
-        if command.startswith("ping"):
+        if "ping -c 3" in command:
             return CommandResult(self.access.ping_status,
                                  "3 packets transmitted, 3 packets received, 0% packet loss\n",
                                  "")
@@ -231,7 +231,7 @@ def test_every_check_passes_in_order_and_everything_is_deleted(
     assert created[0][2] == {"image_id": "img", "flavor_id": "flv", "network_id": "net",
                              "key_name": TAG, "group": TAG, "config_drive": True}
     assert cloud.made("add_floating_ip") == [("add_floating_ip", "pub", "id-1", "10.0.0.11")]
-    assert any("ping -c 3 -w 20 10.0.0.12" in c for c in access.commands)
+    assert any("ping -c 3 -W 2 10.0.0.12" in c for c in access.commands)
     # Cleanup: floating IP, both servers, the group, the key pair (in that order).
     deletions = [c for c in cloud.calls if c[0].startswith("delete")]
     assert deletions == [("delete_floating_ip", "fip-1"), ("delete_server", "id-1"),
