@@ -63,6 +63,7 @@ class CommandProbe:
     env: tuple[tuple[str, str], ...] = ()
     runs_on: str = ""
     via: HostConnection | None = field(default=None, compare=False, repr=False)
+    label: str = ""  # what the result names (default: the command's first words)
 
     def through(self, host: HostConnection) -> CommandProbe:
         """The same probe, run on ``host`` through its connection."""
@@ -70,13 +71,15 @@ class CommandProbe:
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         host = self.via or LocalHost()
-        shown = " ".join(self.argv[:3])
+        shown = self.label or " ".join(self.argv[:3])
         try:
             out = host.run(self.argv, env=dict(self.env), timeout=max(timeout, 5))
         except CommandError as exc:
             return False, f"{shown}: {exc.output.strip()[-200:] or f'exit {exc.returncode}'}"
-        if any(line.strip().startswith(self.expect) for line in out.splitlines()):
-            return True, f"{shown}: {self.expect}"
+        found = [line.strip() for line in out.splitlines()
+                 if line.strip().startswith(self.expect)]
+        if found:
+            return True, f"{shown}: {found[0][:120] if self.label else self.expect}"
         return False, f"{shown}: no {self.expect!r} in {out.strip()[-200:]!r}"
 
 

@@ -1,9 +1,6 @@
 """The network back end's service modules (ADR 0015), in deploy order: the switch on
-every chassis before OVN, whose ovn-controller needs it.
-
-Not in ``registry`` yet: listing them there deploys them with every site. Typed here
-so mypy checks both modules against ``InfraService`` meanwhile.
-"""
+every chassis before OVN, whose ovn-controller needs it (both are in
+``registry.INFRASTRUCTURE``; the OVN data-path e2e runs these two alone)."""
 
 from __future__ import annotations
 

@@ -145,11 +145,28 @@ def probes(ctx: ServiceContext, host: Host) -> dict[str, CommandProbe]:
     }
 
 
+# The switch's own view of its datapath: every bridge named, each as "  <name>:".
+_BRIDGES_IN_DATAPATH = ('out=$(ovs-appctl --timeout=3 -t "$1" dpif/show) || exit 1; shift; '
+                        'for b; do echo "$out" | grep -q "^  $b:" || '
+                        '{ echo "bridge $b missing from the datapath"; exit 1; }; done; '
+                        'echo "bridges $*"')
+
+
+def bridges_probe(ctx: ServiceContext, host: Host) -> CommandProbe:
+    """ovs-vswitchd answers and its datapath has every bridge (``status``)."""
+    names = [n for n, _ in bridges(ctx)]
+    return CommandProbe(("sh", "-c", _BRIDGES_IN_DATAPATH, "sh",
+                         str(run_dir(ctx) / "ovs-vswitchd.ctl"), *names), "bridges",
+                        runs_on=host.name, label="ovs-vswitchd datapath")
+
+
 def checks(ctx: ServiceContext) -> list[Check]:
     """Every chassis's programs: named by program on the controller, ``program/host``
-    elsewhere (as ``status`` looks them up)."""
-    return [Check(program if h.name == ctx.host else f"{program}/{h.name}", probe)
-            for h in hosts(ctx.site) for program, probe in probes(ctx, h).items()]
+    elsewhere (as ``status`` looks them up); the switch's check also names its bridges."""
+    status = {h.name: {**probes(ctx, h), "ovs-vswitchd": bridges_probe(ctx, h)}
+              for h in hosts(ctx.site)}
+    return [Check(program if name == ctx.host else f"{program}/{name}", probe)
+            for name, by_program in status.items() for program, probe in by_program.items()]
 
 
 def bridges(ctx: ServiceContext) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:

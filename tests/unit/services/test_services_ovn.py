@@ -266,3 +266,16 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     assert ovs.os_vif_settings(ctx) == {
         "os_vif_ovs": {"ovsdb_connection": f"unix:{ctx.paths.run}/openvswitch/db.sock"},
         "neutron": {"ovs_bridge": "br-int"}}
+
+
+def test_status_names_the_switch_bridges(make_service_context: ContextFactory) -> None:
+    from onestack.drivers.probes import CommandProbe
+
+    ctx = make_service_context()
+    by_name = {c.name: c.probe for c in ovs.checks(ctx)}
+    probe = by_name["ovs-vswitchd"]
+    assert isinstance(probe, CommandProbe) and probe.argv[-2:] == ("br-int", "br-ex")
+    said = CommandProbe(("sh", "-c", "echo bridges br-int br-ex"), "bridges", label="dp")
+    assert said.check() == (True, "dp: bridges br-int br-ex")
+    missing = CommandProbe(("sh", "-c", "echo nothing"), "bridges", label="dp")
+    assert missing.check()[0] is False
