@@ -56,7 +56,12 @@ def _back_end_settings(ctx: ServiceContext) -> oslo.Ini:
     if not ovs.in_use(ctx.site):
         return {}
     notify = {"notify_nova_on_port_status_changes": "true",
-              "notify_nova_on_port_data_changes": "true"}
+              "notify_nova_on_port_data_changes": "true",
+              # ML2/OVN registers each server process in its hash ring under
+              # (host, worker): during a blue/green upgrade both releases' APIs run
+              # on one host, and the newer one's start failed on the older one's rows
+              # (DBDuplicateEntry on ovn_hash_ring). Each color is a host of its own.
+              "host": f"{ctx.host}-{ctx.color(name)}"}
     return oslo.merged(ovn.neutron_settings(ctx), {"DEFAULT": notify})
 
 
