@@ -50,6 +50,20 @@ def program(ctx: ServiceContext, service: str, color: str | None = None) -> Prog
     """
     color = color or ctx.color(service)
     env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
+    command = [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))]
+    if service in FRESH_TMPDIR:
+        env["TMPDIR"] = str(ctx.paths.data / service / f"api-{color}-tmp")
+        command = ["/bin/sh", "-c", _FRESH_TMPDIR_SCRIPT, "sh", *command]
     return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
-                   [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))],
-                   environment=env, user=service, stopsignal="TERM", startsecs=1)
+                   command, environment=env, user=service, stopsignal="TERM", startsecs=1)
+
+
+# APIs that keep per-start state in temp files named after their uWSGI master's PID,
+# which is the same at every start in the program's PID namespace (ADR 0010): neutron
+# (2026.2) records its start time in $TMPDIR/neutron_start_time<ppid> and derives its
+# OVN hash-ring node from it, so a restarted API reused the last start's node and
+# failed on its own row (DBDuplicateEntry). Each gets a temp folder of its own,
+# emptied at every start (under its data folder, which its user owns).
+FRESH_TMPDIR = frozenset({"neutron"})
+_FRESH_TMPDIR_SCRIPT = ('mkdir -p "${TMPDIR:?}" && find "$TMPDIR" -mindepth 1 -delete '
+                        '&& exec "$@"')
