@@ -45,6 +45,7 @@ from onestack.errors import CheckFailedError, MissingContentError, ServerFaultEr
 from onestack.errors import WaitTimeoutError as WaitTimeout
 from onestack.health.results import CheckResult, not_run, timed
 from onestack.model.site import ComputeDriver, NetworkBackend, Role, Site
+from onestack.plans.content import PRIVATE_NETWORK, PUBLIC_NETWORK
 
 T = TypeVar("T")
 
@@ -75,8 +76,8 @@ class InstanceSettings:
 
     image: str = IMAGE_NAME
     flavor: str = "m1.nano"
-    network: str = "private"
-    public_network: str = "public"
+    network: str = PRIVATE_NETWORK  # the Day-1 content's (plans.content)
+    public_network: str = PUBLIC_NETWORK
     ssh_user: str = SSH_USER
     active_timeout: float = 120.0
     ssh_timeout: float = 180.0  # a TCG guest on a busy 2-core machine boots in ~1 min
