@@ -171,7 +171,10 @@ class SiteWatch:
         (``tree``); wait until it is RUNNING again as a new process, healthy, with
         nothing of it left outside supervision."""
         before = self.supervised_pid(program)
-        victims = [self.main_pid(program) or 0] if how == "main" else self.tree(program)
+        main = self.main_pid(program)
+        if how == "main" and not main:  # never os.kill(0): that is our own group
+            raise AssertionError(f"{program}: no running main process to kill")
+        victims = [main] if how == "main" and main else self.tree(program)
         healthy = self.probe(program)
         t0 = time.time()
         for pid in victims:

@@ -130,9 +130,16 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    """virtlogd, then libvirtd, in the foreground. Neither owns its process tree: a
-    guest's QEMU must outlive a restart of libvirtd (it reconnects to it), and
-    virtlogd starts nothing (ADR 0016)."""
+    """The controller's share: its libvirt when it is a compute host of a site with
+    the libvirt driver, else none."""
+    here = ctx.controller.name
+    return programs_on(ctx) if any(h.name == here for h in hosts(ctx.site)) else []
+
+
+def programs_on(ctx: ServiceContext) -> list[Program]:
+    """virtlogd, then libvirtd, in the foreground (the same on every compute host).
+    Neither owns its process tree: a guest's QEMU must outlive a restart of libvirtd
+    (it reconnects to it), and virtlogd starts nothing (ADR 0016)."""
     etc, run = _etc(ctx), run_dir(ctx)
     return [Program("virtlogd", [VIRTLOGD, "--config", str(etc / "virtlogd.conf"),
                                  "--pid-file", str(run / "virtlogd.pid")], owns_tree=False),
@@ -279,7 +286,7 @@ def host_steps(ctx: ServiceContext, host: Host) -> list[Step]:
         *config_steps(ctx, name, conf, mode=0o644, on=host, fanout=FANOUT),
         on("sudoers", f"let nova-compute start its privileged helper ({sudoers_path(ctx)})",
            WriteFile(sudoers_path(ctx), privsep_sudoers(ctx), mode=0o440)),
-        *program_steps(ctx, name, programs(ctx), conf, dict(probes(ctx, host)), 60,
+        *program_steps(ctx, name, programs_on(ctx), conf, dict(probes(ctx, host)), 60,
                        on=host, fanout=FANOUT),
         on("accelerator", f"choose virt_type (site: {ctx.site.virt_type.value}; KVM only "
                           f"if a probe guest boots under it within {PROBE_TIMEOUT:.0f}s)",
