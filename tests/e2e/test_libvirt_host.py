@@ -37,6 +37,7 @@ from onestack.steps.hypervisor import recorded_decision
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.component,  # what tests/e2e/test_instances.py covers through a whole site
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get"),
                        reason="libvirtd runs as root; its packages come from Debian"),
 ]

@@ -54,6 +54,7 @@ from onestack.steps.context import HostContext  # noqa: E402
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.component,  # what tests/e2e/test_instances.py covers through a whole site
     pytest.mark.skipif(os.geteuid() != 0, reason="OVS, OVN and network namespaces need root"),
     pytest.mark.usefixtures("network_tools"),
 ]
