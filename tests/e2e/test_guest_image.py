@@ -2,7 +2,9 @@
 into over SSH with the key of its config drive; two guests reach each other.
 
 Networking never leaves this machine: slirp with port 22 forwarded to 127.0.0.1
-(ports 47010-47019), and a QEMU socket network on 127.0.0.1 between two guests.
+(ports 29010-29019, below the kernel's ephemeral range so that no outgoing
+connection of another test holds one), and a QEMU socket network on 127.0.0.1
+between two guests.
 The image is built under /var/tmp/onestack-e2e-image (reused when its inputs did
 not change).
 """
@@ -44,7 +46,7 @@ pytestmark = [
 ]
 
 HOME = Path(os.environ.get("ONESTACK_TEST_IMAGE_HOME", "/var/tmp/onestack-e2e-image"))
-SSH_PORT, PEER_A_PORT, PEER_B_PORT, SOCKET_PORT, METADATA_PORT = 47010, 47011, 47012, 47013, 47014
+SSH_PORT, PEER_A_PORT, PEER_B_PORT, SOCKET_PORT, METADATA_PORT = 29010, 29011, 29012, 29013, 29014
 BOOT_TIMEOUT = 120.0  # seconds to "ssh ready" under TCG, with margin for a busy machine
 
 
