@@ -15,7 +15,7 @@ from importlib import resources
 from onestack.core.digest import digest
 
 # Bump when the way the image is assembled changes, so existing images are rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 IMAGE_NAME = "onestack-guest"
 
@@ -34,10 +34,11 @@ GUEST_PROGRAMS = ("usr/sbin/dropbear", "usr/bin/dropbearkey", "usr/bin/dbclient"
 # cloud kernel builds these as modules: virtio for the disk, network and entropy of
 # a KVM/QEMU guest; IDE CD-ROM and ISO 9660 for nova's default config drive, SCSI
 # and FAT for the other ways it can be attached. (It has no AHCI: a config drive on
-# a q35 machine's SATA bus is not seen; the metadata service is.)
+# a q35 machine's SATA bus is not seen; the metadata service is.) The ACPI button
+# and evdev let acpid see the power button nova presses for a clean shutdown.
 GUEST_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "virtio_rng",
                  "ata_piix", "sr_mod", "sd_mod", "isofs", "vfat", "nls_cp437",
-                 "nls_ascii", "nls_utf8")
+                 "nls_ascii", "nls_utf8", "button", "evdev")
 
 # The console is the serial port (what nova's console log records); `quiet` keeps
 # the kernel's own messages from slowing an emulated serial port down.
@@ -61,6 +62,11 @@ GUEST_SCRIPTS = {
     "guest.sh": ("lib/onestack/guest.sh", 0o644),
     "udhcpc.script": ("lib/onestack/udhcpc.script", 0o755),
     "inittab": ("etc/inittab", 0o644),
+    # What a cloud guest is expected to have and busybox lacks (Tempest runs them).
+    "sudo": ("usr/bin/sudo", 0o755),
+    "blkid": ("sbin/blkid", 0o755),
+    # busybox acpid runs /etc/acpi/<action>/<parameter> for an event.
+    "power-button": ("etc/acpi/PWRF/00000080", 0o755),
 }
 
 # Small configuration files of the guest. dropbear wants root in passwd with a

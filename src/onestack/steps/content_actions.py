@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onestack.catalog import guest_image as recipe
 from onestack.core.digest import digest
 from onestack.errors import OnestackError
 from onestack.steps.context import HostContext
@@ -100,12 +101,14 @@ class EnsureFlavors:
 
 
 IMAGE_DIGEST_PROPERTY = "onestack_sha256"
+IMAGE_RECIPE_PROPERTY = "onestack_recipe"
 
 
 @dataclass(frozen=True)
 class EnsureTestImage:
     """The test image (built from Debian packages, ADR 0013) is in glance, public and
-    active, with the digest of the image built here."""
+    active, built from this onestack's recipe: an image of an older recipe is replaced
+    (uploaded anew, then the old one deleted; running servers keep their disks)."""
 
     name: str
     images_dir: Path
@@ -120,13 +123,13 @@ class EnsureTestImage:
             return None
         try:
             conn = self.login.connect()
-            return [str(i.properties.get(IMAGE_DIGEST_PROPERTY, "")) for i in
+            return [str(i.properties.get(IMAGE_RECIPE_PROPERTY, "")) for i in
                     conn.image.images(name=self.name) if i.status == "active"]
         except Exception:  # noqa: BLE001 (the cloud is not up yet: decided when it runs)
             return None
 
     def needed(self, fact: Any, done: str | None) -> bool:
-        return not fact  # an image of that name (built here once) is active
+        return fact is None or recipe.recipe_digest() not in fact
 
     def apply(self, ctx: HostContext) -> None:
         from onestack.drivers import guest_image, openstack
@@ -134,15 +137,23 @@ class EnsureTestImage:
         image = guest_image.build_image(self.images_dir, say=ctx.progress.message)
         conn = self.login.connect()
         with openstack.translated(f"upload image {self.name}"):
+            current = recipe.recipe_digest()
+            images = list(conn.image.images(name=self.name))
             if any(i.status == "active" and i.properties.get(IMAGE_DIGEST_PROPERTY)
-                   == image.sha256 for i in conn.image.images(name=self.name)):
+                   == image.sha256 and i.properties.get(IMAGE_RECIPE_PROPERTY) == current
+                   for i in images):
                 return
             uploaded = conn.image.create_image(
                 name=self.name, filename=str(image.path), disk_format=image.disk_format,
                 container_format=image.container_format, visibility="public",
                 min_ram=image.min_ram_mb, allow_duplicates=True,
-                **{IMAGE_DIGEST_PROPERTY: image.sha256, "os_type": "linux",
-                   "os_distro": "debian", "os_admin_user": image.ssh_user})
+                **{IMAGE_DIGEST_PROPERTY: image.sha256, IMAGE_RECIPE_PROPERTY: current,
+                   "os_type": "linux", "os_distro": "debian",
+                   "os_admin_user": image.ssh_user})
             conn.image.wait_for_status(uploaded, status="active", wait=300)
+        for old in images:
+            with openstack.translated(f"delete the replaced image {old.id}"):
+                conn.image.delete_image(old, ignore_missing=True)
+            ctx.progress.message(f"image {self.name}: replaced {old.id}")
         ctx.progress.message(f"image {self.name}: {image.size // 2**20} MiB, "
                              f"kernel {image.kernel}")

@@ -8,6 +8,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
+from onestack.catalog import guest_image as guest_recipe
 from onestack.model.loader import parse_site
 from onestack.plans import content
 from onestack.plans.content import DEFAULT_FLAVORS, TEST_IMAGE_NAME, content_steps
@@ -63,12 +64,13 @@ def test_flavors_are_needed_until_every_shape_is_there(
         FlavorMismatchError("m1.tiny", (1, 512, 1), (1, 512, 0)))
 
 
-def test_the_image_is_needed_until_one_is_active_and_its_summary_names_it(
+def test_the_image_is_needed_until_one_of_this_recipe_is_active_and_its_summary_names_it(
         make_service_context: ContextFactory) -> None:
     step = content_steps(make_service_context())[-1]
     assert isinstance(step.action, EnsureTestImage) and TEST_IMAGE_NAME in step.summary
     assert step.action.needed(None, None) and step.action.needed([], None)
-    assert not step.action.needed(["0" * 64], None)
+    assert step.action.needed(["0" * 64], None)  # built from an older recipe: replaced
+    assert not step.action.needed(["0" * 64, guest_recipe.recipe_digest()], None)
     assert "sekrit" not in repr(step.action)  # the admin password is not shown
 
 

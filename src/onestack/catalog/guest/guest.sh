@@ -83,7 +83,7 @@ bring_up_network() {
     ip link set eth0 up
     for round in 1 2 3 4; do
         if udhcpc -i eth0 -s /lib/onestack/udhcpc.script -t 5 -T 2 -A 1 -n \
-                -O staticroutes -O mtu -x hostname:onestack-guest >/dev/null 2>&1; then
+                -p /var/run/udhcpc.eth0.pid -O staticroutes -O mtu -x hostname:onestack-guest >/dev/null 2>&1; then
             say "dhcp ok $(cat "$GUEST_STATE/ip" 2>/dev/null) on eth0"
             return 0
         fi
@@ -162,6 +162,13 @@ apply_metadata() {
     fi
 }
 
+# The power button (nova's clean shutdown and soft reboot press it) powers off.
+start_acpid() {
+    if acpid -c /etc/acpi -l /var/log/acpid.log 2>/dev/null; then
+        say "acpid: power button shuts down"
+    fi
+}
+
 start_ssh() {
     mkdir -p /etc/dropbear
     for type in ed25519 ecdsa; do
@@ -200,6 +207,7 @@ boot() {
     say "booting, kernel $(uname -r)"
     hostname onestack-guest
     load_modules
+    start_acpid
     bring_up_network
     read_config_drive || read_metadata_service
     apply_metadata
