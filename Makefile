@@ -1,10 +1,12 @@
 # make up    — deploy the default all-in-one cloud on this machine (same as ./onestack up)
 # make test  — install test dependencies and run the whole suite (lint, unit, end-to-end)
+# make tempest — upstream Tempest (compute and network API, two scenarios) against the
+#              running site lab (tools/tempest --help; last result in docs/benchmarks.md)
 # make lock  — after changing a dependency in pyproject.toml (or uv's version in
 #              requirements/bootstrap.in): regenerate requirements/*.lock, hashes included
 #              (needs PyPI). Locked versions are kept; `make lock UPGRADE=--upgrade` moves
 #              every package to its newest allowed version.
-.PHONY: up test test-components unit e2e lint bench clean lock
+.PHONY: up test test-components tempest unit e2e lint bench clean lock
 
 COMPILE = .venv/bin/uv pip compile --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock" $(UPGRADE)
@@ -15,13 +17,14 @@ lock:
 	$(COMPILE) pyproject.toml requirements/build.in -o requirements/onestack.lock
 	$(COMPILE) --extra test pyproject.toml requirements/build.in \
 		-c requirements/onestack.lock -o requirements/test.lock
+	$(COMPILE) requirements/tempest.in -o requirements/tempest.lock
 
 up:
 	./onestack up
 
 test:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench tools/tempest
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 	.venv/bin/pytest -v -p no:cacheprovider -m "not component" tests
@@ -33,12 +36,16 @@ test-components:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/pytest -v -p no:cacheprovider -m component tests/e2e
 
+tempest:
+	./onestack --help >/dev/null
+	.venv/bin/python tools/tempest
+
 unit:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/pytest -v -p no:cacheprovider tests/unit
 
 lint:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench tools/tempest
 	.venv/bin/mypy
 	.venv/bin/lint-imports

@@ -73,6 +73,38 @@ def test_clean_hostname(raw: str, clean: str) -> None:
     assert _call("clean_hostname", raw).strip() == clean
 
 
+def _network_data() -> str:
+    """network_data.json as nova writes it for two NICs without a DHCP server."""
+    return json.dumps({
+        "links": [{"id": "tap1", "vif_id": "v1", "type": "ovs", "mtu": 1442,
+                   "ethernet_mac_address": "fa:16:3e:aa:bb:cc"},
+                  {"id": "tap2", "vif_id": "v2", "type": "ovs", "mtu": 1500,
+                   "ethernet_mac_address": "fa:16:3e:00:00:02"}],
+        "networks": [{"id": "network0", "type": "ipv4", "link": "tap1",
+                      "ip_address": "10.100.0.5", "netmask": "255.255.255.240",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0",
+                                  "gateway": "10.100.0.1"}],
+                      "network_id": "n1", "services": []},
+                     {"id": "network1", "type": "ipv4", "link": "tap2",
+                      "ip_address": "10.200.0.9", "netmask": "255.255.0.0", "routes": [],
+                      "network_id": "n2", "services": []}],
+        "services": [{"type": "dns", "address": "10.100.0.2"}]})
+
+
+def test_static_address_of_the_nic_from_network_data() -> None:
+    assert _call("static_ipv4_for", _network_data(), "FA:16:3E:AA:BB:CC").splitlines() == [
+        "address 10.100.0.5/28", "mtu 1442", "route 0.0.0.0/0 10.100.0.1"]
+    assert _call("static_ipv4_for", _network_data(), "fa:16:3e:00:00:02").splitlines() == [
+        "address 10.200.0.9/16", "mtu 1500"]
+
+
+def test_no_static_address_for_an_unknown_nic_or_a_dhcp_network() -> None:
+    assert _call("static_ipv4_for", _network_data(), "fa:16:3e:99:99:99") == ""
+    dhcp = _network_data().replace('"type": "ipv4", "link": "tap1"',
+                                   '"type": "ipv4_dhcp", "link": "tap1"')
+    assert _call("static_ipv4_for", dhcp, "fa:16:3e:aa:bb:cc") == ""
+
+
 @pytest.fixture
 def fake_ip(tmp_path: Path) -> Path:
     """An ``ip`` that records its arguments, first on PATH."""

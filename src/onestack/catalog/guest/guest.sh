@@ -35,6 +35,45 @@ clean_hostname() {
     tr -cd 'A-Za-z0-9.-' | cut -c 1-63
 }
 
+# The static IPv4 configuration nova wrote in a network_data.json (stdin) for the
+# NIC with MAC $1: lines "address A.B.C.D/LEN", "mtu N" and "route DEST/LEN GATEWAY".
+# The JSON is cut into its objects ({...} on a line each), which nova writes with
+# the link's id before the network's fields and a network's routes after it.
+static_ipv4_for() {
+    tr '{}' '\n\n' | awk -v mac="$1" '
+        function field(name,   found) {
+            if (!match($0, "\"" name "\": *\"[^\"]*\"")) return ""
+            found = substr($0, RSTART, RLENGTH)
+            sub(/^"[^"]*": *"/, "", found)
+            sub(/"$/, "", found)
+            return found
+        }
+        function prefix(mask,   octets, bits, i, v) {
+            split(mask, octets, ".")
+            for (i = 1; i <= 4; i++)
+                for (v = octets[i]; v > 0; v = int(v / 2)) bits += v % 2
+            return bits + 0
+        }
+        { line[NR] = $0 }
+        tolower(field("ethernet_mac_address")) == tolower(mac) {
+            link = field("id")
+            if (match($0, /"mtu": *[0-9]+/)) { mtu = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", mtu) }
+        }
+        END {
+            if (link == "") exit
+            for (i = 1; i <= NR; i++) {
+                $0 = line[i]
+                if (field("link") != "") {
+                    mine = field("link") == link && field("type") == "ipv4" && field("ip_address") != ""
+                    if (mine) print "address " field("ip_address") "/" prefix(field("netmask"))
+                    if (mine && mtu != "") print "mtu " mtu
+                } else if (mine && field("gateway") != "") {
+                    print "route " field("network") "/" prefix(field("netmask")) " " field("gateway")
+                }
+            }
+        }'
+}
+
 # --- boot steps ----------------------------------------------------------------
 
 mount_kernel_filesystems() {
@@ -88,6 +127,10 @@ bring_up_network() {
             return 0
         fi
         say "dhcp on eth0: no answer (round $round)"
+        # A subnet without DHCP: the address nova wrote on the config drive.
+        if [ "$round" = 1 ] && read_config_drive && configure_static_network; then
+            return 0
+        fi
     done
     say "dhcp failed on eth0"
     return 1
@@ -96,17 +139,19 @@ bring_up_network() {
 # Copy a config drive's openstack/latest to $GUEST_STATE/metadata. The drive is
 # cheap to read and present only when nova put it there, so it is tried first.
 read_config_drive() {
+    [ ! -f "$GUEST_STATE/config-drive" ] || return 0
     device=$(findfs "LABEL=$CONFIG_DRIVE_LABEL" 2>/dev/null) || return 1
     mkdir -p /mnt/config
     for fstype in iso9660 vfat; do
         if mount -t "$fstype" -o ro "$device" /mnt/config 2>/dev/null; then
             mkdir -p "$GUEST_STATE/metadata"
-            for name in meta_data.json user_data; do
+            for name in meta_data.json network_data.json user_data; do
                 if [ -f "/mnt/config/openstack/latest/$name" ]; then
                     cp "/mnt/config/openstack/latest/$name" "$GUEST_STATE/metadata/$name"
                 fi
             done
             umount /mnt/config
+            echo "$device" > "$GUEST_STATE/config-drive"
             say "metadata from config drive $device"
             return 0
         fi
@@ -136,6 +181,23 @@ read_metadata_service() {
     rm -f "$out/meta_data.json"
     say "metadata service $METADATA_URL did not answer"
     return 1
+}
+
+# eth0's static address, MTU and routes from the config drive's network_data.json.
+configure_static_network() {
+    config=$(static_ipv4_for "$(cat /sys/class/net/eth0/address)" \
+        < "$GUEST_STATE/metadata/network_data.json" 2>/dev/null)
+    address=$(echo "$config" | sed -n 's/^address //p' | head -n 1)
+    [ -n "$address" ] || return 1
+    ip -4 addr flush dev eth0
+    ip addr add "$address" dev eth0
+    mtu=$(echo "$config" | sed -n 's/^mtu //p' | head -n 1)
+    [ -z "$mtu" ] || ip link set eth0 mtu "$mtu"
+    echo "$config" | sed -n 's/^route //p' | while read -r destination gateway; do
+        ip route replace "$destination" via "$gateway" dev eth0
+    done
+    echo "${address%/*}" > "$GUEST_STATE/ip"
+    say "static address $address on eth0 (network_data.json)"
 }
 
 install_keys() {
