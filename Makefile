@@ -26,6 +26,7 @@ test:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/ruff check src tests bench tools/tempest
 	.venv/bin/mypy
+	.venv/bin/mypy --strict tools/tempest
 	.venv/bin/lint-imports
 	.venv/bin/pytest -v -p no:cacheprovider -m "not component" tests
 
@@ -48,4 +49,5 @@ lint:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/ruff check src tests bench tools/tempest
 	.venv/bin/mypy
+	.venv/bin/mypy --strict tools/tempest
 	.venv/bin/lint-imports
