@@ -105,7 +105,9 @@ def test_build_from_source_packages_are_locked(series: str) -> None:
 def test_infrastructure_and_firmware(series: str) -> None:
     bundle = load_bundle(series)
     packages = {i.package for i in bundle.infrastructure.values()}
-    assert packages == {"mariadb-server", "rabbitmq-server", "haproxy", "memcached"}
+    assert packages == {"mariadb-server", "rabbitmq-server", "haproxy", "memcached",
+                        "openvswitch-switch", "ovn-central", "ovn-host", "libvirt-daemon",
+                        "qemu-system-x86"}
     assert bundle.firmware.hcl
     assert "uwsgi" in bundle.commands and "keystone-manage" in bundle.commands
 
