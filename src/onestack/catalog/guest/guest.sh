@@ -215,11 +215,15 @@ apply_metadata() {
     [ -f "$metadata" ] || return 0
     uuid=$(json_string uuid < "$metadata")
     [ -z "$uuid" ] || say "instance $uuid"
-    name=$(json_string hostname < "$metadata" | clean_hostname)
-    [ -n "$name" ] || name=$(json_string name < "$metadata" | clean_hostname)
+    # nova's hostname is "<name>.<dhcp_domain>": the host name is its first label
+    # (as cloud-init sets it), the whole is the FQDN in /etc/hosts.
+    fqdn=$(json_string hostname < "$metadata" | clean_hostname)
+    [ -n "$fqdn" ] || fqdn=$(json_string name < "$metadata" | clean_hostname)
+    name=${fqdn%%.*}
     if [ -n "$name" ]; then
         hostname "$name"
         echo "$name" > /etc/hostname
+        printf '127.0.0.1 localhost\n127.0.1.1 %s %s\n' "$fqdn" "$name" > /etc/hosts
         say "hostname $name"
     fi
 }
