@@ -270,11 +270,13 @@ class SiteSupervisor:
         return count_unexpected_exits(text, since)
 
     def log_tail(self, name: str, lines: int = 20) -> list[str]:
+        """The program's last log lines, after the errors that caused them (the tail of
+        a crash is often a second traceback that hides the first)."""
         try:
-            text = self._call("tailProcessStdoutLog", name, 0, 8000)[0]
+            text = self._call("tailProcessStdoutLog", name, 0, 64_000)[0]
         except (OSError, xmlrpc.client.Fault):
             return []
-        return [str(line) for line in text.splitlines()[-lines:]]
+        return failure_excerpt(str(text), lines)
 
     def stop_many(self, names: list[str], timeout: float = 60) -> None:
         """Stop several programs at once and wait until none is running."""
@@ -408,3 +410,33 @@ def count_unexpected_exits(log_text: str, since: float) -> dict[str, int]:
         if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since - 1:
             counts[match[2]] = counts.get(match[2], 0) + 1
     return counts
+
+
+# An oslo.log line's prefix: date, time, pid, level, logger, optional request context.
+_OSLO_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \d+ [A-Z]+ \S+ (?:\[[^\]]*\] )?")
+# A line that states an exception (``module.SomeError: message``), not a frame or code.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Fault|Failure|"
+                             r"Unavailable|Timeout|Refused|NotFound|Invalid\w*)(?::|$)")
+_MAX_CAUSES = 6
+
+
+def failure_excerpt(text: str, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a log, preceded by the distinct exception and
+    CRITICAL lines before them (at most six, the latest), so the first error of a
+    chained traceback is shown even when the tail is all the second one's frames."""
+    all_lines = text.splitlines()
+    tail = all_lines[-lines:]
+    seen = {_message(line) for line in tail}
+    causes: list[str] = []
+    for line in all_lines[:-lines] if lines else all_lines:
+        message = _message(line)
+        if message in seen or not (" CRITICAL " in line or _EXCEPTION_LINE.match(message)):
+            continue
+        seen.add(message)
+        causes.append(line)
+    causes = causes[-_MAX_CAUSES:]
+    return [*causes, "[…]", *tail] if causes else tail
+
+
+def _message(line: str) -> str:
+    return _OSLO_PREFIX.sub("", line).strip()
