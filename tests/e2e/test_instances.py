@@ -216,11 +216,19 @@ def test_upgrade_rolled_back_then_applied_keeps_the_data_path(server: str) -> No
     assert all(c["healthy"] for c in status["components"]), status
 
 
-def test_purge_leaves_no_guest_bridge_or_sudoers_file() -> None:
+def test_purge_leaves_no_guest_bridge_or_sudoers_file(server: str) -> None:
+    """``down`` first (libvirtd stops, the guest's QEMU runs on), then the purge: the
+    guest that libvirt could no longer be asked about is still killed and undefined."""
     instances = HOME / "sites" / SITE / "data" / "nova" / "instances"
+    onestack("down")
+    guests = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
+    assert str(instances) in guests.stdout  # the server's guest outlived libvirtd
     onestack("down", "--purge", "--yes")
     guests = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
     assert str(instances) not in guests.stdout
+    left = [p.name for p in Path("/etc/libvirt/qemu").glob("*.xml")
+            if "openstack.org/xmlns/libvirt/nova" in p.read_text()]
+    assert left == [], left
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert "br-ex" not in links and "br-int" not in links
     assert not Path(f"/etc/sudoers.d/onestack-{SITE}-nova").exists()

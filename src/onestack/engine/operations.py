@@ -255,8 +255,8 @@ def _remove_guests(handle: SiteHandle, progress: Progress) -> None:
 
 
 def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
-    """After a purge stopped everything: the switch's kernel devices and the site's
-    files outside its folder (sudoers)."""
+    """After a purge stopped everything: the switch's kernel devices, the site's
+    files outside its folder (sudoers) and guests nova made that libvirt still defines."""
     from onestack.services import libvirt, ovs
 
     ctx = service_context(handle, generate=False)
@@ -264,6 +264,14 @@ def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
               lambda conn: conn.run(list(ovs.remove_ports_argv(ctx)), check=False))
     _on_hosts(handle, libvirt.hosts(handle.site), progress, "removing host files",
               lambda conn: [conn.remove(p) for p in libvirt.host_files(ctx)])
+
+    def remove_definitions(conn: Any) -> None:
+        gone = conn.run(list(libvirt.remove_guest_leftovers_script()), check=False).split()
+        if gone:
+            progress.message(f"{conn.name}: removed definitions of guests {', '.join(gone)}")
+
+    _on_hosts(handle, libvirt.hosts(handle.site), progress, "removing guest definitions",
+              remove_definitions)
 
 
 def _down_remote(handle: SiteHandle, host: Host, progress: Progress, purge: bool) -> None:

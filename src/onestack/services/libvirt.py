@@ -52,6 +52,11 @@ QEMU_USER = "nova"
 # it must exist even though no guest runs as it (libvirt-daemon-system would add it).
 BUILTIN_QEMU_USER = "libvirt-qemu"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")  # fixed for a privileged libvirtd
+# Where a privileged libvirtd keeps guest definitions and running guests' state (fixed).
+DOMAIN_DIR = Path("/etc/libvirt/qemu")
+DOMAIN_RUN_DIR = Path("/run/libvirt/qemu")
+# The namespace of nova's metadata in a guest definition: a guest nova made.
+NOVA_XMLNS = "http://openstack.org/xmlns/libvirt/nova/"
 PROBE_TIMEOUT = 45.0  # seconds for the KVM probe guest (it boots in a few)
 
 LIBVIRTD = "/usr/sbin/libvirtd"
@@ -250,6 +255,25 @@ def remove_guests_script(ctx: ServiceContext) -> tuple[str, ...]:
               f"{virsh} destroy \"$d\" >/dev/null 2>&1; "
               f"{virsh} undefine --nvram \"$d\" >/dev/null 2>&1 || "
               f"{virsh} undefine \"$d\" >/dev/null 2>&1; echo \"$d\"; done; true")
+    return ("sh", "-c", script)
+
+
+def remove_guest_leftovers_script(domains: Path = DOMAIN_DIR,
+                                  running: Path = DOMAIN_RUN_DIR) -> tuple[str, ...]:
+    """argv, run on a compute host after a purge stopped libvirtd: the guests nova made
+    that :func:`remove_guests_script` could not reach (libvirtd was already down, e.g.
+    ``down`` then ``down --purge``): their QEMU killed (the pid file's process, only if
+    it runs that guest) and their definitions removed. A leftover definition would
+    make the next site's nova-compute refuse to start ("My hypervisor has existing
+    instances, but I appear to be a new service"). Guests nova did not make stay."""
+    script = (
+        f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
+        f'grep -q "{NOVA_XMLNS}" "$f" || continue; n=$(basename "$f" .xml); '
+        f'p=$(cat "{running}/$n.pid" 2>/dev/null); '
+        f'if [ -n "$p" ] && tr "\\0" " " < "/proc/$p/cmdline" 2>/dev/null '
+        f'| grep -q "guest=$n,"; then kill -9 "$p"; fi; '
+        f'rm -f "$f" "{domains}/autostart/$n.xml" "{running}/$n.xml" "{running}/$n.pid"; '
+        f'echo "$n"; done; true')
     return ("sh", "-c", script)
 
 

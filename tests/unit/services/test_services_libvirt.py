@@ -3,8 +3,11 @@ settings for either compute driver."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Callable
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from onestack.drivers.supervisor import (
     PARENT_WRAPPER,
@@ -115,3 +118,33 @@ def test_kvm_access_is_needed_only_where_dev_kvm_is_not_udevs() -> None:
     assert action.needed(["root", "600", "nova"], None)
     assert action.needed(["kvm", "660", "nova"], None)  # nova not in group kvm
     assert not action.needed(["kvm", "660", "nova", "kvm"], "done")
+
+
+def test_purge_removes_the_guests_nova_made_that_libvirt_still_defines(tmp_path: Path) -> None:
+    """After libvirtd stopped: nova's definitions go and their QEMU is killed; a guest
+    nova did not make, and a process that merely reuses a stale pid, stay."""
+    domains, running = tmp_path / "qemu", tmp_path / "run"
+    (domains / "autostart").mkdir(parents=True)
+    running.mkdir()
+    nova_xml = f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
+    (domains / "instance-0000000a.xml").write_text(nova_xml)
+    (domains / "instance-0000000b.xml").write_text(nova_xml)
+    (domains / "autostart" / "instance-0000000a.xml").write_text("")
+    (domains / "operators-vm.xml").write_text("<domain><name>operators-vm</name></domain>")
+    guest = subprocess.Popen(["sh", "-c", "sleep 600; true", "-name",
+                              "guest=instance-0000000a,debug-threads=on"])
+    bystander = subprocess.Popen(["sleep", "600"])
+    (running / "instance-0000000a.pid").write_text(str(guest.pid))
+    (running / "instance-0000000b.pid").write_text(str(bystander.pid))  # stale pid
+    try:
+        out = subprocess.run(list(libvirt.remove_guest_leftovers_script(domains, running)),
+                             capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["instance-0000000a", "instance-0000000b"]
+        assert guest.wait(timeout=5) == -signal.SIGKILL
+        assert bystander.poll() is None
+        assert sorted(p.name for p in domains.rglob("*.xml")) == ["operators-vm.xml"]
+        assert list(running.iterdir()) == []
+    finally:
+        for proc in (guest, bystander):
+            proc.kill()
+            proc.wait()
