@@ -139,7 +139,10 @@ class ServiceReportProbe:
     database: str
     binary: str
     host: str
-    max_age: int = 20
+    # nova's own service_down_time (default 60 s, reports every 10 s): the age past
+    # which the scheduler stops placing on it. 20 s (two missed reports) turned a
+    # compute that was slow to report while the broker restarted into an unhealthy site.
+    max_age: int = 60
     not_before: float | None = None
     # Where the database runs (a host of the site): the query must run there, not
     # where onestack runs. Empty: on this machine.
