@@ -222,6 +222,7 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
         if sup.is_running():
             _stop_in_order(handle, sup, progress)
             sup.shutdown()
+        _stop_metadata_proxies(handle, progress, purge)
         _stop_epmd_if_unused(progress)
         if purge:
             _remove_host_leftovers(handle, progress)
@@ -238,6 +239,19 @@ def _on_hosts(handle: SiteHandle, hosts: Iterable[Host], progress: Progress,
             run(handle.connection(host))
         except HostError as exc:
             progress.message(f"{host.name}: {what} skipped ({exc})")
+
+
+def _stop_metadata_proxies(handle: SiteHandle, progress: Progress, purge: bool) -> None:
+    """The haproxies of neutron's metadata agent outlive it by design: stopped once it
+    is (on a purge, their namespaces removed too)."""
+    from onestack.services import neutron, ovs
+
+    if not ovs.in_use(handle.site):
+        return
+    ctx = service_context(handle, generate=False)
+    _on_hosts(handle, [handle.site.controller], progress, "stopping metadata proxies",
+              lambda conn: conn.run(list(neutron.metadata_proxies_script(ctx, purge)),
+                                    check=False))
 
 
 def _remove_guests(handle: SiteHandle, progress: Progress) -> None:

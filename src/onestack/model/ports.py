@@ -40,6 +40,9 @@ INFRA_PORTS: dict[str, int] = {
     # at the controller's address by neutron and by every chassis's ovn-controller.
     "ovn-nb": 16641,
     "ovn-sb": 16642,
+    # nova's metadata API (upstream 8775), which neutron's metadata proxies reach at
+    # the controller's address with the shared secret.
+    "nova-metadata": 18775,
 }
 
 

@@ -40,7 +40,7 @@ def required_secrets() -> list[str]:
     """Names of every secret a deploy needs (generated on first use)."""
     users = ["keystone", *registry.service_users()]
     return (["keystone.admin", "rabbitmq.openstack", "rabbitmq.cookie",
-             "memcache.secret", "haproxy.stats"] + [f"db.{u}" for u in users]
+             "memcache.secret", "haproxy.stats", "nova.metadata-proxy"] + [f"db.{u}" for u in users]
             + [f"keystone.{u}" for u in registry.service_users()])
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.processes import MARKER_VARIABLE
 from onestack.drivers.supervisor import Program
-from onestack.services import mariadb, oslo, ovn, ovs, uwsgi
+from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -30,6 +31,17 @@ kind = "openstack"
 hosts = on_controller  # the control plane
 PACKAGE = "neutron"
 API_MODULE = "neutron.wsgi.api:application"
+# neutron's OVN agent with its metadata extension, on the controller's chassis (ADR
+# 0020): per network with a port here, a namespace ovnmeta-<network> wired into br-int
+# and an haproxy on 169.254.169.254:80 that forwards, through the agent's unix socket,
+# to nova's metadata API. It runs as root (namespaces, the switch, iptables) without
+# the PID namespace of other programs: neutron finds its haproxies again by pid files
+# checked against /proc, and they outlive an agent restart as upstream intends.
+AGENT = "neutron-ovn-agent"
+# Every privsep context of neutron's code: each starts its helper directly (the agent
+# is root; sudo's path would not find the release's privsep-helper).
+PRIVSEP_SECTIONS = ("privsep", "privsep_dhcp_release", "privsep_ovs_vsctl",
+                    "privsep_namespace", "privsep_conntrack", "privsep_link")
 
 
 def _conf(ctx: ServiceContext) -> str:
@@ -76,6 +88,63 @@ def _ml2_conf(ctx: ServiceContext) -> str:
     })
 
 
+def agent_conf_path(ctx: ServiceContext) -> Path:
+    return ctx.etc(name) / "ovn_agent.ini"
+
+
+def agent_state(ctx: ServiceContext) -> Path:
+    """The agent's state: haproxy configurations and pid files (root's: not under
+    neutron's own folder, which its user could rearrange)."""
+    return ctx.paths.data / AGENT
+
+
+def metadata_socket_dir(ctx: ServiceContext) -> Path:
+    """Where the agent listens for its haproxies (user neutron): root:neutron, setgid,
+    so the socket it makes with umask 007 is the group's (neutron's agent code does
+    not apply ``metadata_proxy_socket_mode`` to it)."""
+    return ctx.paths.run / "neutron-metadata"
+
+
+def _agent_conf(ctx: ServiceContext) -> str:
+    # The privileged helpers leave the agent's tree (they daemonize) and end with its
+    # connection: without the program's marker, like its haproxies.
+    helper = (f"env -u {MARKER_VARIABLE} {ctx.bin('privsep-helper')} "
+              f"--config-file {agent_conf_path(ctx)}")
+    return oslo.render_ini(oslo.merged({
+        "DEFAULT": {"debug": "false", "log_dir": "", "use_stderr": "true",
+                    "state_path": str(agent_state(ctx)),
+                    "nova_metadata_host": ctx.address,
+                    "nova_metadata_port": str(ctx.ports.infra("nova-metadata")),
+                    "metadata_proxy_shared_secret": ctx.secret(nova.METADATA_SECRET),
+                    "metadata_proxy_socket": str(metadata_socket_dir(ctx) / "metadata_proxy"),
+                    "metadata_proxy_user": name, "metadata_proxy_group": name,
+                    "metadata_workers": "1"},
+        # Commands it runs "as root" (it is root): its haproxies without the program's
+        # marker, since they outlive the agent by design and are not its orphans.
+        "agent": {"extensions": "metadata", "root_helper": f"env -u {MARKER_VARIABLE}"},
+        **{section: {"helper_command": helper} for section in PRIVSEP_SECTIONS},
+    }, ovn.metadata_agent_settings(ctx)))
+
+
+def agent_program(ctx: ServiceContext) -> Program:
+    return Program(AGENT, [ctx.bin(AGENT), "--config-file", str(agent_conf_path(ctx))],
+                   owns_tree=False, umask=0o007)
+
+
+def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]:
+    """argv, run on the agent's host once it stopped (``down``): its haproxies stopped
+    (the pid file's process, if it is an haproxy); with ``purge`` also their
+    namespaces (the veth in br-int goes with them)."""
+    pids, confs = agent_state(ctx) / "external" / "pids", agent_state(ctx) / "ovn-metadata-proxy"
+    script = (f'for f in "{pids}"/*.pid.haproxy; do [ -f "$f" ] || continue; p=$(cat "$f"); '
+              f'if tr "\\0" " " < "/proc/$p/cmdline" 2>/dev/null | grep -q haproxy; then '
+              f'kill "$p"; fi; rm -f "$f"; done; ')
+    if purge:
+        script += (f'for c in "{confs}"/*.conf; do [ -f "$c" ] || continue; '
+                   f'ip netns delete "ovnmeta-$(basename "$c" .conf)" 2>/dev/null; done; ')
+    return ("sh", "-c", script + "true")
+
+
 def _conf_args(ctx: ServiceContext) -> tuple[str, ...]:
     etc = ctx.etc(name)
     return ("--config-file", str(etc / "neutron.conf"),
@@ -84,19 +153,22 @@ def _conf_args(ctx: ServiceContext) -> tuple[str, ...]:
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    return {etc / "neutron.conf": _conf(ctx),
-            etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(ctx),
-            uwsgi.ini_path(ctx, name, ctx.color(name)):
-                uwsgi.ini(ctx, name, API_MODULE, processes=1,
-                                                 extra={"start-time": "%t"})}
+    files = {etc / "neutron.conf": _conf(ctx),
+             etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(ctx),
+             uwsgi.ini_path(ctx, name, ctx.color(name)):
+                 uwsgi.ini(ctx, name, API_MODULE, processes=1, extra={"start-time": "%t"})}
+    if ovs.in_use(ctx.site):
+        files[agent_conf_path(ctx)] = _agent_conf(ctx)
+    return files
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
+    agent = [agent_program(ctx)] if ovs.in_use(ctx.site) else []
     return [uwsgi.program(ctx, name),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], user=name),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf],
-                    user=name)]
+                    user=name), *agent]
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
@@ -135,10 +207,18 @@ def steps(ctx: ServiceContext) -> list[Step]:
         *account_steps(ctx, name),
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((ctx.paths.data / name, name, 0o750),
-                         (ctx.paths.data / name / "locks", name, 0o750)))),
+                         (ctx.paths.data / name / "locks", name, 0o750),
+                         *_agent_dirs(ctx)))),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
                        {"neutron-api": api_probes(ctx, name)}),
     ]
+
+
+def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
+    if not ovs.in_use(ctx.site):
+        return ()
+    return ((agent_state(ctx), "root", 0o750),
+            (metadata_socket_dir(ctx), f"root:{name}", 0o2750))

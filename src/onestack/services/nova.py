@@ -12,6 +12,7 @@ from onestack.drivers import mysql
 from onestack.drivers import rabbitmq as rabbitmq_queues
 from onestack.drivers.mysql import ServiceReportProbe
 from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import HttpProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.site import ComputeDriver, Host, Role, Site
 from onestack.services import libvirt, mariadb, memcached, oslo, ovs, rabbitmq, uwsgi
@@ -34,6 +35,13 @@ name = "nova"
 kind = "openstack"
 PACKAGE = "nova"
 API_MODULE = "nova.wsgi.osapi_compute:application"
+# The metadata API (169.254.169.254 as guests see it, through neutron's proxies): on
+# the controller, at an address of its own rather than behind HAProxy's blue/green
+# pair. It restarts with nova's other programs during an upgrade; guests fetch their
+# metadata at boot and retry (ADR 0020).
+METADATA_API = "nova-metadata-api"
+METADATA_MODULE = "nova.wsgi.metadata:application"
+METADATA_SECRET = "nova.metadata-proxy"
 COMPUTE_FANOUT = "nova-compute"  # every compute host's steps at once
 
 
@@ -49,6 +57,33 @@ def remote_computes(ctx: ServiceContext) -> list[Host]:
 
 def _is_compute(ctx: ServiceContext, host: Host) -> bool:
     return Role.COMPUTE in host.roles
+
+
+def serves_metadata(site: Site) -> bool:
+    """The metadata service runs with the OVN back end (its proxies are neutron's)."""
+    return ovs.in_use(site)
+
+
+def metadata_url(ctx: ServiceContext) -> str:
+    return f"http://{ctx.address}:{ctx.ports.infra('nova-metadata')}/"
+
+
+def _metadata_settings(ctx: ServiceContext) -> oslo.Ini:
+    """nova trusts requests that neutron's proxies signed with the shared secret."""
+    if not serves_metadata(ctx.site):
+        return {}
+    return {"neutron": {"service_metadata_proxy": "true",
+                        "metadata_proxy_shared_secret": ctx.secret(METADATA_SECRET)}}
+
+
+def metadata_ini_path(ctx: ServiceContext) -> Path:
+    return ctx.etc(name) / f"{METADATA_API}.ini"
+
+
+def metadata_program(ctx: ServiceContext) -> Program:
+    return Program(METADATA_API, [ctx.bin("uwsgi"), "--ini", str(metadata_ini_path(ctx))],
+                   environment={"OS_NOVA_CONFIG_DIR": str(ctx.etc(name))}, user=name,
+                   stopsignal="TERM", startsecs=1)
 
 
 def _compute_settings(ctx: ServiceContext) -> oslo.Ini:
@@ -87,14 +122,19 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
-    }, _compute_settings(ctx)))
+    }, _compute_settings(ctx), _metadata_settings(ctx)))
 
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
     etc = ctx.etc(name)
-    return {etc / "nova.conf": _conf(ctx),
-            uwsgi.ini_path(ctx, name, ctx.color(name)):
-                uwsgi.ini(ctx, name, API_MODULE)}
+    files = {etc / "nova.conf": _conf(ctx),
+             uwsgi.ini_path(ctx, name, ctx.color(name)): uwsgi.ini(ctx, name, API_MODULE)}
+    if serves_metadata(ctx.site):
+        listen = f"{ctx.address}:{ctx.ports.infra('nova-metadata')}"
+        files[metadata_ini_path(ctx)] = uwsgi.ini(
+            ctx, name, METADATA_MODULE, processes=1, listen=listen,
+            extra={"procname-prefix": f"{METADATA_API}-"})
+    return files
 
 
 def _compute_conf(ctx: ServiceContext, host: Host) -> str:
@@ -135,6 +175,8 @@ def programs(ctx: ServiceContext) -> list[Program]:
     control = [uwsgi.program(ctx, name),
                Program("nova-conductor", [ctx.bin("nova-conductor"), *conf], user=name),
                Program("nova-scheduler", [ctx.bin("nova-scheduler"), *conf], user=name)]
+    if serves_metadata(ctx.site):
+        control.append(metadata_program(ctx))
     return control + ([compute_program(ctx)] if _is_compute(ctx, ctx.controller)
                       else [])
 
@@ -148,7 +190,9 @@ def compute_reports(ctx: ServiceContext, host: str | None = None) -> ServiceRepo
 def checks(ctx: ServiceContext) -> list[Check]:
     computes = [Check("nova-compute" if h.name == ctx.host else f"nova-compute/{h.name}",
                       compute_reports(ctx, h.name)) for h in ctx.site.computes]
-    return [Check("nova-api", api_probes(ctx, name)[0]), *computes]
+    metadata = ([Check(METADATA_API, HttpProbe(metadata_url(ctx)))]
+                if serves_metadata(ctx.site) else [])
+    return [Check("nova-api", api_probes(ctx, name)[0]), *metadata, *computes]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
@@ -162,12 +206,14 @@ SETTLE = ("nova-conductor", "nova-scheduler", "nova-compute")
 
 
 def roll_order(programs: list[Program]) -> list[Program]:
-    """Upstream rolling-upgrade order: conductor, scheduler, API, then compute (the
-    controller's, if it computes; the other computes follow, host by host)."""
+    """Upstream rolling-upgrade order: conductor, scheduler, API (and the metadata API),
+    then compute (the controller's, if it computes; the other computes follow, host by
+    host)."""
     api, *rest = programs
     by_name = {p.name: p for p in rest}
+    metadata = [by_name[METADATA_API]] if METADATA_API in by_name else []
     compute = [by_name["nova-compute"]] if "nova-compute" in by_name else []
-    return [by_name["nova-conductor"], by_name["nova-scheduler"], api, *compute]
+    return [by_name["nova-conductor"], by_name["nova-scheduler"], api, *metadata, *compute]
 
 
 # What a release's nova is: its SERVICE_VERSION and every object's version. One
@@ -198,7 +244,9 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     version of the rest of the deployment"). A newer process wrote that record during
     the roll; on the way back, the record's version is set back to the old code's.
     """
-    binary = "nova-osapi_compute" if program.name.startswith("nova-api") else program.name
+    binary = {METADATA_API: "nova-metadata"}.get(program.name, program.name)
+    if program.name.startswith("nova-api"):
+        binary = "nova-osapi_compute"
     sock = mariadb.socket_path(ctx)
     python = ctx.bin("python")
 

@@ -25,7 +25,9 @@ from onestack.steps.ovs_actions import EnsureExternalIds
 
 name = "ovn"
 kind = "infra"
-PACKAGES = ("ovn-central", "ovn-host")
+# iptables: neutron's metadata agent fills checksums in its namespaces with an
+# iptables rule on a userspace (netdev) datapath.
+PACKAGES = ("ovn-central", "ovn-host", "iptables")
 CHASSIS_PACKAGES = ("ovn-host",)  # what a chassis other than the controller needs
 CHASSIS_FANOUT = "ovn-chassis"
 ENCAP_TYPE = "geneve"
@@ -264,9 +266,10 @@ def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
         "ovn": {"ovn_nb_connection": nb_connection(ctx),
                 "ovn_sb_connection": sb_connection(ctx),
                 "ovn_l3_scheduler": "leastloaded",
-                # No metadata agent is deployed yet: guests read their metadata from
-                # a config drive (nova's force_config_drive).
-                "ovn_metadata_enabled": "false",
+                # A metadata port per network: 169.254.169.254 through neutron's
+                # agent, and OVN's DHCP on subnets without a gateway (its server
+                # address is that port's).
+                "ovn_metadata_enabled": "true",
                 "enable_distributed_floating_ip": "false",
                 "neutron_sync_mode": "log"},
     }
@@ -279,8 +282,9 @@ def neutron_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
 
 
 def metadata_agent_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
-    """The OVN and OVS part of ``neutron_ovn_metadata_agent.ini`` on every chassis: the
-    southbound database and the chassis's own switch database (the site's socket,
-    not /var/run/openvswitch)."""
-    return {"ovn": {"ovn_sb_connection": sb_connection(ctx)},
+    """The OVN and OVS part of neutron's OVN agent's ini on a chassis: both databases
+    and the chassis's own switch database (the site's socket, not
+    /var/run/openvswitch)."""
+    return {"ovn": {"ovn_nb_connection": nb_connection(ctx),
+                    "ovn_sb_connection": sb_connection(ctx)},
             "ovs": {"ovsdb_connection": ovs.ovsdb_connection(ctx)}}

@@ -9,11 +9,13 @@ from onestack.services.base import ServiceContext
 
 
 def ini(ctx: ServiceContext, service: str, module: str, color: str | None = None,
-        processes: int = 2, extra: dict[str, str] | None = None) -> str:
-    """The uWSGI ini of one API instance."""
+        processes: int = 2, extra: dict[str, str] | None = None,
+        listen: str | None = None) -> str:
+    """The uWSGI ini of one API instance (``listen``: an address:port of its own
+    instead of the color's backend behind HAProxy)."""
     color = color or ctx.color(service)
     lines = {
-        "http-socket": f"{ctx.address}:{ctx.ports.backend(service, color)}",
+        "http-socket": listen or f"{ctx.address}:{ctx.ports.backend(service, color)}",
         "module": module,
         "master": "true",
         "processes": str(processes),

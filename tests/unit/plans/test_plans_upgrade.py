@@ -61,7 +61,7 @@ def test_services_roll_in_upstream_order(upgrade: list[Step]) -> None:
 def test_nova_rolls_conductor_first_and_compute_last_then_settles(upgrade: list[Step]) -> None:
     nova = [i for i in _ids(upgrade, "nova") if i.startswith(("restart:", "swap-", "settle:"))]
     assert nova == ["restart:nova-conductor", "restart:nova-scheduler", "swap-api",
-                    "restart:nova-compute", "settle:nova-conductor", "settle:nova-scheduler",
+                    "restart:nova-metadata-api", "restart:nova-compute", "settle:nova-conductor", "settle:nova-scheduler",
                     "settle:nova-compute"]
 
 
@@ -78,14 +78,14 @@ def test_rollback_moves_the_api_first_and_restarts_nothing_twice(rollback: list[
     nova = _ids(rollback, "nova")
     moves = [i for i in nova if i.startswith(("restart:", "swap-", "settle:", "ready:"))]
     assert moves == ["swap-api", "restart:nova-conductor", "restart:nova-scheduler",
-                     "restart:nova-compute", "ready:nova-compute"]
+                     "restart:nova-metadata-api", "restart:nova-compute", "ready:nova-compute"]
     order = ["supervisor:api", "swap-api", "drain", "supervisor", "before-rollback",
              "restart:nova-conductor"]
     assert [nova.index(i) for i in order] == sorted(nova.index(i) for i in order)
     # every version marker goes back before any older nova process starts
     befores = [i for i in nova if i.startswith("before:")]
     assert befores == ["before:nova-conductor", "before:nova-scheduler",
-                       "before:nova-compute", "before:nova-api"]
+                       "before:nova-metadata-api", "before:nova-compute", "before:nova-api"]
     assert nova.index("before:nova-api") < nova.index("supervisor:api")
 
 
@@ -95,7 +95,8 @@ def test_rollback_loads_only_the_api_before_its_swap(rollback: list[Step]) -> No
     loads = {s.id.split("/", 3)[3]: s.action.programs for s in rollback
              if s.service == "nova" and isinstance(s.action, UpdateSupervisor)}
     assert loads == {"supervisor:api": ("nova-api",),
-                     "supervisor": ("nova-compute", "nova-conductor", "nova-scheduler")}
+                     "supervisor": ("nova-compute", "nova-conductor", "nova-metadata-api",
+                                    "nova-scheduler")}
     glance = [i for i in _ids(rollback, "glance") if not i.startswith("program:")]
     assert glance == ["supervisor", "swap-api"]
 

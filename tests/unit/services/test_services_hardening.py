@@ -102,6 +102,18 @@ def test_cached_tokens_are_encrypted_in_memcached(ctx: ServiceContext) -> None:
 
 
 OPENSTACK = ("keystone", "placement", "glance", "neutron", "nova")
+# The one OpenStack program that runs as root: neutron's OVN agent makes namespaces,
+# veths in the switch and iptables rules; its metadata haproxies run as neutron.
+ROOT_PROGRAMS = frozenset({"neutron-ovn-agent"})
+
+
+def test_the_metadata_agent_is_root_but_its_proxies_are_neutrons(ctx: ServiceContext) -> None:
+    from onestack.services import neutron
+
+    ini = dict(neutron.config(ctx))[neutron.agent_conf_path(ctx)]
+    assert "metadata_proxy_user = neutron\n" in ini
+    assert "metadata_proxy_group = neutron\n" in ini
+    assert [p.name for p in neutron.programs(ctx) if p.user is None] == sorted(ROOT_PROGRAMS)
 
 
 @pytest.mark.parametrize("service", OPENSTACK)
@@ -114,6 +126,9 @@ def test_openstack_services_run_as_their_own_user(ctx: ServiceContext, service: 
     # The account exists before any file is given to its group.
     assert ids.index(f"{service}/user") < min(i for i, s in enumerate(ids) if "config:" in s)
     for program in module.programs(ctx):
+        if program.name in ROOT_PROGRAMS:  # needs root; what it starts drops to the user
+            assert program.user is None and program.group is None, program.name
+            continue
         assert program.user == service, program.name
     configs = [s.action for s in steps if isinstance(s.action, WriteFile)
                and ctx.etc(service) in s.action.path.parents]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -131,7 +132,7 @@ def test_purge_removes_the_guests_nova_made_that_libvirt_still_defines(tmp_path:
     (domains / "instance-0000000b.xml").write_text(nova_xml)
     (domains / "autostart" / "instance-0000000a.xml").write_text("")
     (domains / "operators-vm.xml").write_text("<domain><name>operators-vm</name></domain>")
-    guest = subprocess.Popen(["sh", "-c", "sleep 600; true", "-name",
+    guest = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "-name",
                               "guest=instance-0000000a,debug-threads=on"])
     bystander = subprocess.Popen(["sleep", "600"])
     (running / "instance-0000000a.pid").write_text(str(guest.pid))

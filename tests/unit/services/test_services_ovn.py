@@ -72,7 +72,8 @@ def test_registered_in_order_as_infrastructure() -> None:
     assert names.index("ovs") + 1 == names.index("ovn")
     assert [m.name for m in network.BACK_END] == ["ovs", "ovn"]
     assert all(m.kind == "infra" and m.PACKAGES for m in network.BACK_END)
-    assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "ovn-central", "ovn-host")
+    assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "ovn-central", "ovn-host",
+                                              "iptables")
 
 
 def test_programs_are_foreground_and_use_only_the_sites_directories(
@@ -258,10 +259,11 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     assert ini["ml2_type_geneve"]["max_header_size"] == "38"
     assert ini["ovn"]["ovn_nb_connection"] == "tcp:198.18.20.10:16641"
     assert ini["ovn"]["ovn_sb_connection"] == "tcp:198.18.20.10:16642"
-    assert ini["ovn"]["ovn_metadata_enabled"] == "false"  # config drive; no agent yet
+    assert ini["ovn"]["ovn_metadata_enabled"] == "true"  # metadata ports, DHCP without gateway
     assert ovn.neutron_settings(ctx) == {"DEFAULT": {"service_plugins": "ovn-router"}}
     assert ovn.metadata_agent_settings(ctx) == {
-        "ovn": {"ovn_sb_connection": "tcp:198.18.20.10:16642"},
+        "ovn": {"ovn_nb_connection": "tcp:198.18.20.10:16641",
+                "ovn_sb_connection": "tcp:198.18.20.10:16642"},
         "ovs": {"ovsdb_connection": f"unix:{ctx.paths.run}/openvswitch/db.sock"}}
     assert ovs.os_vif_settings(ctx) == {
         "os_vif_ovs": {"ovsdb_connection": f"unix:{ctx.paths.run}/openvswitch/db.sock"},
