@@ -71,7 +71,8 @@ def test_packages_come_first(steps: list[Step]) -> None:
     assert steps[0].id == "host/packages"
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
         "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
-        "tini", "util-linux", "python3", "openvswitch-switch", "ovn-central", "ovn-host", "iptables",
+        "tini", "util-linux", "python3", "openvswitch-switch", "ovn-central", "ovn-host",
+        "iptables",
         "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
         "qemu-utils", "genisoimage", "sudo", "python3-libvirt"}
 

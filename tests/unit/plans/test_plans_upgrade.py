@@ -61,8 +61,8 @@ def test_services_roll_in_upstream_order(upgrade: list[Step]) -> None:
 def test_nova_rolls_conductor_first_and_compute_last_then_settles(upgrade: list[Step]) -> None:
     nova = [i for i in _ids(upgrade, "nova") if i.startswith(("restart:", "swap-", "settle:"))]
     assert nova == ["restart:nova-conductor", "restart:nova-scheduler", "swap-api",
-                    "restart:nova-metadata-api", "restart:nova-compute", "settle:nova-conductor", "settle:nova-scheduler",
-                    "settle:nova-compute"]
+                    "restart:nova-metadata-api", "restart:nova-compute", "settle:nova-conductor",
+                    "settle:nova-scheduler", "settle:nova-compute"]
 
 
 def test_rollback_goes_back_in_reverse_service_order(rollback: list[Step]) -> None:
