@@ -149,7 +149,8 @@ def _component_names(status: dict[str, Any]) -> dict[str, bool]:
 def test_status_shows_libvirt_the_switch_and_ovn_healthy() -> None:
     components = _component_names(_status())
     for name in ("libvirtd", "virtlogd", "ovsdb-server", "ovs-vswitchd", "ovn-nb-db",
-                 "ovn-sb-db", "ovn-northd", "ovn-controller", "nova-compute"):
+                 "ovn-sb-db", "ovn-northd", "ovn-controller", "nova-compute",
+                 "neutron-ovn-agent", "nova-metadata-api"):
         assert components.get(name) is True, (name, components)
 
 
@@ -157,7 +158,8 @@ def test_verify_boots_instances_and_reaches_them() -> None:
     proc = onestack("verify", "--json")
     results = {r["name"]: r for r in json.loads(proc.stdout)["checks"]}
     for name in ("instances ACTIVE (2 servers)", "instance floating IP + SSH",
-                 "instance to instance ping", "security group enforced", "instance cleanup"):
+                 "instance metadata service", "instance to instance ping",
+                 "security group enforced", "instance cleanup"):
         assert results[name]["passed"] and not results[name].get("skipped"), results[name]
 
 
@@ -220,12 +222,15 @@ def test_purge_leaves_no_guest_bridge_or_sudoers_file(server: str) -> None:
     """``down`` first (libvirtd stops, the guest's QEMU runs on), then the purge: the
     guest that libvirt could no longer be asked about is still killed and undefined."""
     instances = HOME / "sites" / SITE / "data" / "nova" / "instances"
+    proxies = str(HOME / "sites" / SITE / "data" / "neutron-ovn-agent")
+    assert proxies in _pgrep("haproxy")  # the server's network has its metadata proxy
     onestack("down")
-    guests = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
-    assert str(instances) in guests.stdout  # the server's guest outlived libvirtd
+    assert str(instances) in _pgrep("qemu-system")  # the server's guest outlived libvirtd
+    assert proxies not in _pgrep("haproxy")  # down stopped what the agent left running
     onestack("down", "--purge", "--yes")
-    guests = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
-    assert str(instances) not in guests.stdout
+    assert str(instances) not in _pgrep("qemu-system")
+    assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                          text=True).stdout.split() if n.startswith("ovnmeta-")]
     left = [p.name for p in Path("/etc/libvirt/qemu").glob("*.xml")
             if "openstack.org/xmlns/libvirt/nova" in p.read_text()]
     assert left == [], left
@@ -233,3 +238,7 @@ def test_purge_leaves_no_guest_bridge_or_sudoers_file(server: str) -> None:
     assert "br-ex" not in links and "br-int" not in links
     assert not Path(f"/etc/sudoers.d/onestack-{SITE}-nova").exists()
     assert shutil.which("virsh")  # libvirt's client stays: the host's package
+
+
+def _pgrep(pattern: str) -> str:
+    return subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout

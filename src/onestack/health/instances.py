@@ -11,6 +11,7 @@ after one tag and all deleted at the end, whatever happened:
    fault message is the result);
 3. a floating IP of ``public`` on server 1, SSH on it (bounded wait), a login with the
    key: the hostname must be the server's (its metadata reached the guest);
+   the metadata service (169.254.169.254) answers the guest with its own uuid;
 4. server 1 pings server 2's fixed address (east-west);
 5. busybox httpd on port 8080 in server 1: no connection through the floating IP while
    the group does not allow it, an answer once a rule does;
@@ -23,6 +24,7 @@ the order, the waits and the decisions, tested with fakes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -52,6 +54,7 @@ T = TypeVar("T")
 PREPARE = "instance keypair/secgroup"
 BOOT = "instances ACTIVE (2 servers)"
 LOGIN = "instance floating IP + SSH"
+METADATA = "instance metadata service"
 PING = "instance to instance ping"
 PORTS = "security group enforced"
 CLEANUP = "instance cleanup"
@@ -62,6 +65,11 @@ LISTEN_PORT = 8080
 BLOCKED_PROBE = 5.0  # seconds a connection to the blocked port is given
 RULE_TIMEOUT = 60.0  # seconds for a new security group rule to let traffic in
 DELETE_TIMEOUT = 60.0  # seconds for servers and the group to go
+METADATA_URL = "http://169.254.169.254/openstack/latest/meta_data.json"
+# Six tries 2 s apart (the guest's proxy answers once neutron's agent has wired its
+# network, seconds after the port went up); busybox's wget bounded by timeout.
+FETCH_METADATA = (f"i=0; until timeout 10 wget -q -O /tmp/meta_data.json {METADATA_URL}; do "
+                  "i=$((i+1)); [ $i -ge 6 ] && exit 1; sleep 2; done; cat /tmp/meta_data.json")
 WWW = "/tmp/www"
 START_LISTENER = (f"mkdir -p {WWW} && hostname > {WWW}/index.html && "
                   f"httpd -p {LISTEN_PORT} -h {WWW} </dev/null >/dev/null 2>&1 && "
@@ -82,6 +90,9 @@ class InstanceSettings:
     active_timeout: float = 120.0
     ssh_timeout: float = 180.0  # a TCG guest on a busy 2-core machine boots in ~1 min
     config_drive: bool = True
+    # Why the metadata service is not checked (None: it is): its agent runs on the
+    # controller's chassis only, and a server may land on another compute.
+    no_metadata_service: str | None = None
 
 
 class Cloud(Protocol):
@@ -152,6 +163,15 @@ def skip_reason(site: Site) -> str | None:
     return None
 
 
+def metadata_skip_reason(site: Site) -> str | None:
+    """Why verify cannot count on the metadata service, or None when it can."""
+    others = [h.name for h in site.computes if h.name != site.controller.name]
+    if others:
+        return (f"the metadata agent runs on {site.controller.name} only; a server may "
+                f"land on {', '.join(others)}")
+    return None
+
+
 def skipped_row(reason: str) -> CheckResult:
     return not_run(SKIPPED, reason, passed=True)
 
@@ -192,10 +212,13 @@ class InstanceChecks:
 
     def _checks(self) -> list[CheckResult]:
         stages = [(PREPARE, self._prepare), (BOOT, self._boot), (LOGIN, self._login),
-                  (PING, self._ping), (PORTS, self._ports)]
+                  (METADATA, self._metadata), (PING, self._ping), (PORTS, self._ports)]
         results: list[CheckResult] = []
         failed: str | None = None
         for name, stage in stages:
+            if name == METADATA and self.settings.no_metadata_service:
+                results.append(not_run(name, self.settings.no_metadata_service, passed=True))
+                continue
             if failed:
                 results.append(not_run(name, f"needs '{failed}'"))
                 continue
@@ -283,6 +306,20 @@ class InstanceChecks:
             raise CheckFailedError(f"hostname of {self.names[0]}", f"{hostname!r}: the "
                                    "server's metadata did not reach the guest")
         return kernel, hostname
+
+    def _metadata(self) -> str:
+        server = self.made.servers[0]
+        result = self._guest().run(FETCH_METADATA, timeout=120)
+        if result.exit_status != 0:
+            raise CheckFailedError(f"GET {METADATA_URL} in {self.names[0]}", _said(result))
+        try:
+            uuid = json.loads(result.stdout).get("uuid")
+        except (ValueError, AttributeError):
+            uuid = None
+        if uuid != server:
+            raise CheckFailedError(f"GET {METADATA_URL} in {self.names[0]}",
+                                   f"uuid {uuid!r}, not the server's {server}")
+        return f"{self.names[0]}: {METADATA_URL} gave its own uuid {server}"
 
     def _ping(self) -> str:
         target = self.fixed[1]

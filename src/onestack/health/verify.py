@@ -15,6 +15,7 @@ from onestack.drivers.openstack_instances import InstanceCloud
 from onestack.health.instances import (
     InstanceChecks,
     InstanceSettings,
+    metadata_skip_reason,
     skip_reason,
     skipped_row,
 )
@@ -143,7 +144,8 @@ def run(handle: SiteHandle, timeout: float = 120, *, instances: bool = False,
                         [h.name for h in ctx.site.computes])),
                     timed("network/subnet/port", tests.network)]
         if instances:
-            settings = InstanceSettings(active_timeout=timeout, ssh_timeout=ssh_timeout)
+            settings = InstanceSettings(active_timeout=timeout, ssh_timeout=ssh_timeout,
+                                        no_metadata_service=metadata_skip_reason(ctx.site))
             results += instance_checks(conn, ctx.site, settings, progress or SilentProgress())
     return {"site": handle.site.name, "passed": all(r.passed for r in results),
             "checks": [asdict(r) for r in results]}

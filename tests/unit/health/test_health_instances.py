@@ -140,6 +140,8 @@ class FakeShell:
         self.access.commands.append(command)
         if command.startswith("hostname"):
             return CommandResult(0, f"{self.access.hostname}\nLinux 6.1.0-cloud-amd64\n", "")
+        if "169.254.169.254" in command:
+            return CommandResult(self.access.metadata_status, self.access.metadata, "")
         if "ping -c 3" in command:
             return CommandResult(self.access.ping_status,
                                  "3 packets transmitted, 3 packets received, 0% packet loss\n",
@@ -157,6 +159,8 @@ class FakeAccess:
         self.ssh_polls = 0
         self.hostname = f"{TAG}-1"
         self.ping_status = 0
+        self.metadata_status = 0
+        self.metadata = '{"uuid": "id-1", "hostname": "x"}'
         self.listening = False
         self.open_without_rule = False
         self.commands: list[str] = []
@@ -220,8 +224,8 @@ def test_every_check_passes_in_order_and_everything_is_deleted(
         cloud: FakeCloud, access: FakeAccess) -> None:
     progress = Recorder()
     results = _checks(cloud, access, progress).run()
-    assert [r.name for r in results] == [inst.PREPARE, inst.BOOT, inst.LOGIN, inst.PING,
-                                         inst.PORTS, inst.CLEANUP]
+    assert [r.name for r in results] == [inst.PREPARE, inst.BOOT, inst.LOGIN, inst.METADATA,
+                                         inst.PING, inst.PORTS, inst.CLEANUP]
     assert all(r.passed and not r.skipped for r in results), results
     assert all(r.seconds >= 0 for r in results)
     # Security group: ICMP and SSH first; the listener's port only after it was refused.
@@ -431,3 +435,31 @@ def test_key_file_helpers(tmp_path: Path) -> None:
         assert stat.S_IMODE(key.private_path.stat().st_mode) == 0o600
         assert key.private_path.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert not folder.exists()
+
+
+@pytest.mark.parametrize(("status", "body", "said"), [
+    (1, "", "exit 1"), (0, '{"uuid": "id-2"}', "not the server's id-1"),
+    (0, "<html>", "uuid None")])
+def test_the_metadata_service_must_answer_with_the_servers_own_uuid(
+        cloud: FakeCloud, access: FakeAccess, status: int, body: str, said: str) -> None:
+    access.metadata_status, access.metadata = status, body
+    rows = _rows(_checks(cloud, access).run())
+    assert not rows[inst.METADATA].passed and said in rows[inst.METADATA].detail
+    assert rows[inst.PING].skipped and rows[inst.CLEANUP].passed
+
+
+def test_the_metadata_check_is_skipped_with_its_reason_where_it_cannot_hold(
+        cloud: FakeCloud, access: FakeAccess) -> None:
+    rows = _rows(_checks(cloud, access, no_metadata_service="agent on aio only").run())
+    assert rows[inst.METADATA].skipped and rows[inst.METADATA].passed
+    assert "agent on aio only" in rows[inst.METADATA].detail
+    assert rows[inst.PING].passed and not any("169.254" in c for c in access.commands)
+
+
+def test_only_an_all_in_one_counts_on_the_metadata_service() -> None:
+    aio = Site(name="s", release="2026.1", hosts=[Host(name="aio", address="127.0.0.1")])
+    assert inst.metadata_skip_reason(aio) is None
+    two = Site(name="s", release="2026.1", hosts=[
+        Host(name="c1", address="198.18.0.1", roles=[Role.CONTROLLER, Role.COMPUTE]),
+        Host(name="c2", address="198.18.0.2", roles=[Role.COMPUTE])])
+    assert "c2" in (inst.metadata_skip_reason(two) or "")
