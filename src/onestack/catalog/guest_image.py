@@ -65,6 +65,7 @@ GUEST_SCRIPTS = {
     # What a cloud guest is expected to have and busybox lacks (Tempest runs them).
     "sudo": ("usr/bin/sudo", 0o755),
     "blkid": ("sbin/blkid", 0o755),
+    "curl": ("usr/bin/curl", 0o755),
     # busybox acpid runs /etc/acpi/<action>/<parameter> for an event.
     "power-button": ("etc/acpi/PWRF/00000080", 0o755),
 }

@@ -161,3 +161,43 @@ def test_syslinux_cfg_boots_the_kernel_with_a_serial_console() -> None:
     cfg = recipe.syslinux_cfg()
     assert "LINUX /vmlinuz" in cfg and "INITRD /initrd.img" in cfg
     assert "console=ttyS0" in cfg and "TIMEOUT 0" in cfg
+
+
+@pytest.fixture
+def fake_wget(tmp_path: Path) -> Path:
+    """A ``wget`` that records its arguments and writes ``body`` to its -O file, or
+    fails when there is no body (as busybox's does on an HTTP error)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "wget").write_text(
+        f'#!/bin/sh\necho "wget $*" >> {tmp_path}/calls\n'
+        f'[ -f {tmp_path}/body ] || exit 1\n'
+        'while [ "$1" != -O ]; do shift; done; cp ' f'{tmp_path}/body "$2"\n')
+    (bin_dir / "wget").chmod(0o755)
+    return tmp_path
+
+
+def _curl(fake_wget: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = _script("curl").replace("/tmp/curl.$$", str(fake_wget / "out.$$"))
+    env = {"PATH": f"{fake_wget / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run(["sh", "-c", script, "curl", *args], env=env, capture_output=True,
+                          text=True)
+
+
+def test_curl_gets_and_posts_what_tempest_asks_of_the_metadata_service(
+        fake_wget: Path) -> None:
+    (fake_wget / "body").write_text("198.19.0.5")
+    got = _curl(fake_wget, "http://169.254.169.254/latest/meta-data/public-ipv4")
+    assert (got.returncode, got.stdout) == (0, "198.19.0.5")  # no newline added
+    posted = _curl(fake_wget, "-X", "POST", "-d", "s3cr3t", "http://169.254.169.254/pw")
+    assert posted.returncode == 0
+    calls = (fake_wget / "calls").read_text().splitlines()
+    assert calls[1].endswith("--post-data s3cr3t http://169.254.169.254/pw")
+    assert not list(fake_wget.glob("out.*"))  # its temporary file is gone
+
+
+def test_curl_fails_like_curl(fake_wget: Path) -> None:
+    assert _curl(fake_wget, "-s", "http://169.254.169.254/missing").returncode == 22
+    refused = _curl(fake_wget, "--compressed", "http://x/")
+    assert refused.returncode == 2 and "--compressed" in refused.stderr
+    assert _curl(fake_wget).returncode == 2
