@@ -1,7 +1,8 @@
 """Neutron: ML2 networking. Three processes: the WSGI API, the RPC server and the
 periodic workers. With the OVN back end (``services.ovn``) ML2/OVN drives the data
-path (DHCP, routers, floating IPs and security groups in OVN's flows); with none, the
-API and database only (ports never bind)."""
+path (DHCP, routers, floating IPs and security groups in OVN's flows) and a fourth,
+neutron's OVN agent, serves the metadata path on the controller's chassis (ADR 0020);
+with none, the API and database only (ports never bind)."""
 
 from __future__ import annotations
 

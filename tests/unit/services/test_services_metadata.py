@@ -1,0 +1,90 @@
+"""The metadata service as data: nova's metadata API and neutron's OVN agent on a site
+with the OVN back end, none without; what ``down`` runs against the agent's haproxies."""
+
+from __future__ import annotations
+
+import configparser
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+from onestack.model.site import Host, Site, default_lab_site
+from onestack.services import neutron, nova
+from onestack.services.base import ServiceContext
+
+ContextFactory = Callable[..., ServiceContext]
+
+
+def _ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_nova_serves_metadata_and_shares_its_secret_with_the_agent(
+        make_service_context: ContextFactory) -> None:
+    ctx = make_service_context()
+    files = nova.config(ctx)
+    conf = _ini(files[ctx.etc("nova") / "nova.conf"])
+    secret = ctx.secret(nova.METADATA_SECRET)
+    assert conf["neutron"]["service_metadata_proxy"] == "true"
+    assert conf["neutron"]["metadata_proxy_shared_secret"] == secret
+    listen = f"http-socket = {ctx.address}:{ctx.ports.infra('nova-metadata')}\n"
+    assert listen in files[nova.metadata_ini_path(ctx)]
+    assert nova.METADATA_MODULE in files[nova.metadata_ini_path(ctx)]
+    program = next(p for p in nova.programs(ctx) if p.name == nova.METADATA_API)
+    assert program.user == "nova" and program.environment == {
+        "OS_NOVA_CONFIG_DIR": str(ctx.etc("nova"))}
+    agent = _ini(neutron.config(ctx)[neutron.agent_conf_path(ctx)])
+    assert agent["DEFAULT"]["metadata_proxy_shared_secret"] == secret
+    assert agent["DEFAULT"]["nova_metadata_port"] == str(ctx.ports.infra("nova-metadata"))
+    assert agent["agent"]["extensions"] == "metadata"
+
+
+def test_the_agent_runs_outside_a_pid_namespace_with_umask_007(
+        make_service_context: ContextFactory) -> None:
+    ctx = make_service_context()
+    agent = neutron.agent_program(ctx)
+    assert (agent.owns_tree, agent.umask, agent.user) == (False, 0o007, None)
+    ini = _ini(neutron.config(ctx)[neutron.agent_conf_path(ctx)])
+    for section in neutron.PRIVSEP_SECTIONS:
+        helper = ini[section]["helper_command"]
+        assert helper.startswith("env -u ONESTACK_PROGRAM ") and "sudo" not in helper
+    assert ini["agent"]["root_helper"] == "env -u ONESTACK_PROGRAM"
+
+
+def test_no_metadata_service_without_ovn(make_service_context: ContextFactory) -> None:
+    site = Site(name="lab", release="2026.1", compute_driver="fake", network="none",
+                hosts=[Host(name="aio", address="127.0.0.1")])
+    ctx = make_service_context(site)
+    assert nova.METADATA_API not in {p.name for p in nova.programs(ctx)}
+    assert neutron.AGENT not in {p.name for p in neutron.programs(ctx)}
+    assert "service_metadata_proxy" not in nova.config(ctx)[ctx.etc("nova") / "nova.conf"]
+    assert set(neutron.config(ctx)) == {ctx.etc("neutron") / "neutron.conf",
+                                        ctx.etc("neutron") / "plugins/ml2/ml2_conf.ini",
+                                        ctx.etc("neutron") / "neutron-api-blue.ini"}
+    assert default_lab_site().network.value == "ovn"
+
+
+def test_down_stops_the_agents_haproxies_and_only_them(
+        make_service_context: ContextFactory) -> None:
+    ctx = make_service_context()
+    pids = neutron.agent_state(ctx) / "external" / "pids"
+    pids.mkdir(parents=True)
+    proxy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                              "haproxy", "-f", "net-1.conf"])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    (pids / "net-1.pid.haproxy").write_text(f"{proxy.pid}\n")
+    (pids / "net-2.pid.haproxy").write_text(f"{bystander.pid}\n")  # a stale pid, reused
+    try:
+        subprocess.run(list(neutron.metadata_proxies_script(ctx, purge=False)), check=True)
+        assert proxy.wait(timeout=5) == -signal.SIGTERM
+        assert bystander.poll() is None
+        assert list(pids.iterdir()) == []
+    finally:
+        for proc in (proxy, bystander):
+            proc.kill()
+            proc.wait()
+    assert "ip netns delete" in neutron.metadata_proxies_script(ctx, purge=True)[2]
+    assert "ip netns" not in neutron.metadata_proxies_script(ctx, purge=False)[2]
