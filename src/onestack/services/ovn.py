@@ -25,9 +25,10 @@ from onestack.steps.ovs_actions import EnsureExternalIds
 
 name = "ovn"
 kind = "infra"
-# iptables: neutron's metadata agent fills checksums in its namespaces with an
-# iptables rule on a userspace (netdev) datapath.
-PACKAGES = ("ovn-central", "ovn-host", "iptables")
+# neutron's metadata agent on the controller's chassis: iproute2 (its namespaces,
+# ``ip netns exec`` for its haproxies) and iptables (it fills checksums in those
+# namespaces with an iptables rule on a userspace, netdev, datapath).
+PACKAGES = ("ovn-central", "ovn-host", "iproute2", "iptables")
 CHASSIS_PACKAGES = ("ovn-host",)  # what a chassis other than the controller needs
 CHASSIS_FANOUT = "ovn-chassis"
 ENCAP_TYPE = "geneve"

@@ -72,7 +72,7 @@ def test_packages_come_first(steps: list[Step]) -> None:
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
         "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
         "tini", "util-linux", "python3", "openvswitch-switch", "ovn-central", "ovn-host",
-        "iptables",
+        "iproute2", "iptables",
         "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
         "qemu-utils", "genisoimage", "sudo", "python3-libvirt"}
 

@@ -73,7 +73,7 @@ def test_registered_in_order_as_infrastructure() -> None:
     assert [m.name for m in network.BACK_END] == ["ovs", "ovn"]
     assert all(m.kind == "infra" and m.PACKAGES for m in network.BACK_END)
     assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "ovn-central", "ovn-host",
-                                              "iptables")
+                                              "iproute2", "iptables")
 
 
 def test_programs_are_foreground_and_use_only_the_sites_directories(
