@@ -22,6 +22,14 @@ MARKER_VARIABLE = "ONESTACK_PROGRAM"
 # (a migration must not be cut in half), and the resumed step waits for it.
 COMMAND_VARIABLE = "ONESTACK_COMMAND"
 
+def kill_if_running(pid: str, pattern: str, signal: str = "TERM") -> str:
+    """A shell fragment: signal the process ``pid`` (a shell word such as ``"$p"``) only
+    if its command line matches ``pattern`` (grep), so a stale pid file never kills a
+    process that merely reuses the pid."""
+    return (f'if [ -n {pid} ] && tr "\\0" " " < /proc/{pid}/cmdline 2>/dev/null '
+            f'| grep -q "{pattern}"; then kill -{signal} {pid}; fi; ')
+
+
 # Print the environ paths of the processes whose environment holds the marker; the
 # marker is an argument, never spliced into the script.
 _FIND_MARKED = 'grep -lzxF -e "$1" /proc/[0-9]*/environ 2>/dev/null; exit 0'

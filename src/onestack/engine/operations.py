@@ -244,9 +244,9 @@ def _on_hosts(handle: SiteHandle, hosts: Iterable[Host], progress: Progress,
 def _stop_metadata_proxies(handle: SiteHandle, progress: Progress, purge: bool) -> None:
     """The haproxies of neutron's metadata agent outlive it by design: stopped once it
     is (on a purge, their namespaces removed too)."""
-    from onestack.services import neutron, ovs
+    from onestack.services import neutron, nova
 
-    if not ovs.in_use(handle.site):
+    if not nova.serves_metadata(handle.site):
         return
     ctx = service_context(handle, generate=False)
     _on_hosts(handle, [handle.site.controller], progress, "stopping metadata proxies",

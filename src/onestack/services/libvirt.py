@@ -19,6 +19,7 @@ from pathlib import Path
 
 from onestack.core.step import Step
 from onestack.drivers.libvirt import VIRTLOGD_ADMIN_URI, LibvirtProbe, connection_uri
+from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.model.site import ComputeDriver, Host, Site
 from onestack.services import oslo
@@ -270,8 +271,7 @@ def remove_guest_leftovers_script(domains: Path = DOMAIN_DIR,
         f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
         f'grep -q "{NOVA_XMLNS}" "$f" || continue; n=$(basename "$f" .xml); '
         f'p=$(cat "{running}/$n.pid" 2>/dev/null); '
-        f'if [ -n "$p" ] && tr "\\0" " " < "/proc/$p/cmdline" 2>/dev/null '
-        f'| grep -q "guest=$n,"; then kill -9 "$p"; fi; '
+        + kill_if_running('"$p"', "guest=$n,", "KILL") +
         f'rm -f "$f" "{domains}/autostart/$n.xml" "{running}/$n.xml" "{running}/$n.pid"; '
         f'echo "$n"; done; true')
     return ("sh", "-c", script)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.processes import MARKER_VARIABLE
+from onestack.drivers.processes import MARKER_VARIABLE, kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
 from onestack.services.base import (
@@ -138,8 +138,7 @@ def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]
     namespaces (the veth in br-int goes with them)."""
     pids, confs = agent_state(ctx) / "external" / "pids", agent_state(ctx) / "ovn-metadata-proxy"
     script = (f'for f in "{pids}"/*.pid.haproxy; do [ -f "$f" ] || continue; p=$(cat "$f"); '
-              f'if tr "\\0" " " < "/proc/$p/cmdline" 2>/dev/null | grep -q haproxy; then '
-              f'kill "$p"; fi; rm -f "$f"; done; ')
+              + kill_if_running('"$p"', "haproxy") + 'rm -f "$f"; done; ')
     if purge:
         script += (f'for c in "{confs}"/*.conf; do [ -f "$c" ] || continue; '
                    f'ip netns delete "ovnmeta-$(basename "$c" .conf)" 2>/dev/null; done; ')
@@ -158,14 +157,14 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
              etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(ctx),
              uwsgi.ini_path(ctx, name, ctx.color(name)):
                  uwsgi.ini(ctx, name, API_MODULE, processes=1, extra={"start-time": "%t"})}
-    if ovs.in_use(ctx.site):
+    if nova.serves_metadata(ctx.site):
         files[agent_conf_path(ctx)] = _agent_conf(ctx)
     return files
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
-    agent = [agent_program(ctx)] if ovs.in_use(ctx.site) else []
+    agent = [agent_program(ctx)] if nova.serves_metadata(ctx.site) else []
     return [uwsgi.program(ctx, name),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], user=name),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf],
@@ -219,7 +218,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
 
 
 def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
-    if not ovs.in_use(ctx.site):
+    if not nova.serves_metadata(ctx.site):
         return ()
     return ((agent_state(ctx), "root", 0o750),
             (metadata_socket_dir(ctx), f"root:{name}", 0o2750))

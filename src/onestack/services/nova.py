@@ -82,7 +82,7 @@ def metadata_ini_path(ctx: ServiceContext) -> Path:
 
 def metadata_program(ctx: ServiceContext) -> Program:
     return Program(METADATA_API, [ctx.bin("uwsgi"), "--ini", str(metadata_ini_path(ctx))],
-                   environment={"OS_NOVA_CONFIG_DIR": str(ctx.etc(name))}, user=name,
+                   environment=uwsgi.config_environment(ctx, name), user=name,
                    stopsignal="TERM", startsecs=1)
 
 
@@ -244,9 +244,8 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     version of the rest of the deployment"). A newer process wrote that record during
     the roll; on the way back, the record's version is set back to the old code's.
     """
-    binary = {METADATA_API: "nova-metadata"}.get(program.name, program.name)
-    if program.name.startswith("nova-api"):
-        binary = "nova-osapi_compute"
+    binary = ("nova-osapi_compute" if program.name.startswith("nova-api") else
+              "nova-metadata" if program.name == METADATA_API else program.name)
     sock = mariadb.socket_path(ctx)
     python = ctx.bin("python")
 

@@ -51,13 +51,18 @@ def program(ctx: ServiceContext, service: str, color: str | None = None) -> Prog
     ``os.environ`` would never see it.
     """
     color = color or ctx.color(service)
-    env = {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
+    env = config_environment(ctx, service)
     command = [ctx.bin("uwsgi"), "--ini", str(ini_path(ctx, service, color))]
     if service in FRESH_TMPDIR:
         env["TMPDIR"] = str(ctx.paths.data / service / f"api-{color}-tmp")
         command = ["/bin/sh", "-c", _FRESH_TMPDIR_SCRIPT, "sh", *command]
     return Program(f"{service}-api" if color == "blue" else f"{service}-api-{color}",
                    command, environment=env, user=service, stopsignal="TERM", startsecs=1)
+
+
+def config_environment(ctx: ServiceContext, service: str) -> dict[str, str]:
+    """How a service's WSGI application finds its configuration (see :func:`program`)."""
+    return {f"OS_{service.upper()}_CONFIG_DIR": str(ctx.etc(service))}
 
 
 # APIs that keep per-start state in temp files named after their uWSGI master's PID,
