@@ -203,6 +203,49 @@ class ServiceReportProbe:
         return age <= self.max_age, f"{self.binary}@{self.host} reported {age}s ago"
 
 
+@dataclass(frozen=True)
+class HashRingProbe:
+    """Healthy when neutron's OVN hash ring (``ovn_hash_ring``) holds live workers only:
+    at least one touched within two touch intervals, and none that neutron still
+    counts as alive (touched within ``alive``) but that stopped touching: events
+    hashed to such a worker are lost until it ages out."""
+
+    socket_path: Path
+    database: str
+    group: str
+    touch_interval: int
+    alive: int
+
+    def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        try:
+            conn = _connect(self.socket_path)
+        except CommandError as exc:
+            return False, str(exc)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT hostname, TIMESTAMPDIFF(SECOND, updated_at, "
+                            f"UTC_TIMESTAMP()) FROM `{self.database}`.ovn_hash_ring "
+                            "WHERE group_name=%s", (self.group,))
+                nodes = [(str(h), int(age)) for h, age in cur.fetchall()]
+        except pymysql.err.MySQLError as exc:
+            return False, f"OVN hash ring: {exc.args[-1]}"
+        finally:
+            conn.close()
+        return self.judge(nodes)
+
+    def judge(self, nodes: list[tuple[str, int]]) -> tuple[bool, str]:
+        """(host, seconds since its last touch) of every node -> (healthy, detail)."""
+        fresh = 2 * self.touch_interval + 5
+        live = sorted(h for h, age in nodes if age <= fresh)
+        stale = sorted(f"{h} ({age}s)" for h, age in nodes if fresh < age <= self.alive)
+        if stale:
+            return False, (f"OVN hash ring: worker(s) that stopped touching it still count "
+                           f"as alive: {', '.join(stale)} (their OVN events are lost)")
+        if not live:
+            return False, "OVN hash ring: no live worker (OVN events are not handled)"
+        return True, f"OVN hash ring: {len(live)} live worker(s) ({', '.join(live)})"
+
+
 def _literal(value: str) -> str:
     """A SQL string literal (for the mariadb client, which takes no bound parameters)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -46,6 +46,36 @@ def translated(call: str) -> Iterator[None]:
         raise CloudApiError(call, f"{type(exc).__name__}: {exc}") from None
 
 
+# How long "the identity API did not answer" stands for every probe of one plan: the
+# first probe waits ANSWER_TIMEOUT, the others ask nothing (HAProxy holds a request to
+# an API without an instance for 15 s, and keystoneauth retries its discovery).
+ANSWER_TIMEOUT = 3.0
+NOT_ANSWERING_FOR = 30.0
+_not_answering: dict[str, float] = {}
+
+
+def answers(auth_url: str, timeout: float = ANSWER_TIMEOUT) -> bool:
+    """Whether the identity API at ``auth_url`` answers an HTTP request within
+    ``timeout`` (any status). A negative answer is remembered NOT_ANSWERING_FOR
+    seconds: facts gathered for a plan while the APIs are stopped cost one wait."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    if time.monotonic() - _not_answering.get(auth_url, -NOT_ANSWERING_FOR) < NOT_ANSWERING_FOR:
+        return False
+    try:
+        with urllib.request.urlopen(auth_url, timeout=timeout):  # noqa: S310 (our URL)
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (urllib.error.URLError, OSError):
+        _not_answering[auth_url] = time.monotonic()
+        return False
+    _not_answering.pop(auth_url, None)
+    return True
+
+
 def connect(auth_url: str, password: str, region: str, username: str = "admin",
             project: str = "admin") -> Any:
     """An openstacksdk connection as a keystone user."""
@@ -97,6 +127,25 @@ def _ensure_endpoints(conn: Any, region: str, entry: CatalogEntry) -> None:
                                           url=entry.url, region_id=region)
         elif endpoint.url != entry.url:
             conn.identity.update_endpoint(endpoint, url=entry.url)
+
+
+# --- network ------------------------------------------------------------------------
+
+# neutron's device owner of a network's metadata port (ML2/OVN: a localport per network).
+METADATA_PORT_OWNER = "network:distributed"
+
+
+def rewrite_ports(conn: Any, device_owner: str) -> list[str]:
+    """Update every port of this owner with its own name: neutron's ML2 driver runs its
+    ``update_port`` for each, so the back end's rows (OVN's logical switch ports) are
+    written again by the server's code as it is now. Returns the ports' ids."""
+    with translated(f"list ports of {device_owner}"):
+        ports = list(conn.network.ports(device_owner=device_owner))
+    for port in ports:
+        with translated(f"update port {port.id}"):
+            # By id, so the name is sent even though it did not change.
+            conn.network.update_port(port.id, name=port.name or "")
+    return [port.id for port in ports]
 
 
 # --- compute hosts ------------------------------------------------------------------

@@ -83,6 +83,23 @@ class CommandProbe:
         return False, f"{shown}: no {self.expect!r} in {out.strip()[-200:]!r}"
 
 
+@dataclass(frozen=True)
+class AllOf:
+    """Healthy when every probe is, asked in order (the first is what the component
+    listens on: ``status`` shows its address)."""
+
+    probes: tuple[Probe, ...]
+
+    def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        details = []
+        for probe in self.probes:
+            ok, detail = probe.check(timeout)
+            details.append(detail)
+            if not ok:
+                return False, "; ".join(details)
+        return True, "; ".join(details)
+
+
 class Probe(Protocol):
     """Anything that can tell, with a real request, whether a component is healthy."""
 

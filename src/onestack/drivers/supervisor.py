@@ -278,6 +278,13 @@ class SiteSupervisor:
             return []
         return failure_excerpt(str(text), lines)
 
+    def log_text(self, name: str, max_bytes: int = 256_000) -> str:
+        """The end of a program's log (at most ``max_bytes``), as it is."""
+        try:
+            return str(self._call("tailProcessStdoutLog", name, 0, max_bytes)[0])
+        except (OSError, xmlrpc.client.Fault):
+            return ""
+
     def stop_many(self, names: list[str], timeout: float = 60) -> None:
         """Stop several programs at once and wait until none is running."""
         for name in names:

@@ -11,7 +11,7 @@ from onestack.catalog.releases import canonical_name, load_bundle
 from onestack.core.host import HostConnection
 from onestack.drivers import apt, processes
 from onestack.drivers.host import LocalHost
-from onestack.drivers.probes import HttpProbe, Probe, TcpProbe
+from onestack.drivers.probes import AllOf, HttpProbe, Probe, TcpProbe
 from onestack.drivers.python_env import MARKER_FILE, installed_versions, marker_matches
 from onestack.drivers.supervisor import program_marker
 from onestack.errors import HostError
@@ -50,7 +50,13 @@ FLAPPING = 3
 STEADY = 30
 
 
+def _listening(probe: object) -> object:
+    """The probe of what the component listens on (the first of several)."""
+    return probe.probes[0] if isinstance(probe, AllOf) and probe.probes else probe
+
+
 def _address(probe: object) -> str:
+    probe = _listening(probe)
     if isinstance(probe, HttpProbe):
         return probe.url
     if isinstance(probe, TcpProbe):
@@ -175,6 +181,7 @@ def _supervision(row: ComponentStatus, host: HostConnection, marker: str,
 
 
 def _port(probe: Probe | None) -> int | None:
+    probe = _listening(probe)  # type: ignore[assignment]
     if isinstance(probe, TcpProbe):
         return probe.port
     if isinstance(probe, HttpProbe):

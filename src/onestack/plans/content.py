@@ -54,8 +54,7 @@ def content_steps(ctx: ServiceContext) -> list[Step]:
     """Flavors (the site's, else the defaults), on an OVN site the networks and router
     (``network_steps``), and, unless the site says not, the test image: on the
     controller, once the APIs answer."""
-    login = CloudLogin(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
-                       ctx.site.region)
+    login = oslo.admin_login(ctx)
     flavors = ctx.site.flavors if ctx.site.flavors is not None else DEFAULT_FLAVORS
     shapes = tuple((f.name, (f.vcpus, f.ram_mb, f.disk_gb)) for f in flavors)
     steps = [step(ctx, "nova", "flavors", f"offer flavors {', '.join(n for n, _ in shapes)}",

@@ -220,11 +220,35 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
     steps = [*_program_files(prefix, "roll", name, new, defs),
              _load(prefix, "roll", name, new, defs)]
     for prog in getattr(module, "roll_order", list)(programs):
+        steps += _before_agents(prefix, "roll", module, new, prog, programs)
         steps.append(_swap_step(prefix, "roll", module, old, new) if prog is programs[0]
                      else _restart(prefix, "roll", name, new, prog))
     if module is nova:
         steps += _roll_computes(prefix, "roll", new)
     return steps + _settle(prefix, "roll", module, new)
+
+
+def _before_agents(prefix: str, phase: str, module: OpenStackService, dst: ServiceContext,
+                   prog: Program, programs: list[Program]) -> list[Step]:
+    """Before the first of the service's ``AGENTS`` moves: its ``before_agents`` step
+    (neutron: the back end's rows written again by the servers that now run)."""
+    agents = [p for p in programs if p.name in getattr(module, "AGENTS", ())]
+    if not agents or prog is not agents[0]:
+        return []
+    return [_step(prefix, phase, module.name, "before-agents", f"{module.name} {dst.series}: "
+                  "back-end rows written again by its servers, before its agents move", dst,
+                  module.before_agents(dst))]  # type: ignore[attr-defined]
+
+
+def _roll_checks(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
+    """Each service's ``roll_checks``: what must hold once all of it runs ``dst``."""
+    return [_step(prefix, phase, module.name, check_name, summary, dst, action)
+            for module in registry.OPENSTACK
+            for check_name, summary, action in getattr(module, "roll_checks", _none)(dst)]
+
+
+def _none(_: ServiceContext) -> list[tuple[str, str, CallOnce]]:
+    return []
 
 
 def _settle_computes(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
@@ -277,8 +301,10 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
                        "supervisor:api" if rest else "supervisor"))
     before_rollback = getattr(module, "before_rollback", None)
     convert = before_rollback(newer, older) if before_rollback is not None else None
+    leave = _before_api_stops(module, newer, newer.color(name))
     steps.append(_swap_step(prefix, "rollback", module, newer, older,
-                            between=convert.func if convert is not None else None))
+                            between=convert.func if convert is not None else None,
+                            before_stop=leave.func if leave is not None else None))
     if not rest:
         return steps
     drain = getattr(module, "drain_before_stop", None)
@@ -290,7 +316,9 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
         steps.append(_step(prefix, "rollback", name, "before-rollback",
                            f"make {name}'s stored data readable by {older.series} (what "
                            f"its {newer.series} back end wrote since)", older, convert))
-    steps += [_restart(prefix, "rollback", name, older, prog) for prog in rest]
+    for prog in rest:
+        steps += _before_agents(prefix, "rollback", module, older, prog, rest)
+        steps.append(_restart(prefix, "rollback", name, older, prog))
     if module is nova:
         steps += _roll_computes(prefix, "rollback", older)
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])
@@ -342,7 +370,8 @@ def _restarter(program: str, checks: dict[str, Probe]) -> Hook:
 
 
 def _swap_step(prefix: str, phase: str, module: OpenStackService, src: ServiceContext,
-               dst: ServiceContext, between: Hook | None = None) -> Step:
+               dst: ServiceContext, between: Hook | None = None,
+               before_stop: Hook | None = None) -> Step:
     name = module.name
     api_src = module.programs(src)[0]
     api_dst = module.programs(dst)[0]
@@ -356,7 +385,8 @@ def _swap_step(prefix: str, phase: str, module: OpenStackService, src: ServiceCo
                          f"{name}-{dst.color(name)}", backend_probe,
                          dst.paths.run / "haproxy.sock",
                          to_port=dst.backend_port(name), keep_warm=phase == "roll",
-                         between=between, config_digest=conf_digest))
+                         between=between, before_stop=before_stop,
+                         config_digest=conf_digest))
 
 
 def _haproxy_config(prefix: str, phase: str, ctx: ServiceContext) -> Step:
@@ -388,6 +418,7 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
         steps += _roll_service(p, module, old, new)
     steps.append(_haproxy_config(p, "roll", new))
     steps.append(_gate(p, new))
+    steps += _roll_checks(p, "verify", new)
     steps.append(_step(p, "verify", "site", "smoke-tests", "smoke tests on the new code", new,
                        CallOnce("smoke tests", smoke_test, inputs=new.series)))
     steps.append(_step(p, "commit", "site", "point-of-no-return",
@@ -395,6 +426,7 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
                        CallOnce("commit", on_commit, inputs=new.series)))
     # The older release's API instances stay up (no traffic) until here, for a fast
     # rollback; they stop before the contract removes what only their code needs.
+    steps += _before_retire(p, old)
     steps.append(_retire(p, old, new))
     steps += _retire_computes(p, old, new)
     for module in registry.OPENSTACK:
@@ -403,6 +435,26 @@ def upgrade_steps(old: ServiceContext, new: ServiceContext, backup_dir: Path,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
     return steps
+
+
+def _before_retire(prefix: str, old: ServiceContext) -> list[Step]:
+    """Each service's ``before_api_stops`` for its older API instance (neutron: it
+    leaves the OVN hash ring, and the other workers reload it, before it stops)."""
+    steps = []
+    for module in registry.OPENSTACK:
+        color = old.color(module.name)
+        leave = _before_api_stops(module, old, color)
+        if leave is not None:
+            steps.append(_step(prefix, "commit", module.name, f"before-stop:{color}",
+                               f"{module.name} API {color} ({old.series}): ready to stop",
+                               old, leave))
+    return steps
+
+
+def _before_api_stops(module: OpenStackService, ctx: ServiceContext,
+                      color: str) -> CallOnce | None:
+    hook = getattr(module, "before_api_stops", None)
+    return hook(ctx, color) if hook is not None else None
 
 
 def _retire(prefix: str, old: ServiceContext, new: ServiceContext) -> Step:
@@ -436,4 +488,4 @@ def rollback_steps(old: ServiceContext, new: ServiceContext, retry: bool = False
         # compute up on its last heartbeat, and its queue holds what is cast to it).
         for module in reversed(registry.OPENSTACK):
             steps += _ready_steps(p, module, old)
-    return steps
+    return steps + _roll_checks(p, "rollback", old)

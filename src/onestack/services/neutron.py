@@ -6,12 +6,19 @@ with none, the API and database only (ports never bind)."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 from onestack.core.step import Step
+from onestack.drivers import mysql, ovsdb
+from onestack.drivers import openstack as cloud
+from onestack.drivers.mysql import HashRingProbe
 from onestack.drivers.openstack import CatalogEntry
+from onestack.drivers.probes import AllOf
 from onestack.drivers.processes import MARKER_VARIABLE, kill_if_running
 from onestack.drivers.supervisor import Program
+from onestack.errors import CheckFailedError, CommandError
 from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
 from onestack.services.base import (
     Check,
@@ -25,7 +32,8 @@ from onestack.services.base import (
     program_steps,
     step,
 )
-from onestack.steps.actions import EnsureDirs, RunOnce
+from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
+from onestack.steps.context import HostContext
 
 name = "neutron"
 kind = "openstack"
@@ -74,7 +82,7 @@ def _back_end_settings(ctx: ServiceContext) -> oslo.Ini:
               # (host, worker): during a blue/green upgrade both releases' APIs run
               # on one host, and the newer one's start failed on the older one's rows
               # (DBDuplicateEntry on ovn_hash_ring). Each color is a host of its own.
-              "host": f"{ctx.host}-{ctx.color(name)}"}
+              "host": ring_host(ctx, ctx.color(name))}
     return oslo.merged(ovn.neutron_settings(ctx), {"DEFAULT": notify})
 
 
@@ -172,7 +180,13 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("neutron-api", api_probes(ctx, name)[0])]
+    """The API answers; with OVN, its hash ring also holds live processes only."""
+    api = api_probes(ctx, name)[0]
+    if not ovs.in_use(ctx.site):
+        return [Check("neutron-api", api)]
+    ring = HashRingProbe(mariadb.socket_path(ctx), name, HASH_RING_GROUP,
+                         HASH_RING_TOUCH_INTERVAL, HASH_RING_NODE_TIMEOUT)
+    return [Check("neutron-api", AllOf((api, ring)))]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
@@ -222,3 +236,161 @@ def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
         return ()
     return ((agent_state(ctx), "root", 0o750),
             (metadata_socket_dir(ctx), f"root:{name}", 0o2750))
+
+
+# --- neutron's OVN hash ring ------------------------------------------------------
+#
+# ML2/OVN hands each OVN event (a port going up: nova's network-vif-plugged) to one
+# API worker, chosen by a hash ring of the workers in the database (ovn_hash_ring).
+# A worker counts as alive for HASH_RING_NODE_TIMEOUT s after its last touch (every
+# HASH_RING_TOUCH_INTERVAL s), and every worker caches the ring for up to
+# HASH_RING_CACHE_TIMEOUT s (neutron.common.ovn.constants, 2026.1 and 2026.2). A
+# worker that stops without removing its row (uWSGI's workers do not) keeps getting
+# events for up to three minutes, and they are lost: servers stay in BUILD waiting
+# for network-vif-plugged. So an API instance leaves the ring before it stops.
+HASH_RING_GROUP = "mechanism_driver"
+HASH_RING_NODE_TIMEOUT = 120
+HASH_RING_TOUCH_INTERVAL = 15
+HASH_RING_CACHE_TIMEOUT = 60
+
+
+def ring_host(ctx: ServiceContext, color: str) -> str:
+    """The ``host`` of one API instance in the hash ring: each color is a host of its
+    own (both run during a blue/green upgrade)."""
+    return f"{ctx.host}-{color}"
+
+
+def before_api_stops(ctx: ServiceContext, color: str) -> CallOnce | None:
+    """What must happen before the ``color`` API instance stops for good (its older
+    release retired, or its newer one rolled back): it leaves the hash ring."""
+    return leave_hash_ring(ctx, color) if ovs.in_use(ctx.site) else None
+
+
+def leave_hash_ring(ctx: ServiceContext, color: str) -> CallOnce:
+    """The ``color`` API instance leaves the hash ring, then every other process has
+    reloaded it (its cache timed out) before the instance may stop: until then the
+    instance, still running, handles what is hashed to it."""
+    host, sock = ring_host(ctx, color), mariadb.socket_path(ctx)
+
+    def run(hc: HostContext) -> None:
+        left = mysql.execute(sock, name, "DELETE FROM ovn_hash_ring WHERE hostname=%s AND "
+                             "group_name=%s", (host, HASH_RING_GROUP))
+        wait = HASH_RING_CACHE_TIMEOUT + 5
+        hc.progress.message(f"neutron: {left} worker(s) of {host} left the OVN hash ring; "
+                            f"{wait}s for the other workers to reload it")
+        time.sleep(wait)
+
+    return CallOnce(f"{host} leaves the OVN hash ring", run, inputs=f"{ctx.series}|{color}")
+
+
+# --- the agents in an upgrade -----------------------------------------------------
+
+# Programs that follow neutron's servers in a roll (upstream: servers, then agents);
+# ``before_agents`` runs between them.
+AGENTS = (AGENT,)
+
+
+def before_agents(ctx: ServiceContext) -> CallOnce:
+    """The OVN rows neutron made are written again by the servers of the release the
+    site lands on, before its agents start. The agent of 2026.2 reads the network's
+    MTU from the metadata port's row (``neutron:mtu``), which 2026.1's server left
+    empty: without this, it cannot provision a network made before the upgrade.
+    neutron's ``neutron-ovn-db-sync-util`` and maintenance tasks compare rows by
+    existence and revision number only, so they leave such a row as it is; a port
+    update through the API runs ML2/OVN's ``update_port``, which writes the row whole."""
+    login = oslo.admin_login(ctx)
+
+    def run(hc: HostContext) -> None:
+        ports = cloud.rewrite_ports(login.connect(), cloud.METADATA_PORT_OWNER)
+        hc.progress.message(f"neutron {ctx.series}: {len(ports)} metadata port(s) "
+                            "written again to OVN")
+
+    return CallOnce(f"rewrite metadata ports ({ctx.series})", run, inputs=ctx.series)
+
+
+def roll_checks(ctx: ServiceContext) -> list[tuple[str, str, CallOnce]]:
+    """What must hold once all of neutron runs ``ctx.series`` (an upgrade's verify
+    phase, the end of a rollback)."""
+    if not nova.serves_metadata(ctx.site):
+        return []
+    return [("metadata-provisioned", f"every network with servers on {ctx.host} has its "
+             f"metadata proxy, provisioned by the agent as it runs now",
+             metadata_provisioned(ctx))]
+
+
+# The agent logs this once it has wired a network's metadata path (2026.1, 2026.2).
+PROVISIONED = re.compile(r"^(\S+ \S+) .*Provisioning metadata for network ([0-9a-f-]{36})")
+LOG_TIME = "%Y-%m-%d %H:%M:%S"
+PROVISION_TIMEOUT = 90.0
+
+
+def metadata_provisioned(ctx: ServiceContext) -> CallOnce:
+    """Every network with a server's port on the agent's chassis was provisioned by
+    the agent as it runs now (its log says so since its start), and has its
+    namespace and a running proxy. Waits up to PROVISION_TIMEOUT s for the agent."""
+
+    def run(hc: HostContext) -> None:
+        deadline = time.monotonic() + PROVISION_TIMEOUT
+        while True:
+            missing = _unprovisioned(ctx, hc)
+            if not missing:
+                hc.progress.message("neutron: every network with servers here has its "
+                                    "metadata proxy")
+                return
+            if time.monotonic() > deadline:
+                raise CheckFailedError(f"{AGENT} on {ctx.host}", "metadata not provisioned "
+                                       "for " + "; ".join(missing))
+            time.sleep(3)
+
+    return CallOnce("metadata provisioned", run, inputs=ctx.series)
+
+
+def _unprovisioned(ctx: ServiceContext, hc: HostContext) -> list[str]:
+    networks = networks_with_servers(ctx, hc)
+    started = float(hc.supervisor.states().get(AGENT, {}).get("start", 0))
+    done = provisioned_since(hc.supervisor.log_text(AGENT), started)
+    missing = []
+    for network in sorted(networks):
+        if network not in done:
+            missing.append(f"{network} (not provisioned since the agent started)")
+        elif not _proxy_running(ctx, hc, network):
+            missing.append(f"{network} (no namespace or proxy)")
+    return missing
+
+
+def provisioned_since(log: str, started: float) -> set[str]:
+    """Networks the agent's log says it provisioned at or after ``started`` (epoch)."""
+    found = set()
+    for line in log.splitlines():
+        match = PROVISIONED.match(line)
+        if match and time.mktime(time.strptime(match[1].split(".")[0], LOG_TIME)) >= \
+                int(started):
+            found.add(match[2])
+    return found
+
+
+def networks_with_servers(ctx: ServiceContext, hc: HostContext) -> set[str]:
+    """Networks (ids) with a server's port bound to this host's chassis, from OVN's
+    southbound database."""
+    sbctl = ("ovn-sbctl", f"--db=unix:{ovn.sb_socket(ctx)}", "--timeout=5", "--format=json")
+    chassis = ovsdb.rows(hc.host.run([*sbctl, "--columns=_uuid", "find", "Chassis",
+                                      f"name={ctx.host}"], timeout=15))
+    if not chassis:
+        return set()
+    ports = ovsdb.rows(hc.host.run([*sbctl, "--columns=type,external_ids", "find",
+                                    "Port_Binding", f"chassis={chassis[0]['_uuid']}"],
+                                   timeout=15))
+    return {str(p["external_ids"].get("neutron:network_name", ""))[len("neutron-"):]
+            for p in ports if p["type"] == "" and
+            str(p["external_ids"].get("neutron:device_owner", "")).startswith("compute:")}
+
+
+def _proxy_running(ctx: ServiceContext, hc: HostContext, network: str) -> bool:
+    pid_file = agent_state(ctx) / "external" / "pids" / f"{network}.pid.haproxy"
+    script = (f'[ -e /run/netns/ovnmeta-{network} ] && p=$(cat "{pid_file}") && '
+              f'grep -q haproxy "/proc/$p/cmdline"')
+    try:
+        hc.host.run(["sh", "-c", script], timeout=10)
+    except CommandError:
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onestack.services import memcached, rabbitmq
 from onestack.services.base import ServiceContext
+from onestack.steps.content_actions import CloudLogin
 
 Ini = dict[str, dict[str, str]]
 
@@ -25,6 +26,11 @@ def merged(*parts: Ini) -> Ini:
         for section, values in part.items():
             out[section] = {**out.get(section, {}), **values}
     return out
+
+
+def admin_login(ctx: ServiceContext) -> CloudLogin:
+    """How onestack's own steps reach the cloud: the site's admin, through HAProxy."""
+    return CloudLogin(keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"), ctx.site.region)
 
 
 def keystone_url(ctx: ServiceContext, internal: bool = True) -> str:

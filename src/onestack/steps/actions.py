@@ -428,6 +428,8 @@ class RetireCompute:
         from onestack.drivers import openstack
         from onestack.errors import OnestackError
 
+        if not openstack.answers(self.auth_url):
+            return "unknown"  # not answering (stopped?): decided when the step runs
         try:
             service = openstack.compute_service(self._connect(), self.host)
         except OnestackError:

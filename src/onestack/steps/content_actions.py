@@ -52,6 +52,22 @@ class CloudLogin:
         return openstack.connect(self.auth_url, self.password, self.region)
 
 
+def cloud_for_facts(ctx: HostContext, login: CloudLogin) -> Any | None:
+    """A connection for a probe's fact, or None when there is no cloud to ask: never
+    deployed here, or its identity API does not answer within a few seconds (its
+    programs stopped behind a running HAProxy, which would hold every request): the
+    fact is unknown and the step decides when it runs. Planning never waits on an
+    API that the plan itself is about to start."""
+    from onestack.drivers import openstack
+
+    if not deployed(ctx) or not openstack.answers(login.auth_url):
+        return None
+    try:
+        return login.connect()
+    except Exception:  # noqa: BLE001 (openstacksdk's errors and ours: the same here)
+        return None
+
+
 def deployed(ctx: HostContext) -> bool:
     """Whether a deploy of the site ever finished here (its clouds.yaml is its last
     step): before that there is no cloud to ask, and a plan must not try."""
@@ -70,14 +86,12 @@ class EnsureFlavors:
         return digest(repr(self.flavors) + self.login.auth_url)
 
     def probe(self, ctx: HostContext) -> Any:
-        if not deployed(ctx):
-            return None
-        try:
-            conn = self.login.connect()
-            return {f.name: [f.vcpus, f.ram, f.disk] for f in conn.compute.flavors()}
-        except OnestackError:
+        conn = cloud_for_facts(ctx, self.login)
+        if conn is None:
             return None  # the cloud is not up yet: decided when the step runs
-        except Exception:  # noqa: BLE001 (openstacksdk's errors: same)
+        try:
+            return {f.name: [f.vcpus, f.ram, f.disk] for f in conn.compute.flavors()}
+        except Exception:  # noqa: BLE001 (openstacksdk's errors and ours: same)
             return None
 
     def needed(self, fact: Any, done: str | None) -> bool:
@@ -119,10 +133,10 @@ class EnsureTestImage:
         return digest(f"{self.name}|{self.images_dir}|{self.login.auth_url}")
 
     def probe(self, ctx: HostContext) -> Any:
-        if not deployed(ctx):
+        conn = cloud_for_facts(ctx, self.login)
+        if conn is None:
             return None
         try:
-            conn = self.login.connect()
             return [str(i.properties.get(IMAGE_RECIPE_PROPERTY, "")) for i in
                     conn.image.images(name=self.name) if i.status == "active"]
         except Exception:  # noqa: BLE001 (the cloud is not up yet: decided when it runs)

@@ -21,7 +21,7 @@ from typing import Any
 from onestack.core.digest import digest
 from onestack.drivers import ovsdb
 from onestack.errors import ContentConflictError, HostPrerequisiteError
-from onestack.steps.content_actions import CloudLogin, deployed
+from onestack.steps.content_actions import CloudLogin, cloud_for_facts
 from onestack.steps.context import HostContext
 
 Shape = tuple[tuple[str, Any], ...]  # (field as `openstack ... show` names it, value)
@@ -39,10 +39,11 @@ ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:ha_router_replic
 def _read(ctx: HostContext, login: CloudLogin, read: Callable[[Any], Any]) -> Any:
     """A probe's fact: what ``read`` finds in the cloud, or None when there is no cloud
     to ask (never deployed here, or not answering: decided when the step runs)."""
-    if not deployed(ctx):
+    conn = cloud_for_facts(ctx, login)
+    if conn is None:
         return None
     try:
-        return read(login.connect())
+        return read(conn)
     except Exception:  # noqa: BLE001 (openstacksdk's errors and ours: same)
         return None
 

@@ -101,6 +101,9 @@ class SwapApi:
     release's instance running without traffic until commit, so that a rollback
     moves traffic back to an instance that is already up instead of starting one.
 
+    ``before_stop`` runs once the drained instance has no traffic, before it stops
+    (neutron's API leaves its OVN hash ring).
+
     With ``between``, there is a gap instead of an overlap: this instance drains
     first, ``between`` runs while no instance takes traffic (HAProxy holds new
     requests, services.haproxy.HOLD_MS), then the other takes it. If ``between``
@@ -119,6 +122,8 @@ class SwapApi:
     keep_warm: bool = False
     between: Callable[[HostContext], None] | None = field(default=None, compare=False,
                                                          repr=False)
+    before_stop: Callable[[HostContext], None] | None = field(default=None, compare=False,
+                                                             repr=False)
     start_timeout: float = 180
     kind: str = "swap"
     config_digest: str = field(default="")
@@ -161,8 +166,10 @@ class SwapApi:
         admin.set_state(self.backend, self.from_server, "maint")
         if self.keep_warm:
             ctx.progress.message(f"{self.from_program} stays up without traffic until commit")
-        else:
-            ctx.supervisor.stop(self.from_program)
+            return
+        if self.before_stop is not None:
+            self.before_stop(ctx)
+        ctx.supervisor.stop(self.from_program)
 
     def _take_traffic(self, admin: HaproxyAdmin) -> None:
         admin.set_state(self.backend, self.to_server, "ready")

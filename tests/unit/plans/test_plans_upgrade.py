@@ -104,8 +104,44 @@ def test_rollback_loads_only_the_api_before_its_swap(rollback: list[Step]) -> No
 def test_rollback_waits_for_the_compute_heartbeat_last(rollback: list[Step]) -> None:
     """The other services move back while nova-compute starts reporting."""
     ids = [s.id.split("/", 2)[2] for s in rollback]
-    assert ids[-1] == "nova/ready:nova-compute"
-    assert max(i for i, s in enumerate(ids) if s.endswith("swap-api")) < len(ids) - 1
+    # Then only what must hold once every service is back (the metadata proxies).
+    assert ids[-2:] == ["nova/ready:nova-compute", "neutron/metadata-provisioned"]
+    assert max(i for i, s in enumerate(ids) if s.endswith("swap-api")) < len(ids) - 2
+
+
+def test_neutron_rewrites_its_ovn_rows_before_its_agent_moves(
+        upgrade: list[Step], rollback: list[Step]) -> None:
+    """Both ways: the servers of the release the site lands on write the metadata
+    ports' rows again (2026.2's agent reads the MTU 2026.1 left empty), then the agent."""
+    for steps, phase in ((upgrade, "roll"), (rollback, "rollback")):
+        ids = [i for i in _ids([s for s in steps if phase_of(s.id) == phase], "neutron")
+               if not i.startswith(("program:", "before:"))]
+        rewrite = ids.index("before-agents")
+        assert ids.index("restart:neutron-rpc-server") < rewrite
+        assert ids.index("restart:neutron-periodic-workers") < rewrite
+        assert ids[rewrite + 1] == "restart:neutron-ovn-agent"
+
+
+def test_neutron_api_leaves_the_hash_ring_before_it_stops(
+        upgrade: list[Step], rollback: list[Step]) -> None:
+    """The older API at commit, the newer one in a rollback: out of neutron's OVN hash
+    ring (and every worker reloaded it) before the process stops; the instance kept
+    warm in the roll stays in it."""
+    commit = [s.id.split("/", 2)[2] for s in upgrade if phase_of(s.id) == "commit"]
+    assert commit.index("neutron/before-stop:blue") < commit.index("site/retire-2026.1")
+    swap_back = next(s for s in rollback if s.id.endswith("neutron/swap-api"))
+    assert isinstance(swap_back.action, SwapApi) and swap_back.action.before_stop is not None
+    roll = next(s for s in upgrade if s.id.endswith("roll/neutron/swap-api"))
+    assert isinstance(roll.action, SwapApi) and roll.action.keep_warm
+    others = [s for s in rollback if s.id.endswith("swap-api") and s.service != "neutron"]
+    assert others and all(isinstance(s.action, SwapApi) and s.action.before_stop is None
+                          for s in others)
+
+
+def test_the_verify_phase_checks_the_metadata_proxies_before_the_smoke_tests(
+        upgrade: list[Step]) -> None:
+    verify = [s.id.split("/", 2)[2] for s in upgrade if phase_of(s.id) == "verify"]
+    assert verify == ["site/health-gate", "neutron/metadata-provisioned", "site/smoke-tests"]
 
 
 def test_a_retried_rollback_restarts_the_settle_programs_once(
@@ -149,9 +185,10 @@ def test_commit_retires_the_old_release_before_any_contract(
     old, new = contexts
     commit = [s for s in upgrade if "/commit/" in s.id]
     assert commit[0].id.endswith("/commit/site/point-of-no-return")
-    first = commit[1]
+    assert commit[1].id.endswith("/commit/neutron/before-stop:blue")
+    first = commit[2]
     assert first.id.endswith("/commit/site/retire-2026.1")
-    assert [s for s in commit[2:] if "contract" in s.id or "migrations" in s.id] == commit[2:]
+    assert [s for s in commit[3:] if "contract" in s.id or "migrations" in s.id] == commit[3:]
     retire = first.action
     assert isinstance(retire, RetireRelease)
     assert retire.config_dir == old.paths.etc("2026.1")
