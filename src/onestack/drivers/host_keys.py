@@ -3,19 +3,33 @@ own tool), shown as fingerprints, recorded in the site's known_hosts.
 
 Only the parsing and the fingerprints are ours (pure); reaching the host is
 ``ssh-keyscan``'s, checking keys at connection time pyinfra's (ADR 0009).
+
+The known_hosts file may be one a site file names: onestack (root) reads and replaces
+it without following a symbolic link, never makes it readable by more users than
+before, and keeps its owner.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
+import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from onestack.drivers.host import LocalHost
+from onestack.errors import StateFileError
 
 SCAN_TIMEOUT = 5  # seconds ssh-keyscan waits for a host
 KEY_TYPES = "ed25519,ecdsa,rsa"
+KNOWN_HOSTS_MODE = 0o600  # at most: a stricter mode of an existing file is kept
+MAX_KNOWN_HOSTS_BYTES = 16 * 1024 * 1024  # far more than any fleet's host keys
+NOT_REGULAR = ("not a regular file (a symbolic link, directory or device): onestack "
+               "writes host keys only into a file of their own")
 
 
 @dataclass(frozen=True)
@@ -64,17 +78,83 @@ def scan(address: str, port: int) -> list[HostKey]:
 
 def recorded(path: Path, pattern: str) -> list[HostKey]:
     """The keys known_hosts holds for a host."""
-    text = path.read_text() if path.is_file() else ""
-    return [k for k in parse(text) if k.pattern == pattern]
+    return [k for k in parse(read_known_hosts(path).text) if k.pattern == pattern]
 
 
 def record(path: Path, keys: list[HostKey], replace: bool = False) -> None:
-    """Add these keys to known_hosts (0644), first dropping the host's old ones if
-    ``replace``."""
+    """Add these keys to known_hosts, first dropping the host's old ones if ``replace``.
+    Every other line is kept as it was."""
+    current = read_known_hosts(path)
     patterns = {k.pattern for k in keys}
-    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = current.text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     if replace:
         lines = [line for line in lines
                  if not (line.split() and set(line.split()[0].split(",")) & patterns)]
     lines += [k.line for k in keys]
-    LocalHost().write_file(path, "".join(f"{line}\n" for line in lines), mode=0o644)
+    write_known_hosts(path, "".join(f"{line}\n" for line in lines), current.info)
+
+
+@dataclass(frozen=True)
+class KnownHostsFile:
+    """A known_hosts file as read: its text, and what to keep of it when it is replaced
+    (its mode and owner; None if it does not exist yet)."""
+
+    text: str
+    info: os.stat_result | None
+
+
+def read_known_hosts(path: Path) -> KnownHostsFile:
+    """The file's text (bytes that are not UTF-8 kept as they are), refusing anything
+    but a regular file of at most MAX_KNOWN_HOSTS_BYTES; a symbolic link is not followed.
+    O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return KnownHostsFile("", None)
+    except OSError as exc:
+        problem = NOT_REGULAR if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror}"
+        raise StateFileError(str(path), None, problem) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise StateFileError(str(path), None, NOT_REGULAR)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_KNOWN_HOSTS_BYTES + 1)
+    if len(data) > MAX_KNOWN_HOSTS_BYTES:
+        raise StateFileError(str(path), None, f"larger than {MAX_KNOWN_HOSTS_BYTES >> 20} "
+                                              "MiB: not a known_hosts file")
+    return KnownHostsFile(data.decode("utf-8", "surrogateescape"), info)
+
+
+def write_known_hosts(path: Path, text: str, old: os.stat_result | None) -> None:
+    """Replace known_hosts atomically: a temporary file in the same folder, fsynced,
+    renamed over it. Mode 0600, or the old file's if stricter; the old file's owner."""
+    mode = KNOWN_HOSTS_MODE if old is None else stat.S_IMODE(old.st_mode) & KNOWN_HOSTS_MODE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if old is not None:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            os.fchmod(fd, mode)
+            f.write(text.encode("utf-8", "surrogateescape"))
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """The rename itself survives a crash once its folder is synced."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -77,6 +77,7 @@ def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
     """Read, decode and validate a site file; SiteFileError names file, line and field."""
     text = decode_site_text(read_site_bytes(path), str(path))
     site = parse_site(text, str(path), releases)
+    _check_known_hosts(site, text, path)
     controller = site.controller
     if not controller.is_local:
         index = site.hosts.index(controller)
@@ -85,11 +86,32 @@ def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
     return site
 
 
+def _check_known_hosts(site: Site, text: str, path: Path) -> None:
+    """``known_hosts`` names a file onestack rewrites as root: it must be a regular file
+    (or not exist yet), never a symbolic link, directory or device whose target would be
+    written instead."""
+    if site.known_hosts is None:
+        return
+    try:
+        mode = os.lstat(site.known_hosts).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SiteFileError(str(path), _line_of(text, "known_hosts:"), "known_hosts",
+                            f"cannot be checked: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise SiteFileError(str(path), _line_of(text, "known_hosts:"), "known_hosts",
+                            NOT_A_KNOWN_HOSTS_FILE)
+
+
 def _line_of(text: str, start: str) -> int | None:
     """The first line (from 1) whose text, indentation and list dash aside, starts so."""
     return next((i for i, t in enumerate(text.splitlines(), 1)
                  if t.strip().lstrip("- ").startswith(start)), None)
 
+
+NOT_A_KNOWN_HOSTS_FILE = ("not a regular file (a symbolic link, directory or device): "
+                          "name the file itself; onestack writes host keys into it")
 
 # onestack runs on the controller: the database's setup and backups (its socket), the
 # HAProxy runtime API of a blue/green swap and the release build are still reached on

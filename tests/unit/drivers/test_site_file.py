@@ -46,3 +46,36 @@ def test_a_controller_over_ssh_is_refused_naming_its_entry(tmp_path: Path) -> No
         read_site_file(path)
     assert (err.value.line, err.value.field_path, err.value.problem) == \
         (8, "hosts.1.connection", NOT_YET_REMOTE_CONTROLLER)
+
+
+SSH_SITE = BASE + ('  - name: cmp1\n    address: 198.18.0.12\n    roles: [compute]\n'
+                   '    connection: ssh\n')
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "device"])
+def test_known_hosts_that_is_not_a_regular_file_is_refused_naming_line_and_field(
+        tmp_path: Path, kind: str) -> None:
+    # issue 21: `onestack host trust` rewrote whatever file `known_hosts:` named, as root.
+    from onestack.drivers.site_file import NOT_A_KNOWN_HOSTS_FILE
+
+    known = tmp_path / "known_hosts"
+    if kind == "symlink":
+        (tmp_path / "target").write_text("")
+        known.symlink_to(tmp_path / "target")
+    elif kind == "directory":
+        known.mkdir()
+    else:
+        known = Path("/dev/null")
+    path = tmp_path / "site.yaml"
+    path.write_text(SSH_SITE + f"known_hosts: {known}\n")
+    with pytest.raises(SiteFileError) as err:
+        read_site_file(path)
+    assert (err.value.path, err.value.line, err.value.field_path, err.value.problem) == \
+        (str(path), SSH_SITE.count("\n") + 1, "known_hosts", NOT_A_KNOWN_HOSTS_FILE)
+
+
+def test_known_hosts_that_is_a_file_or_does_not_exist_yet_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    for known in (tmp_path / "not-yet", tmp_path / "site.yaml"):
+        path.write_text(SSH_SITE + f"known_hosts: {known}\n")
+        assert read_site_file(path).known_hosts == str(known)
