@@ -212,6 +212,17 @@ class InvalidOptionError(OnestackError):
 
 
 @dataclass
+class EmptyOptionError(InvalidOptionError):
+    """An option (or the environment variable standing for it) given as an empty string:
+    a usage error (exit 2, as click's own), never read as "not given"."""
+
+    exit_code: int = 2
+
+    def __str__(self) -> str:
+        return f"{self.option} is empty: {self.problem}"
+
+
+@dataclass
 class SiteNotFoundError(OnestackError):
     """A command that reads a site was given one that does not exist on this machine."""
 

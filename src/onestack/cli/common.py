@@ -9,13 +9,14 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from onestack.errors import InvalidOptionError, OnestackError
+from onestack.errors import EmptyOptionError, InvalidOptionError, OnestackError
 from onestack.model.site import SITE_NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class CliContext:
 
     @property
     def home_path(self) -> Path:
-        return check_home(self.home or os.environ.get("ONESTACK_HOME") or DEFAULT_HOME)
+        return check_home(chosen_home(self.home))
 
     @property
     def site_choice(self) -> str | None:
@@ -53,6 +54,19 @@ def check_site_option(name: str) -> str:
                                                  "digits and '-', starting with a letter or "
                                                  "digit")
     return name
+
+
+def chosen_home(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """``--home``, else ``$ONESTACK_HOME``, else the default. An empty one is refused:
+    it is a mistake (``--home "$UNSET"`` in a script), not a wish for the default."""
+    if option == "":
+        raise EmptyOptionError("--home", "", f"give onestack's state folder, or leave "
+                                             f"--home out for {DEFAULT_HOME}")
+    variable = environ.get("ONESTACK_HOME")
+    if option is None and variable == "":
+        raise EmptyOptionError("ONESTACK_HOME", "", f"set it to onestack's state folder, "
+                                                    f"or unset it for {DEFAULT_HOME}")
+    return option or variable or DEFAULT_HOME
 
 
 def check_home(raw: str) -> Path:

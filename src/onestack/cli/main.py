@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, site_name: str, home: str | None) -> None:
     """onestack: a turnkey OpenStack cloud, upgraded and rolled back as one unit."""
     given = ctx.get_parameter_source("site_name") != click.core.ParameterSource.DEFAULT
+    common.chosen_home(home)  # refused here, for every command: an empty one is a mistake
     ctx.obj = common.CliContext(site_name=common.check_site_option(site_name), home=home,
                                 site_given=given)
 

@@ -90,6 +90,40 @@ def test_home_option_is_validated(
     assert _tree(tmp_path) == ["file"]
 
 
+@pytest.mark.parametrize(("args", "variable", "first"), [
+    (["--home", ""], None, "error: --home is empty: give onestack's state folder, or leave "
+                           "--home out for {default}"),
+    (["--home="], None, "error: --home is empty"),
+    ([], "", "error: ONESTACK_HOME is empty: set it to onestack's state folder, or unset it "
+             "for {default}"),
+])
+def test_an_empty_home_is_a_usage_error_not_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        args: list[str], variable: str | None, first: str) -> None:
+    # issue 21: `--home ''` silently meant /var/lib/onestack.
+    from onestack.cli import common
+
+    default = tmp_path / "default-home"
+    monkeypatch.setattr(common, "DEFAULT_HOME", str(default))
+    if variable is None:
+        monkeypatch.delenv("ONESTACK_HOME", raising=False)
+    else:
+        monkeypatch.setenv("ONESTACK_HOME", variable)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(monkeypatch, capsys, *args, "status")
+    assert code == 2
+    assert err.startswith(first.format(default=default)) and len(err.splitlines()) == 1
+    assert out == "" and _tree(tmp_path) == []
+
+
+def test_home_option_wins_over_an_empty_variable(
+        home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ONESTACK_HOME", "")
+    code, _, err = _main(monkeypatch, capsys, "--home", str(home), "status")
+    assert code == 1
+    assert f"no site lab under {home}" in err
+
+
 def test_site_option_and_site_file_naming_other_sites_is_refused(
         home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
