@@ -73,8 +73,9 @@ def trust(obj: CliContext, names: tuple[str, ...], site_file: Path | None, yes: 
           replace: bool, as_json: bool) -> None:
     """Record the SSH host keys of the site's hosts (NAMES, default: every SSH host) in
     the site's known_hosts, after showing their fingerprints. A key that differs from
-    the recorded one is refused unless --replace."""
-    handle = open_site(obj, site_file, must_exist=False)
+    the recorded one is refused unless --replace. A site not deployed yet needs its
+    --site-file (to trust its hosts before the first `up`)."""
+    handle = open_site(obj, site_file, must_exist=site_file is None)
     known = handle.known_hosts_file
     report = [_trust_host(h, known, yes, replace, as_json) for h in _ssh_hosts(handle, names)]
     if as_json:

@@ -53,6 +53,7 @@ def _deployed(home: Path, name: str = "lab") -> Path:
     ["upgrade", "status"], ["upgrade", "backups"], ["down"], ["down", "--purge", "--yes"],
     ["rollback"], ["restore", "--backup", "x", "--yes"], ["status"], ["verify"],
     ["credentials", "--show-secrets"], ["set-secret", "bmc.password"],
+    ["host", "trust", "--yes"],
 ])
 def test_commands_on_a_missing_site_refuse_and_create_nothing(
         home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

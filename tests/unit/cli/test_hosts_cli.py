@@ -47,3 +47,35 @@ def test_a_known_hosts_symlink_in_the_site_file_is_refused_before_any_write(
                                    "itself; onestack writes host keys into it")
     assert target.read_text() == "root:secret\n" and target.stat().st_mode & 0o777 == 0o600
     assert _tree(home) == []
+
+
+@pytest.mark.parametrize("site_option", [[], ["--site", "nosuch"]])
+def test_trust_without_site_file_refuses_a_site_nobody_deployed_and_creates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        site_option: list[str]) -> None:
+    # issue 21: `host trust` made sites/<name>/known_hosts for any --site.
+    home = tmp_path / "home"
+    home.mkdir()
+    name = site_option[-1] if site_option else "lab"
+    code, _, err = _main(monkeypatch, capsys, "--home", str(home), *site_option, "host",
+                         "trust", "--yes")
+    assert code == 1
+    assert err.splitlines()[0] == f"error: no site {name} under {home}: nothing was changed"
+    assert _tree(home) == []
+
+
+def test_trust_with_a_site_file_proceeds_for_a_site_not_deployed_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # How an operator trusts the hosts before the first `up`: the site file is enough.
+    # Here the SSH host offers no key (nothing listens on port 1): refused, nothing written.
+    home = tmp_path / "home"
+    home.mkdir()
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    code, _, err = _main(monkeypatch, capsys, "--home", str(home), "host", "trust", "--yes",
+                         "--site-file", str(site))
+    assert code == 1
+    assert err.splitlines()[0] == ("error: cannot reach host cmp1 at 127.0.0.2:1: no host key "
+                                   "offered (ssh-keyscan)")
+    assert _tree(home) == []
