@@ -81,6 +81,14 @@ TREE_WRAPPER = ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--",
 PARENT_WRAPPER = ("/usr/bin/setpriv", "--pdeathsig", "KILL", "--")
 # The Debian packages the wrapper needs on every host that runs programs.
 WRAPPER_PACKAGES = ("util-linux", "tini")
+# supervisord creates and rotates the programs' logs itself, with its own umask: they
+# are root's alone (0600), like its own log. A program keeps the umask it always had
+# (its own ``umask``, else 022): its files' modes do not change with supervisord's.
+SUPERVISORD_UMASK = 0o077
+PROGRAM_UMASK = 0o022
+# The site's log folder: root's, not listed or entered by other users (a service user's
+# own log folder lives under its data folder instead).
+LOG_FOLDER_MODE = 0o750
 
 
 def supervised_command(program: Program) -> list[str]:
@@ -119,13 +127,17 @@ def render_program(program: Program, log_dir: Path) -> str:
         f"stdout_logfile={log_dir / (program.name + '.log')}",
         "stdout_logfile_maxbytes=20MB",
         "stdout_logfile_backups=2",
+        f"umask={PROGRAM_UMASK if program.umask is None else program.umask:03o}",
+        f"environment={env}",
+        f"directory={program.directory or _start_folder(program, log_dir)}",
     ]
-    if program.umask is not None:
-        lines.append(f"umask={program.umask:03o}")
-    lines.append(f"environment={env}")
-    # Programs run from the site's log directory, never from wherever onestack was started.
-    lines.append(f"directory={program.directory or log_dir}")
     return "\n".join(lines) + "\n"
+
+
+def _start_folder(program: Program, log_dir: Path) -> str:
+    """Where a program starts: never wherever onestack was started. The site's log
+    folder for root's programs; ``/`` for a service user's, which cannot enter it."""
+    return "/" if program.user else str(log_dir)
 
 
 def render_supervisord_conf(run_dir: Path, log_dir: Path, programs_dir: Path) -> str:
@@ -139,6 +151,7 @@ logfile={log_dir / 'supervisord.log'}
 pidfile={run_dir / 'supervisord.pid'}
 childlogdir={log_dir}
 minfds=4096
+umask={SUPERVISORD_UMASK:03o}
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -333,7 +346,9 @@ class Supervisor(SiteSupervisor):
     def _launch(self) -> None:
         exe = Path(sys.executable).parent / "supervisord"
         binary = str(exe) if exe.exists() else (shutil.which("supervisord") or "supervisord")
-        proc = subprocess.run([binary, "-c", str(self.conf)], capture_output=True, text=True)
+        # Its own log is created before it reads its umask: start it with that umask.
+        proc = subprocess.run([binary, "-c", str(self.conf)], capture_output=True, text=True,
+                              umask=SUPERVISORD_UMASK)
         if proc.returncode != 0:
             raise CommandError(f"{binary} -c {self.conf}", proc.returncode,
                                proc.stdout + proc.stderr)
@@ -386,7 +401,9 @@ class HostSupervisor(SiteSupervisor):
         return rpc_answer(out, f"{method} (on {self.host.name})")
 
     def _launch(self) -> None:
-        self.host.run([self.supervisord, "-c", str(self.conf)], timeout=60)
+        # Its own log is created before it reads its umask: start it with that umask.
+        self.host.run(["sh", "-c", f'umask {SUPERVISORD_UMASK:03o} && exec "$0" -c "$1"',
+                       self.supervisord, str(self.conf)], timeout=60)
 
 
 def rpc_answer(output: str, what: str) -> Any:

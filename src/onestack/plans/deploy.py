@@ -11,6 +11,7 @@ from onestack.core.digest import digest
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import (
+    LOG_FOLDER_MODE,
     SUPERVISOR_PACKAGE,
     WRAPPER_PACKAGES,
     render_supervisord_conf,
@@ -102,8 +103,9 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
     return [
         on("packages", f"install {what} packages (Debian)", InstallPackages(packages)),
         on("dirs", f"create site directories under {p.site}",
-           EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755), (p.log, None, 0o755),
-                       (p.run, None, 0o755), (programs_dir, None, 0o755)))),
+           EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755),
+                       (p.log, None, LOG_FOLDER_MODE), (p.run, None, 0o755),
+                       (programs_dir, None, 0o755)))),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),

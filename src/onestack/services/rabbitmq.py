@@ -41,6 +41,12 @@ def _base(ctx: ServiceContext) -> Path:
     return ctx.paths.data / "rabbitmq"
 
 
+def _log_base(ctx: ServiceContext) -> Path:
+    """The broker's own log folder (crash dumps; its log goes to supervisord): under its
+    data folder, since the broker's user cannot enter the site's log folder."""
+    return _base(ctx) / "log"
+
+
 def cookie_path(ctx: ServiceContext) -> Path:
     """The site's own Erlang cookie: ``$HOME/.erlang.cookie`` of the broker and the CLI."""
     return _base(ctx) / ".erlang.cookie"
@@ -59,7 +65,7 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
         "RABBITMQ_NODE_PORT": str(ctx.ports.infra("rabbitmq")),
         "RABBITMQ_DIST_PORT": str(ctx.ports.infra("rabbitmq-dist")),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(ctx.paths.log / "rabbitmq"),
+        "RABBITMQ_LOG_BASE": str(_log_base(ctx)),
         "RABBITMQ_CONFIG_FILE": str(ctx.etc_infra(name) / "rabbitmq"),
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(ctx.etc_infra(name) / "enabled_plugins"),
         "RABBITMQ_LOGS": "-",
@@ -128,7 +134,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     return [
         step(ctx, name, "dirs", "create data and log directories",
              EnsureDirs(((_base(ctx), "rabbitmq", 0o750),
-                         (ctx.paths.log / "rabbitmq", "rabbitmq", 0o750)))),
+                         (_log_base(ctx), "rabbitmq", 0o750)))),
         *config_steps(ctx, name, config, mode=0o644),
         step(ctx, name, "cookie", "write the node's own Erlang cookie",
              WriteFile(cookie_path(ctx), ctx.secret("rabbitmq.cookie"), mode=0o400,

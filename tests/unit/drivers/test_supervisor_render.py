@@ -43,6 +43,20 @@ def test_main_config_points_at_site_dirs(tmp_path: Path) -> None:
     assert options.logfile == str(tmp_path / "log" / "supervisord.log")
     assert options.pidfile == str(tmp_path / "run" / "supervisord.pid")
     assert options.minfds == 4096
+    assert options.umask == 0o077  # the logs it creates and rotates are root's alone
+
+
+def test_programs_keep_their_umask_whatever_supervisords(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, Program("plain", ["/bin/true"]),
+                   Program("shared", ["/bin/true"], group="nova", umask=0o007))
+    assert (loaded["plain"].umask, loaded["shared"].umask) == (0o022, 0o007)
+
+
+def test_a_service_users_program_starts_in_a_folder_it_can_enter(tmp_path: Path) -> None:
+    # The log folder is root's (0750): root's programs start there, a user's in /.
+    loaded = _load(tmp_path, Program("mine", ["/bin/true"]),
+                   Program("theirs", ["/bin/true"], user="nova"))
+    assert (loaded["mine"].directory, loaded["theirs"].directory) == (str(tmp_path / "log"), "/")
 
 
 def test_program_autostart_false_and_restarts(tmp_path: Path) -> None:

@@ -158,3 +158,24 @@ def test_keystone_keeps_every_key_inside_the_site(ctx: ServiceContext) -> None:
              if line.startswith("key_repository = ")]
     assert len(repos) == 3  # fernet_tokens, fernet_receipts, credential
     assert all(r.startswith(str(ctx.paths.data)) for r in repos), repos
+
+
+def test_no_service_user_is_sent_into_the_sites_log_folder(ctx: ServiceContext) -> None:
+    # issue 21: the log folder is root's alone (0750), so a program that runs as a
+    # service user neither starts in it nor finds a path of its own there.
+    from onestack.drivers.processes import MARKER_VARIABLE
+    from onestack.drivers.supervisor import LOG_FOLDER_MODE, render_program
+    from onestack.plans.deploy import deploy_steps
+    from onestack.services import registry
+    from onestack.steps.actions import EnsureDirs
+
+    log = str(ctx.paths.log)
+    users = [p for m in registry.ALL for p in m.programs(ctx) if p.user]
+    assert {p.user for p in users} >= {"rabbitmq", "nova", "keystone"}
+    for program in users:
+        assert "\ndirectory=/\n" in render_program(program, ctx.paths.log)
+        paths = [v for k, v in program.environment.items() if k != MARKER_VARIABLE]
+        assert not [v for v in paths if log in v], program.name
+    dirs = _step(deploy_steps(ctx), "host/dirs").action
+    assert isinstance(dirs, EnsureDirs)
+    assert (ctx.paths.log, None, LOG_FOLDER_MODE) in dirs.dirs and LOG_FOLDER_MODE == 0o750
