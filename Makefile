@@ -28,7 +28,7 @@ test:
 	.venv/bin/mypy
 	.venv/bin/mypy --strict tools/tempest
 	.venv/bin/lint-imports
-	.venv/bin/pytest -v -p no:cacheprovider -m "not component" tests
+	.venv/bin/pytest -v -p no:cacheprovider -m "not component" --durations=30 tests
 
 # The e2e of single parts (libvirtd under the site's supervisor, OVN's data path in
 # namespaces) that test_instances.py exercises through a whole site: kept out of

@@ -375,6 +375,21 @@ class GuestImageError(OnestackError):
 
 
 @dataclass
+class ForeignGuestsError(HostError):
+    """The host's libvirt defines guests another site's nova made: this site's
+    nova-compute, new to the host, would refuse to start beside them ("My hypervisor
+    has existing instances"), and a purge of this site must not remove them."""
+
+    guests: str
+    template: ClassVar[str] = (
+        "host {host}: libvirt defines guests of another site ({guests}); one site's "
+        "guests per host")
+    hint_template: ClassVar[str | None] = (
+        "delete that site's servers or run `onestack --site <it> down --purge` (it "
+        "removes its guests), then run up again")
+
+
+@dataclass
 class HypervisorInUseError(HostError):
     """Another libvirt daemon already runs the host's QEMU driver: libvirt keeps its
     state under /run/libvirt and /var/lib/libvirt, one daemon per host (ADR 0016)."""

@@ -19,6 +19,10 @@ from onestack.errors import CommandError
 # of the host, whichever socket it listens on.
 QEMU_DRIVER_PID = Path("/run/libvirt/qemu/driver.pid")
 DAEMONS = ("libvirtd", "virtqemud")
+# Where a privileged libvirtd keeps guest definitions (fixed, one per host).
+DOMAIN_DIR = Path("/etc/libvirt/qemu")
+# The namespace of nova's metadata in a guest definition: a guest nova made.
+NOVA_XMLNS = "http://openstack.org/xmlns/libvirt/nova/"
 
 
 def connection_uri(socket: Path) -> str:
@@ -83,6 +87,17 @@ def foreign_daemons(host: HostConnection, log_dir: Path) -> list[str]:
             comm = (host.read_file(Path(f"/proc/{pid}/comm")) or "?").strip()
             found.append(f"{comm} (pid {pid})")
     return found
+
+
+def foreign_guests(host: HostConnection, instances: Path,
+                   domains: Path = DOMAIN_DIR) -> list[str]:
+    """Guests nova made that the host's libvirt defines but whose disks are not in
+    ``instances`` (a site's nova instances folder): another site's, as their names.
+    nova-compute of a site that is new to the host refuses to start beside them."""
+    script = (f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
+              f'grep -q "{NOVA_XMLNS}" "$f" || continue; '
+              f'grep -q "{instances}/" "$f" && continue; basename "$f" .xml; done; true')
+    return host.run(["sh", "-c", script], check=False).split()
 
 
 def _pids_named(host: HostConnection, names: tuple[str, ...]) -> list[int]:

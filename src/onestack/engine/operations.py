@@ -280,7 +280,8 @@ def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
               lambda conn: [conn.remove(p) for p in libvirt.host_files(ctx)])
 
     def remove_definitions(conn: Any) -> None:
-        gone = conn.run(list(libvirt.remove_guest_leftovers_script()), check=False).split()
+        script = libvirt.remove_guest_leftovers_script(libvirt.instances_dir(ctx))
+        gone = conn.run(list(script), check=False).split()
         if gone:
             progress.message(f"{conn.name}: removed definitions of guests {', '.join(gone)}")
 

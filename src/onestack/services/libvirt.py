@@ -18,7 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.core.step import Step
-from onestack.drivers.libvirt import VIRTLOGD_ADMIN_URI, LibvirtProbe, connection_uri
+from onestack.drivers.libvirt import (
+    DOMAIN_DIR,
+    NOVA_XMLNS,
+    VIRTLOGD_ADMIN_URI,
+    LibvirtProbe,
+    connection_uri,
+)
 from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.model.site import ComputeDriver, Host, Site
@@ -30,6 +36,7 @@ from onestack.steps.hypervisor import (
     QEMU,
     DetectAccelerator,
     EnsureKvmAccess,
+    EnsureNoForeignGuests,
     EnsureOnlyLibvirt,
 )
 
@@ -53,11 +60,8 @@ QEMU_USER = "nova"
 # it must exist even though no guest runs as it (libvirt-daemon-system would add it).
 BUILTIN_QEMU_USER = "libvirt-qemu"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")  # fixed for a privileged libvirtd
-# Where a privileged libvirtd keeps guest definitions and running guests' state (fixed).
-DOMAIN_DIR = Path("/etc/libvirt/qemu")
+# Where a privileged libvirtd keeps running guests' state (fixed; definitions: DOMAIN_DIR).
 DOMAIN_RUN_DIR = Path("/run/libvirt/qemu")
-# The namespace of nova's metadata in a guest definition: a guest nova made.
-NOVA_XMLNS = "http://openstack.org/xmlns/libvirt/nova/"
 PROBE_TIMEOUT = 45.0  # seconds for the KVM probe guest (it boots in a few)
 
 LIBVIRTD = "/usr/sbin/libvirtd"
@@ -214,7 +218,7 @@ def nova_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     helper = " ".join(("sudo", ctx.bin("privsep-helper"), *nova_config_files(ctx)))
     return {
         "DEFAULT": {"compute_driver": "libvirt.LibvirtDriver",
-                    "instances_path": str(ctx.paths.data / "nova" / "instances"),
+                    "instances_path": str(instances_dir(ctx)),
                     # Keep glance's qcow2 as the base image: no conversion to raw.
                     "force_raw_images": "false"},
         "libvirt": {"connection_uri": uri(ctx), "images_type": "qcow2",
@@ -247,29 +251,39 @@ def privsep_sudoers(ctx: ServiceContext) -> str:
 # --- purge --------------------------------------------------------------------------------
 
 
+def instances_dir(ctx: ServiceContext) -> Path:
+    """nova's instances folder on a compute host: every disk of the site's guests."""
+    return ctx.paths.data / "nova" / "instances"
+
+
 def remove_guests_script(ctx: ServiceContext) -> tuple[str, ...]:
     """argv, run on a compute host while its libvirtd still runs (``down --purge``):
-    every guest of the site's libvirtd stopped and undefined (their QEMU outlives
-    libvirtd by design, and their definitions live in the host's /etc/libvirt)."""
+    every guest of the site (its disks in the site's instances folder) stopped and
+    undefined (their QEMU outlives libvirtd by design, and their definitions live in
+    the host's /etc/libvirt, beside any other site's, which stay)."""
     virsh = f"virsh -q -c '{uri(ctx)}'"
     script = (f"for d in $({virsh} list --all --name 2>/dev/null); do "
+              f"{virsh} dumpxml \"$d\" 2>/dev/null | grep -q '{instances_dir(ctx)}/' "
+              "|| continue; "
               f"{virsh} destroy \"$d\" >/dev/null 2>&1; "
               f"{virsh} undefine --nvram \"$d\" >/dev/null 2>&1 || "
               f"{virsh} undefine \"$d\" >/dev/null 2>&1; echo \"$d\"; done; true")
     return ("sh", "-c", script)
 
 
-def remove_guest_leftovers_script(domains: Path = DOMAIN_DIR,
+def remove_guest_leftovers_script(instances: Path, domains: Path = DOMAIN_DIR,
                                   running: Path = DOMAIN_RUN_DIR) -> tuple[str, ...]:
     """argv, run on a compute host after a purge stopped libvirtd: the guests nova made
     that :func:`remove_guests_script` could not reach (libvirtd was already down, e.g.
     ``down`` then ``down --purge``): their QEMU killed (the pid file's process, only if
     it runs that guest) and their definitions removed. A leftover definition would
     make the next site's nova-compute refuse to start ("My hypervisor has existing
-    instances, but I appear to be a new service"). Guests nova did not make stay."""
+    instances, but I appear to be a new service"). Guests nova did not make, and another
+    site's (disks elsewhere than ``instances``), stay."""
     script = (
         f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
-        f'grep -q "{NOVA_XMLNS}" "$f" || continue; n=$(basename "$f" .xml); '
+        f'grep -q "{NOVA_XMLNS}" "$f" || continue; '
+        f'grep -q "{instances}/" "$f" || continue; n=$(basename "$f" .xml); '
         f'p=$(cat "{running}/$n.pid" 2>/dev/null); '
         + kill_if_running('"$p"', "guest=$n,", "KILL") +
         f'rm -f "$f" "{domains}/autostart/$n.xml" "{running}/$n.xml" "{running}/$n.pid"; '
@@ -307,6 +321,8 @@ def host_steps(ctx: ServiceContext, host: Host) -> list[Step]:
            EnsureDirs(((run_dir(ctx), None, 0o755), (ctx.paths.data / name, None, 0o755)))),
         on("only-libvirt", "check that no other libvirt daemon runs on the host",
            EnsureOnlyLibvirt(ctx.paths.log)),
+        on("foreign-guests", "check that libvirt defines no guest of another site",
+           EnsureNoForeignGuests(instances_dir(ctx))),
         *config_steps(ctx, name, conf, mode=0o644, on=host, fanout=FANOUT),
         on("sudoers", f"let nova-compute start its privileged helper ({sudoers_path(ctx)})",
            WriteFile(sudoers_path(ctx), privsep_sudoers(ctx), mode=0o440)),

@@ -12,7 +12,7 @@ from onestack.core.digest import digest
 from onestack.drivers import accel_probe, libvirt
 from onestack.drivers.accel_probe import KvmProbe
 from onestack.drivers.host import LocalHost
-from onestack.errors import HypervisorInUseError, KvmUnusableError
+from onestack.errors import ForeignGuestsError, HypervisorInUseError, KvmUnusableError
 from onestack.steps.context import HostContext
 
 AUTO, QEMU, KVM = "auto", "qemu", "kvm"
@@ -100,6 +100,30 @@ class EnsureOnlyLibvirt:
         found = libvirt.foreign_daemons(ctx.host, self.log_dir)
         if found:
             raise HypervisorInUseError(ctx.host.name, ", ".join(found))
+
+
+@dataclass(frozen=True)
+class EnsureNoForeignGuests:
+    """No guest of another site defined in the host's libvirt (one folder of guest
+    definitions per host): checked before the site's nova-compute first starts there,
+    which would refuse to, with a message about its database."""
+
+    instances: Path  # the site's nova instances folder on the host
+    kind: str = "guard"
+
+    def fingerprint(self) -> str:
+        return digest(f"no-foreign-guests|{self.instances}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return libvirt.foreign_guests(ctx.host, self.instances)
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return bool(fact)
+
+    def apply(self, ctx: HostContext) -> None:
+        found = libvirt.foreign_guests(ctx.host, self.instances)
+        if found:
+            raise ForeignGuestsError(ctx.host.name, ", ".join(found))
 
 
 @dataclass(frozen=True)

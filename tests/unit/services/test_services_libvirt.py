@@ -122,14 +122,18 @@ def test_kvm_access_is_needed_only_where_dev_kvm_is_not_udevs() -> None:
 
 
 def test_purge_removes_the_guests_nova_made_that_libvirt_still_defines(tmp_path: Path) -> None:
-    """After libvirtd stopped: nova's definitions go and their QEMU is killed; a guest
-    nova did not make, and a process that merely reuses a stale pid, stay."""
+    """After libvirtd stopped: the site's nova's definitions go and their QEMU is
+    killed; a guest nova did not make, another site's guest, and a process that
+    merely reuses a stale pid, stay."""
     domains, running = tmp_path / "qemu", tmp_path / "run"
     (domains / "autostart").mkdir(parents=True)
     running.mkdir()
-    nova_xml = f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
-    (domains / "instance-0000000a.xml").write_text(nova_xml)
-    (domains / "instance-0000000b.xml").write_text(nova_xml)
+    instances = tmp_path / "site" / "data" / "nova" / "instances"
+    nova_xml = (f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
+                "<source file='{dir}/u/disk'/>")
+    (domains / "instance-0000000a.xml").write_text(nova_xml.format(dir=instances))
+    (domains / "instance-0000000b.xml").write_text(nova_xml.format(dir=instances))
+    (domains / "instance-00000001.xml").write_text(nova_xml.format(dir=tmp_path / "other"))
     (domains / "autostart" / "instance-0000000a.xml").write_text("")
     (domains / "operators-vm.xml").write_text("<domain><name>operators-vm</name></domain>")
     guest = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "-name",
@@ -138,14 +142,33 @@ def test_purge_removes_the_guests_nova_made_that_libvirt_still_defines(tmp_path:
     (running / "instance-0000000a.pid").write_text(str(guest.pid))
     (running / "instance-0000000b.pid").write_text(str(bystander.pid))  # stale pid
     try:
-        out = subprocess.run(list(libvirt.remove_guest_leftovers_script(domains, running)),
+        out = subprocess.run(list(libvirt.remove_guest_leftovers_script(instances, domains,
+                                                                        running)),
                              capture_output=True, text=True, check=True).stdout
         assert out.split() == ["instance-0000000a", "instance-0000000b"]
         assert guest.wait(timeout=5) == -signal.SIGKILL
         assert bystander.poll() is None
-        assert sorted(p.name for p in domains.rglob("*.xml")) == ["operators-vm.xml"]
+        assert sorted(p.name for p in domains.rglob("*.xml")) == ["instance-00000001.xml",
+                                                                  "operators-vm.xml"]
         assert list(running.iterdir()) == []
     finally:
         for proc in (guest, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_foreign_guests_are_nova_guests_with_disks_outside_the_site(tmp_path: Path) -> None:
+    from onestack.drivers.host import LocalHost
+    from onestack.drivers.libvirt import foreign_guests
+
+    domains = tmp_path / "qemu"
+    domains.mkdir()
+    ours, theirs = tmp_path / "a" / "instances", tmp_path / "b" / "instances"
+    xml = (f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
+           "<source file='{dir}/u/disk'/>")
+    (domains / "instance-00000002.xml").write_text(xml.format(dir=ours))
+    (domains / "instance-00000001.xml").write_text(xml.format(dir=theirs))
+    (domains / "operators-vm.xml").write_text("<domain><name>operators-vm</name></domain>")
+    assert foreign_guests(LocalHost(), ours, domains) == ["instance-00000001"]
+    assert foreign_guests(LocalHost(), theirs, domains) == ["instance-00000002"]
+    assert foreign_guests(LocalHost(), ours, tmp_path / "none") == []

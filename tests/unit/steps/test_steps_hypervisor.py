@@ -13,12 +13,13 @@ from onestack.core.digest import digest
 from onestack.core.progress import SilentProgress
 from onestack.drivers import accel_probe
 from onestack.drivers.accel_probe import KvmProbe
-from onestack.errors import HypervisorInUseError, KvmUnusableError
+from onestack.errors import ForeignGuestsError, HypervisorInUseError, KvmUnusableError
 from onestack.model.paths import SitePaths
 from onestack.steps import hypervisor
 from onestack.steps.context import HostContext
 from onestack.steps.hypervisor import (
     DetectAccelerator,
+    EnsureNoForeignGuests,
     EnsureOnlyLibvirt,
     decide_virt_type,
     recorded_decision,
@@ -148,6 +149,20 @@ def test_a_foreign_libvirt_stops_the_deploy(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(HypervisorInUseError,
                        match=r"host c1: .* \(libvirtd \(pid 812\)\); one libvirtd per host"):
         guard.apply(ctx)
+    found.clear()
+    assert not guard.needed(guard.probe(ctx), None)
+
+
+def test_another_sites_guests_stop_the_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = ["instance-00000001"]
+    monkeypatch.setattr(hypervisor.libvirt, "foreign_guests", lambda host, instances: found)
+    guard = EnsureNoForeignGuests(Path("/h/sites/lv/data/nova/instances"))
+    ctx = _context(FakeHost())
+    assert guard.needed(guard.probe(ctx), None)
+    with pytest.raises(ForeignGuestsError,
+                       match=r"host c1: .*another site \(instance-00000001\)") as raised:
+        guard.apply(ctx)
+    assert "down --purge" in str(raised.value.hint)
     found.clear()
     assert not guard.needed(guard.probe(ctx), None)
 
