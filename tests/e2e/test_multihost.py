@@ -279,6 +279,7 @@ def _under_load(*args: str, fault: str | None = None) -> tuple[subprocess.Comple
     return proc, {api: f for api, f in load.failures.items() if f}
 
 
+@pytest.mark.long  # about 15 min: make test-long (docs/benchmarks.md)
 def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     conn = cloud()
     flavor = conn.compute.find_flavor("m1.nano")  # Day-1 content

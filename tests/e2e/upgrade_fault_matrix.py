@@ -6,7 +6,8 @@ site running FROM:
 
 * kill:  SIGKILL onestack when it reaches the step; then `onestack rollback` (before
   the commit phase) or `onestack upgrade apply` (in the commit phase, where rollback
-  refuses).
+  refuses). With ``--recover apply``, `onestack upgrade apply` resumes the upgrade in
+  every phase; the site, checked on TO, is then restored from its backup.
 * fail:  inject a failure at the step; `upgrade apply` must roll back by itself
   (before commit) or stop with the site resumable (in commit; then apply again).
 
@@ -16,9 +17,11 @@ run with the fault at the named rollback step (``--steps``, required: e.g.
 ``rollback-2026.2/rollback/nova/drain``), then ``onestack rollback`` again must finish.
 
 After each case the site must be healthy on FROM (or on TO after a commit-phase case,
-which is then restored from its backup to start the next case on FROM), `onestack
-verify` must pass, and the marker image must be intact. One line per case; a JSON
-summary at the end. Example:
+or a resumed one, which is then restored from its backup to start the next case on
+FROM), `onestack verify` must pass, and the marker image must be intact. On the
+default all-in-one (libvirt, OVN) `verify` includes its real instances: two servers
+reach ACTIVE, answer SSH on a floating IP, get their metadata and ping each other.
+One line per case; a JSON summary at the end. Example:
 
     .venv/bin/python tests/e2e/upgrade_fault_matrix.py --mode kill --steps '*roll*'
 """
@@ -85,7 +88,8 @@ def back_to_from(site: Site) -> None:
             back_to_from(site)
 
 
-def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes) -> dict:  # type: ignore[type-arg]
+def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes,
+         recover: str = "rollback") -> dict:  # type: ignore[type-arg]
     t0 = time.monotonic()
     first = site.run("upgrade", "apply", "--to", to, fault=f"{mode}:{step}")
     if first.returncode == 0:  # the step was not run, so the fault never fired
@@ -93,7 +97,7 @@ def case(site: Site, mode: str, step: str, to: str, base: str, marker: bytes) ->
         return {"step": step, "mode": mode, "first_exit": 0, "recovery_exit": None,
                 "ok": False, "problem": "the fault was never reached",
                 "seconds": round(time.monotonic() - t0, 1)}
-    in_commit = "/commit/" in step
+    in_commit = "/commit/" in step or (mode == "kill" and recover == "apply")
     if mode == "kill" and not in_commit:
         after = site.run("rollback")
     elif in_commit:
@@ -146,6 +150,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=["kill", "fail"], default="kill")
     parser.add_argument("--steps", action="append", default=[],
                         help="glob of step ids to cover (repeatable; default: every step)")
+    parser.add_argument("--recover", choices=["rollback", "apply"], default="rollback",
+                        help="after a kill before the commit phase: roll back, or resume "
+                             "the upgrade with upgrade apply (then restore)")
     parser.add_argument("--during", choices=["upgrade", "rollback"], default="upgrade",
                         help="where the fault is: an upgrade step, or a rollback step "
                              "(then --steps names the rollback steps)")
@@ -174,8 +181,10 @@ def main() -> None:
     print(f"{len(steps)} steps, mode {args.mode} during the {args.during}", flush=True)
     results = []
     for step in steps:
-        run_case = rollback_case if args.during == "rollback" else case
-        result = run_case(site, args.mode, step, args.to, base, marker)
+        if args.during == "rollback":
+            result = rollback_case(site, args.mode, step, args.to, base, marker)
+        else:
+            result = case(site, args.mode, step, args.to, base, marker, args.recover)
         results.append(result)
         if not result["ok"]:  # repair, so that the next cases start from a sound site
             back_to_from(site)

@@ -223,6 +223,7 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
         steps += _before_agents(prefix, "roll", module, new, prog, programs)
         steps.append(_swap_step(prefix, "roll", module, old, new) if prog is programs[0]
                      else _restart(prefix, "roll", name, new, prog))
+        steps += _agent_ready(prefix, "roll", module, new, prog)
     if module is nova:
         steps += _roll_computes(prefix, "roll", new)
     return steps + _settle(prefix, "roll", module, new)
@@ -238,6 +239,20 @@ def _before_agents(prefix: str, phase: str, module: OpenStackService, dst: Servi
     return [_step(prefix, phase, module.name, "before-agents", f"{module.name} {dst.series}: "
                   "back-end rows written again by its servers, before its agents move", dst,
                   module.before_agents(dst))]  # type: ignore[attr-defined]
+
+
+def _agent_ready(prefix: str, phase: str, module: OpenStackService, dst: ServiceContext,
+                 prog: Program) -> list[Step]:
+    """After one of the service's ``AGENTS`` restarted: wait until its check passes
+    (neutron's OVN agent listens for the metadata proxies again), so that the next
+    restart (nova's metadata API) does not add its own outage to the agent's."""
+    check = _checks(module, dst).get(prog.name)
+    if check is None or prog.name not in getattr(module, "AGENTS", ()):
+        return []
+    return [_step(prefix, phase, module.name, f"ready:{prog.name}",
+                  f"wait until {prog.name} reports healthy", dst,
+                  CallOnce(f"wait for {prog.name}", _waiter(prog.name, check),
+                           inputs=dst.series))]
 
 
 def _roll_checks(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
@@ -319,6 +334,7 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
     for prog in rest:
         steps += _before_agents(prefix, "rollback", module, older, prog, rest)
         steps.append(_restart(prefix, "rollback", name, older, prog))
+        steps += _agent_ready(prefix, "rollback", module, older, prog)
     if module is nova:
         steps += _roll_computes(prefix, "rollback", older)
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])

@@ -15,7 +15,7 @@ from onestack.drivers import mysql, ovsdb
 from onestack.drivers import openstack as cloud
 from onestack.drivers.mysql import HashRingProbe
 from onestack.drivers.openstack import CatalogEntry
-from onestack.drivers.probes import AllOf
+from onestack.drivers.probes import AllOf, CommandProbe
 from onestack.drivers.processes import MARKER_VARIABLE, kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.errors import CheckFailedError, CommandError
@@ -140,6 +140,17 @@ def agent_program(ctx: ServiceContext) -> Program:
                    owns_tree=False, umask=0o007)
 
 
+def agent_probe(ctx: ServiceContext) -> CommandProbe:
+    """Healthy when the agent listens on its metadata socket (the kernel's table of
+    listening unix sockets: a socket file alone may be a dead agent's; connecting to
+    it would log an error in the agent for every check)."""
+    sock = metadata_socket_dir(ctx) / "metadata_proxy"
+    script = (f'awk -v p="{sock}" \'$NF == p && $4 == "00010000" '
+              '{print "metadata socket listening"; exit}\' /proc/net/unix')
+    return CommandProbe(("sh", "-c", script), "metadata socket listening",
+                        label=f"{AGENT}: metadata socket")
+
+
 def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]:
     """argv, run on the agent's host once it stopped (``down``): its haproxies stopped
     (the pid file's process, if it is an haproxy); with ``purge`` also their
@@ -180,13 +191,15 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    """The API answers; with OVN, its hash ring also holds live processes only."""
+    """The API answers; with OVN, its hash ring also holds live processes only; the
+    OVN agent listens for its metadata proxies."""
     api = api_probes(ctx, name)[0]
     if not ovs.in_use(ctx.site):
         return [Check("neutron-api", api)]
     ring = HashRingProbe(mariadb.socket_path(ctx), name, HASH_RING_GROUP,
                          HASH_RING_TOUCH_INTERVAL, HASH_RING_NODE_TIMEOUT)
-    return [Check("neutron-api", AllOf((api, ring)))]
+    agent = [Check(AGENT, agent_probe(ctx))] if nova.serves_metadata(ctx.site) else []
+    return [Check("neutron-api", AllOf((api, ring))), *agent]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:

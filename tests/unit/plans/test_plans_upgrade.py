@@ -120,6 +120,9 @@ def test_neutron_rewrites_its_ovn_rows_before_its_agent_moves(
         assert ids.index("restart:neutron-rpc-server") < rewrite
         assert ids.index("restart:neutron-periodic-workers") < rewrite
         assert ids[rewrite + 1] == "restart:neutron-ovn-agent"
+        # nova's metadata API restarts only once the agent listens again: one outage
+        # of the metadata path at a time, not the two back to back
+        assert ids[rewrite + 2] == "ready:neutron-ovn-agent"
 
 
 def test_neutron_api_leaves_the_hash_ring_before_it_stops(
