@@ -243,16 +243,14 @@ def _before_agents(prefix: str, phase: str, module: OpenStackService, dst: Servi
 
 def _agent_ready(prefix: str, phase: str, module: OpenStackService, dst: ServiceContext,
                  prog: Program) -> list[Step]:
-    """After one of the service's ``AGENTS`` restarted: wait until its check passes
-    (neutron's OVN agent listens for the metadata proxies again), so that the next
-    restart (nova's metadata API) does not add its own outage to the agent's."""
-    check = _checks(module, dst).get(prog.name)
-    if check is None or prog.name not in getattr(module, "AGENTS", ()):
+    """After one of the service's ``AGENTS`` restarted: its ``agent_ready`` step
+    (neutron's OVN agent serves the metadata proxies again), so that the next restart
+    (nova's metadata API) does not add its own outage to the agent's."""
+    ready = getattr(module, "agent_ready", None)
+    if ready is None or prog.name not in getattr(module, "AGENTS", ()):
         return []
     return [_step(prefix, phase, module.name, f"ready:{prog.name}",
-                  f"wait until {prog.name} reports healthy", dst,
-                  CallOnce(f"wait for {prog.name}", _waiter(prog.name, check),
-                           inputs=dst.series))]
+                  f"wait until {prog.name} has started on {dst.series}", dst, ready(dst))]
 
 
 def _roll_checks(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:

@@ -358,6 +358,44 @@ def metadata_provisioned(ctx: ServiceContext) -> CallOnce:
     return CallOnce("metadata provisioned", run, inputs=ctx.series)
 
 
+# The agent logs this once its metadata extension serves (2026.1, 2026.2); its socket
+# listens some seconds before.
+AGENT_STARTED = re.compile(r"^(\S+ \S+) .*OVN Neutron Agent started")
+AGENT_START_TIMEOUT = 180.0
+
+
+def agent_ready(ctx: ServiceContext) -> CallOnce:
+    """Wait until the agent that runs now has started (its log says so since the
+    process started): only then does it answer the metadata proxies again, and only
+    then may nova's metadata API restart, so that the two outages of the metadata path
+    do not add up."""
+
+    def run(hc: HostContext) -> None:
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        while True:
+            started = float(hc.supervisor.states().get(AGENT, {}).get("start", 0))
+            if logged_since(AGENT_STARTED, hc.supervisor.log_text(AGENT), started):
+                return
+            if time.monotonic() > deadline:
+                raise CheckFailedError(f"{AGENT} on {ctx.host}", "not started within "
+                                       f"{AGENT_START_TIMEOUT:.0f}s (no 'OVN Neutron Agent "
+                                       "started' in its log)")
+            time.sleep(1)
+
+    return CallOnce(f"{AGENT} started", run, inputs=ctx.series)
+
+
+def logged_since(pattern: re.Pattern[str], log: str, started: float) -> bool:
+    """Whether a line matching ``pattern`` (its first group: the line's local time) was
+    logged at or after ``started`` (epoch)."""
+    return any(match and _log_epoch(match[1]) >= int(started)
+               for match in map(pattern.match, log.splitlines()))
+
+
+def _log_epoch(stamp: str) -> float:
+    return time.mktime(time.strptime(stamp.split(".")[0], LOG_TIME))
+
+
 def _unprovisioned(ctx: ServiceContext, hc: HostContext) -> list[str]:
     networks = networks_with_servers(ctx, hc)
     started = float(hc.supervisor.states().get(AGENT, {}).get("start", 0))
@@ -376,8 +414,7 @@ def provisioned_since(log: str, started: float) -> set[str]:
     found = set()
     for line in log.splitlines():
         match = PROVISIONED.match(line)
-        if match and time.mktime(time.strptime(match[1].split(".")[0], LOG_TIME)) >= \
-                int(started):
+        if match and _log_epoch(match[1]) >= int(started):
             found.add(match[2])
     return found
 

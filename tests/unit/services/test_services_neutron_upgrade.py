@@ -28,3 +28,19 @@ def test_only_what_the_agent_provisioned_since_its_start_counts() -> None:
     assert neutron.provisioned_since(log, _at("2026-12-07 07:10:00")) == {NET_B}
     assert neutron.provisioned_since(log, _at("2026-12-07 06:00:00")) == {NET_A, NET_B}
     assert neutron.provisioned_since("", 0) == set()
+
+
+def test_the_agent_counts_as_started_once_it_logs_so_after_its_start() -> None:
+    log = "\n".join([
+        "2026-12-07 13:32:37.275 4288 INFO neutron.agent.ovn.agent.ovn_neutron_agent [-] "
+        "OVN Neutron Agent started",
+        "2026-12-07 13:35:51.273 4222 INFO cotyledon._service_manager [-] Caught SIGTERM",
+        "2026-12-07 13:36:17.085 5273 INFO neutron.agent.agent_extensions_manager [-] "
+        "Loaded agent extensions: ['metadata']",
+    ])
+    restarted = _at("2026-12-07 13:36:16")
+    assert not neutron.logged_since(neutron.AGENT_STARTED, log, restarted)  # the old one's
+    log += ("\n2026-12-07 13:36:30.323 5273 INFO neutron.agent.ovn.agent.ovn_neutron_agent "
+            "[-] OVN Neutron Agent started")
+    assert neutron.logged_since(neutron.AGENT_STARTED, log, restarted)
+    assert not neutron.logged_since(neutron.AGENT_STARTED, "", 0)
