@@ -188,6 +188,22 @@ def _load(prefix: str, phase: str, name: str, dst: ServiceContext, defs: dict[st
                                   tuple(sorted(defs))))
 
 
+def _loaded_at_restart(module: OpenStackService, defs: dict[str, str]) -> set[str]:
+    """The service's programs (``LOAD_AT_RESTART``) whose new definition is loaded just
+    before their own restart rather than with the others at the start of the service's
+    roll: loading a changed definition stops the program, and these serve guests (the
+    metadata path), which should be without them for their restart only."""
+    return {p for p in getattr(module, "LOAD_AT_RESTART", ()) if p in defs}
+
+
+def _load_late(prefix: str, phase: str, name: str, dst: ServiceContext,
+               defs: dict[str, str], late: set[str], prog: Program) -> list[Step]:
+    if prog.name not in late:
+        return []
+    return [_load(prefix, phase, name, dst, {prog.name: defs[prog.name]},
+                  f"supervisor:{prog.name}")]
+
+
 def _restart(prefix: str, phase: str, name: str, dst: ServiceContext, prog: Program) -> Step:
     return _step(prefix, phase, name, f"restart:{prog.name}",
                  f"restart {prog.name} on {dst.series}", dst,
@@ -217,10 +233,12 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
     name = module.name
     programs = module.programs(new)
     defs = _definitions(new, programs)
+    late = _loaded_at_restart(module, defs)
     steps = [*_program_files(prefix, "roll", name, new, defs),
-             _load(prefix, "roll", name, new, defs)]
+             _load(prefix, "roll", name, new, {k: v for k, v in defs.items() if k not in late})]
     for prog in getattr(module, "roll_order", list)(programs):
         steps += _before_agents(prefix, "roll", module, new, prog, programs)
+        steps += _load_late(prefix, "roll", name, new, defs, late, prog)
         steps.append(_swap_step(prefix, "roll", module, old, new) if prog is programs[0]
                      else _restart(prefix, "roll", name, new, prog))
         steps += _agent_ready(prefix, "roll", module, new, prog)
@@ -324,13 +342,16 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
     if drain is not None:
         steps.append(_step(prefix, "rollback", name, "drain", f"let {name} {newer.series} "
                            "handle what is queued for it", newer, drain(newer)))
-    steps.append(_load(prefix, "rollback", name, older, {p.name: defs[p.name] for p in rest}))
+    late = _loaded_at_restart(module, defs)
+    steps.append(_load(prefix, "rollback", name, older, {p.name: defs[p.name] for p in rest
+                                                          if p.name not in late}))
     if convert is not None:
         steps.append(_step(prefix, "rollback", name, "before-rollback",
                            f"make {name}'s stored data readable by {older.series} (what "
                            f"its {newer.series} back end wrote since)", older, convert))
     for prog in rest:
         steps += _before_agents(prefix, "rollback", module, older, prog, rest)
+        steps += _load_late(prefix, "rollback", name, older, defs, late, prog)
         steps.append(_restart(prefix, "rollback", name, older, prog))
         steps += _agent_ready(prefix, "rollback", module, older, prog)
     if module is nova:

@@ -301,6 +301,8 @@ def leave_hash_ring(ctx: ServiceContext, color: str) -> CallOnce:
 # Programs that follow neutron's servers in a roll (upstream: servers, then agents);
 # ``before_agents`` runs between them.
 AGENTS = (AGENT,)
+# Loaded just before its restart in a roll (its stop is the metadata path's outage).
+LOAD_AT_RESTART = AGENTS
 
 
 def before_agents(ctx: ServiceContext) -> CallOnce:

@@ -40,6 +40,8 @@ API_MODULE = "nova.wsgi.osapi_compute:application"
 # pair. It restarts with nova's other programs during an upgrade; guests fetch their
 # metadata at boot and retry (ADR 0020).
 METADATA_API = "nova-metadata-api"
+# Loaded just before its restart in a roll (its stop is the metadata path's outage).
+LOAD_AT_RESTART = (METADATA_API,)
 METADATA_MODULE = "nova.wsgi.metadata:application"
 METADATA_SECRET = "nova.metadata-proxy"
 COMPUTE_FANOUT = "nova-compute"  # every compute host's steps at once

@@ -95,8 +95,9 @@ def test_rollback_loads_only_the_api_before_its_swap(rollback: list[Step]) -> No
     loads = {s.id.split("/", 3)[3]: s.action.programs for s in rollback
              if s.service == "nova" and isinstance(s.action, UpdateSupervisor)}
     assert loads == {"supervisor:api": ("nova-api",),
-                     "supervisor": ("nova-compute", "nova-conductor", "nova-metadata-api",
-                                    "nova-scheduler")}
+                     "supervisor": ("nova-compute", "nova-conductor", "nova-scheduler"),
+                     # the metadata path's: stopped by its own load, just before its start
+                     "supervisor:nova-metadata-api": ("nova-metadata-api",)}
     glance = [i for i in _ids(rollback, "glance") if not i.startswith("program:")]
     assert glance == ["supervisor", "swap-api"]
 
@@ -119,10 +120,16 @@ def test_neutron_rewrites_its_ovn_rows_before_its_agent_moves(
         rewrite = ids.index("before-agents")
         assert ids.index("restart:neutron-rpc-server") < rewrite
         assert ids.index("restart:neutron-periodic-workers") < rewrite
-        assert ids[rewrite + 1] == "restart:neutron-ovn-agent"
-        # nova's metadata API restarts only once the agent listens again: one outage
+        # the agent's new definition is loaded (which stops it) just before its start,
+        # not with the others: the metadata path is down for its restart only
+        assert ids[rewrite + 1:rewrite + 3] == ["supervisor:neutron-ovn-agent",
+                                                "restart:neutron-ovn-agent"]
+        assert "neutron-ovn-agent" not in [
+            p for s in steps if s.id.endswith("/neutron/supervisor")
+            for p in s.action.programs]  # type: ignore[attr-defined]
+        # nova's metadata API restarts only once the agent serves again: one outage
         # of the metadata path at a time, not the two back to back
-        assert ids[rewrite + 2] == "ready:neutron-ovn-agent"
+        assert ids[rewrite + 3] == "ready:neutron-ovn-agent"
 
 
 def test_neutron_api_leaves_the_hash_ring_before_it_stops(
