@@ -94,10 +94,18 @@ def foreign_guests(host: HostConnection, instances: Path,
     """Guests nova made that the host's libvirt defines but whose disks are not in
     ``instances`` (a site's nova instances folder): another site's, as their names.
     nova-compute of a site that is new to the host refuses to start beside them."""
-    script = (f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
-              f'grep -q "{NOVA_XMLNS}" "$f" || continue; '
-              f'grep -q "{instances}/" "$f" && continue; basename "$f" .xml; done; true')
+    script = nova_definitions(instances, ours=False, domains=domains) + \
+        'basename "$f" .xml; done; true'
     return host.run(["sh", "-c", script], check=False).split()
+
+
+def nova_definitions(instances: Path, ours: bool, domains: Path = DOMAIN_DIR) -> str:
+    """Shell: the head of a loop over the definitions (``$f``) of guests nova made,
+    those of the site whose instances folder this is (``ours``) or every other site's;
+    the caller writes the body and ``done``."""
+    return (f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
+            f'grep -q "{NOVA_XMLNS}" "$f" || continue; '
+            f'grep -q "{instances}/" "$f" {"||" if ours else "&&"} continue; ')
 
 
 def _pids_named(host: HostConnection, names: tuple[str, ...]) -> list[int]:

@@ -20,10 +20,10 @@ from pathlib import Path
 from onestack.core.step import Step
 from onestack.drivers.libvirt import (
     DOMAIN_DIR,
-    NOVA_XMLNS,
     VIRTLOGD_ADMIN_URI,
     LibvirtProbe,
     connection_uri,
+    nova_definitions,
 )
 from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
@@ -281,9 +281,7 @@ def remove_guest_leftovers_script(instances: Path, domains: Path = DOMAIN_DIR,
     instances, but I appear to be a new service"). Guests nova did not make, and another
     site's (disks elsewhere than ``instances``), stay."""
     script = (
-        f'for f in "{domains}"/*.xml; do [ -f "$f" ] || continue; '
-        f'grep -q "{NOVA_XMLNS}" "$f" || continue; '
-        f'grep -q "{instances}/" "$f" || continue; n=$(basename "$f" .xml); '
+        nova_definitions(instances, ours=True, domains=domains) + 'n=$(basename "$f" .xml); '
         f'p=$(cat "{running}/$n.pid" 2>/dev/null); '
         + kill_if_running('"$p"', "guest=$n,", "KILL") +
         f'rm -f "$f" "{domains}/autostart/$n.xml" "{running}/$n.xml" "{running}/$n.pid"; '

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from onestack.drivers.libvirt import NOVA_XMLNS
 from onestack.drivers.supervisor import (
     PARENT_WRAPPER,
     TREE_WRAPPER,
@@ -129,7 +130,7 @@ def test_purge_removes_the_guests_nova_made_that_libvirt_still_defines(tmp_path:
     (domains / "autostart").mkdir(parents=True)
     running.mkdir()
     instances = tmp_path / "site" / "data" / "nova" / "instances"
-    nova_xml = (f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
+    nova_xml = (f'<domain><metadata><nova:instance xmlns:nova="{NOVA_XMLNS}1.1"/>'
                 "<source file='{dir}/u/disk'/>")
     (domains / "instance-0000000a.xml").write_text(nova_xml.format(dir=instances))
     (domains / "instance-0000000b.xml").write_text(nova_xml.format(dir=instances))
@@ -164,7 +165,7 @@ def test_foreign_guests_are_nova_guests_with_disks_outside_the_site(tmp_path: Pa
     domains = tmp_path / "qemu"
     domains.mkdir()
     ours, theirs = tmp_path / "a" / "instances", tmp_path / "b" / "instances"
-    xml = (f'<domain><metadata><nova:instance xmlns:nova="{libvirt.NOVA_XMLNS}1.1"/>'
+    xml = (f'<domain><metadata><nova:instance xmlns:nova="{NOVA_XMLNS}1.1"/>'
            "<source file='{dir}/u/disk'/>")
     (domains / "instance-00000002.xml").write_text(xml.format(dir=ours))
     (domains / "instance-00000001.xml").write_text(xml.format(dir=theirs))
