@@ -73,11 +73,14 @@ def decode_site_text(data: bytes, path: str) -> str:
                             f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
 
 
-def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
-    """Read, decode and validate a site file; SiteFileError names file, line and field."""
+def read_site_file(path: Path, releases: Collection[str] | None = None, *,
+                   home: Path | None) -> Site:
+    """Read, decode and validate a site file; SiteFileError names file, line and field.
+    ``home``: the onestack home its ``known_hosts`` must be in (None only for a caller
+    that uses none of the site's files, e.g. only its host names)."""
     text = decode_site_text(read_site_bytes(path), str(path))
     site = parse_site(text, str(path), releases)
-    _check_known_hosts(site, text, path)
+    _check_known_hosts(site, text, path, home)
     controller = site.controller
     if not controller.is_local:
         index = site.hosts.index(controller)
@@ -86,22 +89,38 @@ def read_site_file(path: Path, releases: Collection[str] | None = None) -> Site:
     return site
 
 
-def _check_known_hosts(site: Site, text: str, path: Path) -> None:
-    """``known_hosts`` names a file onestack rewrites as root: it must be a regular file
-    (or not exist yet), never a symbolic link, directory or device whose target would be
-    written instead."""
+def _check_known_hosts(site: Site, text: str, path: Path, home: Path | None) -> None:
+    """``known_hosts`` names a file onestack rewrites as root: a file named
+    ``*known_hosts`` under the home (never /etc/shadow, nor the site's secrets), and a
+    regular file (or not yet there), never a symbolic link, directory or device whose
+    target would be written instead."""
     if site.known_hosts is None:
         return
+    line = _line_of(text, "known_hosts:")
+    if home is not None and not is_known_hosts_under(Path(site.known_hosts), home):
+        raise SiteFileError(str(path), line, "known_hosts", outside_home(home))
     try:
         mode = os.lstat(site.known_hosts).st_mode
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise SiteFileError(str(path), _line_of(text, "known_hosts:"), "known_hosts",
+        raise SiteFileError(str(path), line, "known_hosts",
                             f"cannot be checked: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
-        raise SiteFileError(str(path), _line_of(text, "known_hosts:"), "known_hosts",
-                            NOT_A_KNOWN_HOSTS_FILE)
+        raise SiteFileError(str(path), line, "known_hosts", NOT_A_KNOWN_HOSTS_FILE)
+
+
+def is_known_hosts_under(known_hosts: Path, home: Path) -> bool:
+    """Whether the file is called ``*known_hosts`` and its folder, once ``..`` and
+    symbolic links are resolved, is the home or inside it."""
+    folder = Path(os.path.realpath(known_hosts.parent))
+    return known_hosts.name.endswith("known_hosts") and \
+        folder.is_relative_to(os.path.realpath(home))
+
+
+def outside_home(home: Path) -> str:
+    return (f"must be a file named *known_hosts under onestack's home {home} (leave it "
+            "out for the site's own, sites/<site>/known_hosts): onestack rewrites it as root")
 
 
 def _line_of(text: str, start: str) -> int | None:

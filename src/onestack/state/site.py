@@ -75,7 +75,9 @@ class SiteHandle:
         The controller never leaves this way."""
         if not self.paths.site_file.exists():
             return ()
-        recorded = read_site_file(self.paths.site_file, available_series())
+        # Only its host names are read: a known_hosts it names that is now refused must
+        # not block the `up --site-file` that corrects it.
+        recorded = read_site_file(self.paths.site_file, available_series(), home=None)
         now = {h.name for h in self.site.hosts}
         return tuple(h for h in recorded.hosts
                      if h.name not in now and h.name != recorded.controller.name)
@@ -114,7 +116,7 @@ def open_site(home: Path, name: str | None = None, site_file: Path | None = None
     command but ``up`` and ``plan``).
     """
     releases = available_series()
-    site = read_site_file(site_file, releases) if site_file is not None else None
+    site = read_site_file(site_file, releases, home=home) if site_file is not None else None
     if site is not None and name is not None and name != site.name:
         raise InvalidOptionError("--site", name, f"{site_file} describes site {site.name}; "
                                                  f"use --site {site.name}, or leave --site out")
@@ -124,7 +126,7 @@ def open_site(home: Path, name: str | None = None, site_file: Path | None = None
         raise SiteNotFoundError(chosen, str(home), known_sites(home))
     source = site_file
     if site is None and paths.site_file.exists():
-        source, site = paths.site_file, read_site_file(paths.site_file, releases)
+        source, site = paths.site_file, read_site_file(paths.site_file, releases, home=home)
         if site.name != chosen:
             raise SiteFileError(str(source), None, "name",
                                 f"describes site {site.name} but is stored for site {chosen}")

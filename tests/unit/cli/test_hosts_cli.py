@@ -36,15 +36,36 @@ def test_a_known_hosts_symlink_in_the_site_file_is_refused_before_any_write(
     home.mkdir()
     target.write_text("root:secret\n")
     target.chmod(0o600)
-    (tmp_path / "known_hosts").symlink_to(target)
+    (home / "known_hosts").symlink_to(target)
     site = tmp_path / "site.yaml"
-    site.write_text(SITE + f"known_hosts: {tmp_path / 'known_hosts'}\n")
+    site.write_text(SITE + f"known_hosts: {home / 'known_hosts'}\n")
     code, _, err = _main(monkeypatch, capsys, "--home", str(home), "host", "trust", "--yes",
                          "--site-file", str(site))
     assert code == 1
     assert err.splitlines()[0] == (f"error: {site}:10: known_hosts: not a regular file (a "
                                    "symbolic link, directory or device): name the file "
                                    "itself; onestack writes host keys into it")
+    assert target.read_text() == "root:secret\n" and target.stat().st_mode & 0o777 == 0o600
+    assert _tree(home) == ["known_hosts"]
+
+
+def test_a_known_hosts_outside_the_home_is_refused_before_any_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 21: `known_hosts:` could name any file, which `host trust` rewrote as root.
+    home, target = tmp_path / "home", tmp_path / "known_hosts"
+    home.mkdir()
+    target.write_text("root:secret\n")
+    target.chmod(0o600)
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE + f"known_hosts: {target}\n")
+    code, _, err = _main(monkeypatch, capsys, "--home", str(home), "host", "trust", "--yes",
+                         "--site-file", str(site))
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {site}:10: known_hosts: must be a file named "
+                                   f"*known_hosts under onestack's home {home} (leave it out "
+                                   "for the site's own, sites/<site>/known_hosts): onestack "
+                                   "rewrites it as root")
     assert target.read_text() == "root:secret\n" and target.stat().st_mode & 0o777 == 0o600
     assert _tree(home) == []
 
