@@ -24,6 +24,7 @@ from pathlib import Path
 
 from onestack.drivers import apt
 from onestack.drivers.host import LocalHost
+from onestack.drivers.host_keys import write_known_hosts
 from onestack.drivers.lab_layout import (
     LabHostSpec,
     LabSpec,
@@ -244,11 +245,13 @@ class Lab:
                    "-f", str(path)], host=owner)
 
     def _write_known_hosts(self) -> None:
+        """The hosts' keys, replaced whole and atomically, 0600 like every known_hosts
+        onestack writes (an older lab's 0644 one is closed too)."""
         entries = []
         for host in self.hosts():
             pub = (host.etc_ssh / "ssh_host_ed25519_key.pub").read_text().split()
             entries.append((host.address, f"{pub[0]} {pub[1]}"))
-        self.spec.known_hosts.write_text(render_known_hosts(entries))
+        write_known_hosts(self.spec.known_hosts, render_known_hosts(entries), None)
 
     def _write_state(self) -> None:
         self.spec.home.mkdir(parents=True, exist_ok=True)

@@ -68,3 +68,19 @@ def test_the_lab_commands_are_registered() -> None:
     assert all(word in out for word in ("create", "list", "delete"))
     out = CliRunner().invoke(cli, ["lab", "host", "--help"]).output
     assert "poweroff" in out and "poweron" in out
+
+
+@pytest.mark.parametrize("before", [None, 0o644])
+def test_the_labs_known_hosts_is_written_0600(tmp_path: Path, before: int | None) -> None:
+    # issue 21: the lab's known_hosts was created 0644, and an older lab's stayed so.
+    lab = Lab.open(tmp_path / "lab", "ostk-t10", "198.18.10.0/24")
+    host = lab.spec.host(1)
+    host.etc_ssh.mkdir(parents=True)
+    (host.etc_ssh / "ssh_host_ed25519_key.pub").write_text("ssh-ed25519 AAAA lab1\n")
+    if before is not None:
+        lab.spec.known_hosts.write_text("198.18.10.99 ssh-ed25519 OLD\n")
+        lab.spec.known_hosts.chmod(before)
+    lab._write_known_hosts()
+    assert lab.spec.known_hosts.read_text() == "198.18.10.11 ssh-ed25519 AAAA\n"
+    assert lab.spec.known_hosts.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in lab.spec.home.iterdir()) == ["hosts", "known_hosts"]
