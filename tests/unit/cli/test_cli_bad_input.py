@@ -117,6 +117,47 @@ def test_an_empty_home_is_a_usage_error_not_the_default(
     assert out == "" and _tree(tmp_path) == []
 
 
+def _every_command() -> list[list[str]]:
+    """Every command of the CLI (the lazily imported groups included), as argv words."""
+    import click
+
+    from onestack.cli.main import cli
+
+    def walk(command: click.Command | None, words: list[str]) -> list[list[str]]:
+        if not isinstance(command, click.Group):
+            return [words]
+        ctx = click.Context(command)
+        return [found for name in command.list_commands(ctx)
+                for found in walk(command.get_command(ctx, name), [*words, name])]
+
+    return walk(cli, [])
+
+
+def test_an_empty_home_is_refused_by_every_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 21: for every command, `host trust`, `lab ...` and `hardware ...` included.
+    # `--help` after each: were the refusal ever lost, no command would act here.
+    from onestack.cli import common
+
+    monkeypatch.setattr(common, "DEFAULT_HOME", str(tmp_path / "default-home"))
+    monkeypatch.chdir(tmp_path)
+    commands = _every_command()
+    assert {"host trust", "lab hosts create", "hardware discover", "up"} <= \
+        {" ".join(c) for c in commands}
+    not_refused = []
+    for words in commands:
+        for option, variable, first in ((["--home", ""], None, "error: --home is empty: "),
+                                         ([], "", "error: ONESTACK_HOME is empty: ")):
+            monkeypatch.delenv("ONESTACK_HOME", raising=False)
+            if variable is not None:
+                monkeypatch.setenv("ONESTACK_HOME", variable)
+            code, out, err = _main(monkeypatch, capsys, *option, *words, "--help")
+            if (code, out, err.startswith(first), len(err.splitlines())) != (2, "", True, 1):
+                not_refused.append(" ".join([*option, *words]))
+    assert not_refused == [] and _tree(tmp_path) == []
+
+
 def test_home_option_wins_over_an_empty_variable(
         home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ONESTACK_HOME", "")
