@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from onestack.core.host import HostConnection
@@ -46,6 +47,29 @@ class TcpProbe:
                 return True, f"tcp {self.host}:{self.port} accepts"
         except OSError as exc:
             return False, f"tcp {self.host}:{self.port}: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True)
+class UnixSocketProbe:
+    """Healthy when a unix socket accepts a connection and answers ``request`` with a
+    reply starting with ``expect`` (on this machine)."""
+
+    path: Path
+    request: bytes
+    expect: bytes
+
+    def check(self, timeout: float = 2.0) -> tuple[bool, str]:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(str(self.path))
+                sock.sendall(self.request)
+                reply = sock.recv(256)
+        except OSError as exc:
+            return False, f"unix {self.path}: {exc.strerror or exc}"
+        if reply.startswith(self.expect):
+            return True, f"unix {self.path} answers"
+        return False, f"unix {self.path}: unexpected reply {reply[:40]!r}"
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def _port_owner(port: int, ports: Ports) -> str:
             return "haproxy"
         if port == ports.backend(api):
             return f"{api}-api"
-    for name in ("mariadb", "rabbitmq", "memcached"):
+    for name in ("mariadb", "rabbitmq"):
         if port == ports.infra(name):
             return name
     return "rabbitmq" if port == ports.infra("rabbitmq-dist") else "haproxy"

@@ -34,7 +34,6 @@ INFRA_PORTS: dict[str, int] = {
     "rabbitmq": 5682,
     "rabbitmq-dist": 25682,
     "rabbitmq-epmd": 14369,
-    "memcached": 11212,
     "haproxy-stats": 11936,
     # OVN's northbound and southbound databases (upstream 6641/6642), reached over TCP
     # at the controller's address by neutron and by every chassis's ovn-controller.

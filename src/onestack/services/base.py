@@ -183,12 +183,13 @@ def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[
 
 
 def account_steps(ctx: ServiceContext, service: str, *, on: Host | None = None,
-                  fanout: str = "") -> list[Step]:
+                  fanout: str = "", groups: tuple[str, ...] = ()) -> list[Step]:
     """The service's system user (and group), before anything is given to it (on the
-    controller unless ``on``)."""
+    controller unless ``on``), a member of ``groups`` too."""
+    member = f" (member of {', '.join(groups)})" if groups else ""
     return [host_step(ctx, on or ctx.controller, service, "user",
-                      f"create system user {service}", EnsureSystemUser(service),
-                      fanout=fanout)]
+                      f"create system user {service}{member}",
+                      EnsureSystemUser(service, groups), fanout=fanout)]
 
 
 def step_id(ctx: ServiceContext, service: str, host: Host, name: str) -> str:

@@ -112,7 +112,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     dirs = tuple((p, name, 0o750) for p in _stores(ctx).values())
     manage = _manage(ctx)
     return [
-        *account_steps(ctx, name),
+        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
         step(ctx, name, "dirs", "create image store directories",
              EnsureDirs(((ctx.paths.data / name, name, 0o750),
                          (ctx.paths.data / name / "locks", name, 0o750), *dirs))),

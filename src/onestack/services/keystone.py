@@ -105,7 +105,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     data = ctx.paths.data / name
     conf = config(ctx)
     return [
-        *account_steps(ctx, name),
+        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
         step(ctx, name, "dirs", "create key repositories",
              EnsureDirs(((data, name, 0o700), (data / "fernet-keys", name, 0o700),
                          (data / "credential-keys", name, 0o700)))),

@@ -33,6 +33,7 @@ from onestack.services.base import Check, ServiceContext, config_steps, host_ste
 from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, WriteFile
 from onestack.steps.hypervisor import (
     KVM,
+    KVM_GROUP,
     QEMU,
     DetectAccelerator,
     EnsureKvmAccess,
@@ -53,12 +54,15 @@ PACKAGES = ("libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients",
 # The libvirt bindings every release environment links (ADR 0019), wherever it is
 # built or shipped on a site with the libvirt driver.
 BINDINGS = ("python3-libvirt",)
-# QEMU runs as the user that owns nova's instances folder (as Kolla does): it opens
-# the disks there, and libvirt's dynamic ownership has nothing to change hands.
-QEMU_USER = "nova"
-# The QEMU driver resolves its compiled-in default user before reading qemu.conf:
-# it must exist even though no guest runs as it (libvirt-daemon-system would add it).
-BUILTIN_QEMU_USER = "libvirt-qemu"
+# QEMU runs as an account of its own (Debian's, libvirt's compiled-in default), group
+# kvm, never as nova: a guest that escapes into its QEMU must not read nova.conf, use
+# libvirtd or the switch's database (ADR 0021). libvirt's DAC driver gives each disk
+# to it while its guest runs (dynamic ownership); nova's instances folder is open to
+# group kvm, nothing else of nova's is.
+QEMU_USER = "libvirt-qemu"
+QEMU_GROUP = KVM_GROUP
+# nova-compute drives libvirtd: the daemon's sockets are for nova's group only.
+CLIENT_GROUP = "nova"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")  # fixed for a privileged libvirtd
 # Where a privileged libvirtd keeps running guests' state (fixed; definitions: DOMAIN_DIR).
 DOMAIN_RUN_DIR = Path("/run/libvirt/qemu")
@@ -104,7 +108,7 @@ def _header(ctx: ServiceContext, what: str) -> str:
 def libvirtd_conf(ctx: ServiceContext) -> str:
     """libvirtd.conf: sockets in the site's run folder, open to nova's group only."""
     return _header(ctx, "libvirtd") + f"""unix_sock_dir = "{run_dir(ctx)}"
-unix_sock_group = "{QEMU_USER}"
+unix_sock_group = "{CLIENT_GROUP}"
 unix_sock_ro_perms = "0770"
 unix_sock_rw_perms = "0770"
 unix_sock_admin_perms = "0700"
@@ -124,9 +128,11 @@ max_backups = 3
 
 def qemu_conf(ctx: ServiceContext) -> str:
     """/etc/libvirt/qemu.conf (no Debian package owns it: libvirt-daemon-system is not
-    installed). No security driver: nothing installs AppArmor profiles for guests."""
+    installed). QEMU as its own user; the DAC driver (always on) gives it each disk
+    while its guest runs. No MAC security driver: the hosts have neither AppArmor nor
+    SELinux (ADR 0021)."""
     return _header(ctx, "qemu.conf, the host's") + f"""user = "{QEMU_USER}"
-group = "{QEMU_USER}"
+group = "{QEMU_GROUP}"
 dynamic_ownership = 1
 security_driver = "none"
 stdio_handler = "logd"
@@ -245,7 +251,7 @@ def privsep_sudoers(ctx: ServiceContext) -> str:
     of any release of the site (the upgrade starts the next release's nova-compute
     before this file is written again)."""
     helper = ctx.paths.venv("*") / "bin" / "privsep-helper"
-    return f"{QEMU_USER} ALL=(root) NOPASSWD: {helper} *\n"
+    return f"{CLIENT_GROUP} ALL=(root) NOPASSWD: {helper} *\n"
 
 
 # --- purge --------------------------------------------------------------------------------
@@ -309,10 +315,10 @@ def host_steps(ctx: ServiceContext, host: Host) -> list[Step]:
                     InstallPackages(PACKAGES + BINDINGS))])
     return [
         *packages,
-        on("user:qemu", f"create system user {QEMU_USER} (QEMU runs as it)",
-           EnsureSystemUser(QEMU_USER)),
-        on("user:builtin", f"create system user {BUILTIN_QEMU_USER} (libvirt needs it)",
-           EnsureSystemUser(BUILTIN_QEMU_USER)),
+        on("user:client", f"create system user {CLIENT_GROUP} (nova-compute; libvirtd's "
+                          "sockets are its group's)", EnsureSystemUser(CLIENT_GROUP)),
+        on("user:qemu", f"create system user {QEMU_USER} in group {QEMU_GROUP} (QEMU runs "
+                        "as it)", EnsureSystemUser(QEMU_USER, (QEMU_GROUP,))),
         on("kvm-access", f"let QEMU's user {QEMU_USER} open /dev/kvm (group kvm, as udev "
                          "would)", EnsureKvmAccess(QEMU_USER)),
         on("dirs", "create libvirt's site folders",

@@ -32,7 +32,7 @@ from onestack.services.base import (
     program_steps,
     step,
 )
-from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
+from onestack.steps.actions import CallOnce, EnsureDirs, KeepFolderClosed, RunOnce
 from onestack.steps.context import HostContext
 
 name = "neutron"
@@ -231,17 +231,31 @@ def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     manage = as_service(ctx, name, (ctx.bin("neutron-db-manage"), *_conf_args(ctx)))
     return [
-        *account_steps(ctx, name),
+        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((ctx.paths.data / name, name, 0o750),
                          (ctx.paths.data / name / "locks", name, 0o750),
                          *_agent_dirs(ctx)))),
+        *_netns_folder(ctx),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
                        {"neutron-api": api_probes(ctx, name)}),
     ]
+
+
+# Where iproute2 and neutron's privileged helper keep named network namespaces.
+NETNS_FOLDER = Path("/run/netns")
+
+
+def _netns_folder(ctx: ServiceContext) -> list[Step]:
+    """The agent's namespaces' folder, root's 0755 before its privileged helper (umask
+    0) would make it 0777: no local user may plant an ``ovnmeta-<network>`` there."""
+    if not nova.serves_metadata(ctx.site):
+        return []
+    return [step(ctx, name, "netns-folder", f"keep {NETNS_FOLDER} root's, mode 0755",
+                 KeepFolderClosed(NETNS_FOLDER))]
 
 
 def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:

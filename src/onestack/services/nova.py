@@ -352,9 +352,17 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _state_dirs(ctx: ServiceContext) -> EnsureDirs:
+    """nova's state. With the libvirt driver, QEMU's group (kvm) may pass through
+    nova's folder to the instances folder and read it, nothing more; the disks inside
+    change hands as their guests start and stop (libvirt's dynamic ownership), so
+    nothing is given back to nova recursively."""
     data = ctx.paths.data / name
-    return EnsureDirs(((data, name, 0o750), (data / "instances", name, 0o750),
-                       (data / "locks", name, 0o750)))
+    if not libvirt.hosts(ctx.site):
+        return EnsureDirs(((data, name, 0o750), (data / "instances", name, 0o750),
+                           (data / "locks", name, 0o750)))
+    qemu = f"{name}:{libvirt.QEMU_GROUP}"
+    return EnsureDirs(((data, qemu, 0o710), (data / "instances", qemu, 0o750),
+                       (data / "locks", name, 0o750)), recursive=False)
 
 
 def _map_compute(ctx: ServiceContext, host: Host) -> Step:
@@ -391,7 +399,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     host (all at once), then each of those mapped into the cell."""
     controller = ctx.controller
     control = [
-        *account_steps(ctx, name),
+        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
         step(ctx, name, "dirs", "create state directories", _state_dirs(ctx)),
         *configure(ctx),
         *_cells(ctx),

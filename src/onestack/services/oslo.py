@@ -7,6 +7,8 @@ from onestack.services.base import ServiceContext
 from onestack.steps.content_actions import CloudLogin
 
 Ini = dict[str, dict[str, str]]
+# The groups of a service that uses the site's caches (memcached's socket is theirs).
+CACHE_GROUPS = (memcached.CLIENT_GROUP,)
 
 
 def render_ini(sections: Ini) -> str:
@@ -56,8 +58,8 @@ def authtoken(ctx: ServiceContext, user: str) -> dict[str, str]:
     return {
         "www_authenticate_uri": keystone_url(ctx),
         "memcached_servers": memcached.servers(ctx),
-        # memcached has no authentication: cached tokens are encrypted and signed, so
-        # a local process that reaches it can neither read nor forge them.
+        # Only the services reach memcached's socket (ADR 0021); keystonemiddleware's
+        # own entries are encrypted and signed besides.
         "memcache_security_strategy": "ENCRYPT",
         "memcache_secret_key": ctx.secret("memcache.secret"),
         "service_token_roles_required": "true",

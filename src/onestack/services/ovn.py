@@ -3,14 +3,17 @@ the controller, ovn-controller on every chassis, and the ML2/OVN settings neutro
 needs to drive it.
 
 Native OVN does DHCP, routing, NAT and security groups in the switch's flows: no L2,
-L3 or DHCP agent. The northbound and southbound databases listen on a unix socket
-(ovn-northd, local clients) and on TCP at the controller's address (neutron, every
-chassis's ovn-controller), on the site's ports (``model.ports``). Everything else is
-the site's own, as for Open vSwitch (``services.ovs``).
+L3 or DHCP agent. The northbound and southbound databases listen on unix sockets,
+root's and neutron's group's only (ovn-northd, neutron, the OVN agent, the
+controller's own ovn-controller); on a site with chassis on other hosts also on TCP at
+the controller's address, on the site's ports (``model.ports``), for their
+ovn-controllers and agents. Everything else is the site's own, as for Open vSwitch
+(``services.ovs``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from onestack.core.step import Step
@@ -18,9 +21,9 @@ from onestack.drivers import ovsdb
 from onestack.drivers.probes import CommandProbe, Probe
 from onestack.drivers.supervisor import Program
 from onestack.model.site import Host, Role, Site
-from onestack.services import ovs
+from onestack.services import oslo, ovs
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
-from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce
+from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, RunOnce
 from onestack.steps.ovs_actions import EnsureExternalIds
 
 name = "ovn"
@@ -60,13 +63,28 @@ def sb_socket(ctx: ServiceContext) -> Path:
     return run_dir(ctx) / "ovnsb_db.sock"
 
 
+# neutron (server and OVN agent) is the databases' client: their sockets are rw for
+# its group, and nobody else's but root's (umask 007).
+CLIENT_GROUP = "neutron"
+
+
+def remote_chassis(site: Site) -> list[Host]:
+    """The chassis on hosts other than the controller: they reach the databases over
+    the network (none on an all-in-one site, whose databases have no TCP listener)."""
+    return [h for h in ovs.hosts(site) if h.name != site.controller.name]
+
+
 def nb_connection(ctx: ServiceContext) -> str:
     """The northbound database as neutron reaches it."""
+    if not remote_chassis(ctx.site):
+        return f"unix:{nb_socket(ctx)}"
     return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-nb')}"
 
 
 def sb_connection(ctx: ServiceContext) -> str:
     """The southbound database as neutron and every ovn-controller reach it."""
+    if not remote_chassis(ctx.site):
+        return f"unix:{sb_socket(ctx)}"
     return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-sb')}"
 
 
@@ -80,15 +98,18 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
 
 
 def _db_server(ctx: ServiceContext, program: str, base: str, port: str) -> Program:
-    """A central database server: its file, the unix socket and TCP on the
-    controller's address, in the foreground."""
+    """A central database server: its file, the unix socket (and TCP on the
+    controller's address when other hosts have chassis), in the foreground, with
+    neutron's group and sockets rw for it."""
     run = run_dir(ctx)
+    tcp = ([f"--remote=ptcp:{ctx.ports.infra(port)}:{ctx.address}"]
+           if remote_chassis(ctx.site) else [])
     command = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / f"{base}.db"),
-               f"--remote=punix:{run / base}.sock",
-               f"--remote=ptcp:{ctx.ports.infra(port)}:{ctx.address}",
+               f"--remote=punix:{run / base}.sock", *tcp,
                f"--pidfile={run / base}.pid", f"--unixctl={run / base}.ctl",
                *ovs.DAEMON_OPTIONS]
-    return ovs.daemon_program(program, command, environment(ctx))
+    return replace(ovs.daemon_program(program, command, environment(ctx)),
+                   group=CLIENT_GROUP, umask=0o007)
 
 
 def central_programs(ctx: ServiceContext) -> list[Program]:
@@ -121,8 +142,8 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def central_probes(ctx: ServiceContext) -> dict[str, CommandProbe]:
-    """Each database answers the OVSDB protocol on its TCP listener; northd holds the
-    lock that makes it the one translating northbound into southbound."""
+    """Each database answers the OVSDB protocol where neutron reaches it; northd
+    holds the lock that makes it the one translating northbound into southbound."""
     here = ctx.host
 
     def lists(connection: str, db: str) -> CommandProbe:
@@ -196,8 +217,11 @@ def _central_steps(ctx: ServiceContext) -> list[Step]:
                       RunOnce(("sh", "-c", create), inputs=str(data)))]
 
 
-def _dirs(ctx: ServiceContext) -> EnsureDirs:
-    return EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), None, 0o750)))
+def _dirs(ctx: ServiceContext, *, central: bool = False) -> EnsureDirs:
+    """The data folder (root's) and the run folder: on the controller neutron's group
+    may pass it to reach the databases' sockets."""
+    run_owner = f"root:{CLIENT_GROUP}" if central else None
+    return EnsureDirs(((data_dir(ctx), None, 0o750), (run_dir(ctx), run_owner, 0o750)))
 
 
 def _chassis(ctx: ServiceContext, host: Host, fanout: str) -> Step:
@@ -219,8 +243,11 @@ def controller_steps(ctx: ServiceContext) -> list[Step]:
     probes: dict[str, Probe | tuple[Probe, ...]] = dict(central_probes(ctx))
     if chassis:
         probes.update(_probes(ctx, ctx.controller))
-    return [host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
-                      _dirs(ctx)),
+    return [host_step(ctx, ctx.controller, name, f"user:{CLIENT_GROUP}",
+                      f"create system user {CLIENT_GROUP} (its group uses the OVN databases)",
+                      EnsureSystemUser(CLIENT_GROUP, oslo.CACHE_GROUPS)),
+            host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
+                      _dirs(ctx, central=True)),
             *_central_steps(ctx),
             *([_chassis(ctx, ctx.controller, "")] if chassis else []),
             *program_steps(ctx, name, programs(ctx), {}, probes, 60)]
@@ -252,7 +279,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
 def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     """Sections of neutron's ``ml2_conf.ini`` for ML2/OVN (``oslo.render_ini`` input):
     the OVN mechanism driver, geneve tenant networks, the provider networks of
-    ``services.ovs`` as flat (or VLAN) networks, both databases over TCP, OVN's own
+    ``services.ovs`` as flat (or VLAN) networks, both databases, OVN's own
     metadata path (``neutron-ovn-metadata-agent`` on each chassis)."""
     physnets = ",".join(ovs.PROVIDER_BRIDGES)
     return {

@@ -18,11 +18,12 @@ from onestack.drivers.supervisor import Program
 from onestack.model.site import Host, NetworkBackend, Role, Site
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
 from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, RunOnce
-from onestack.steps.ovs_actions import EnsureBridges
+from onestack.steps.ovs_actions import EnsureBridges, EnsureGuestFilter
 
 name = "ovs"
 kind = "infra"
-PACKAGES = ("openvswitch-switch",)
+# nftables: the guest filter (``guest_filter``).
+PACKAGES = ("openvswitch-switch", "nftables")
 CHASSIS_FANOUT = "ovs-chassis"  # every chassis other than the controller at once
 
 INTEGRATION_BRIDGE = "br-int"
@@ -169,6 +170,28 @@ def checks(ctx: ServiceContext) -> list[Check]:
             for name, by_program in status.items() for program, probe in by_program.items()]
 
 
+def filter_table(ctx: ServiceContext) -> str:
+    """The site's nftables table on each chassis (family inet)."""
+    return "onestack_" + ctx.site.name.replace("-", "_")
+
+
+def guest_filter(ctx: ServiceContext) -> str:
+    """``nft -f`` input: on the site's bridges, the host accepts only replies to its
+    own connections (its SSH and pings to floating IPs); whatever a guest sends to the
+    host's addresses (sshd, or anything that ever listens on a wildcard address) is
+    dropped. Guests' DHCP and metadata never reach the host: OVN answers DHCP, and the
+    metadata proxies live in namespaces of their own. Redefines only this table."""
+    table = f"inet {filter_table(ctx)}"
+    names = ", ".join(f'"{n}"' for n, _ in bridges(ctx))
+    return (f"table {table} {{}}\ndelete table {table}\n"
+            f"table {table} {{\n"
+            "\tchain guests-in {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n"
+            f"\t\tiifname {{ {names} }} ct state established,related accept\n"
+            f"\t\tiifname {{ {names} }} counter drop\n"
+            "\t}\n}\n")
+
+
 def bridges(ctx: ServiceContext) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     """The integration bridge and one bridge per provider network, each with the
     userspace datapath."""
@@ -206,6 +229,9 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
         on("bridges", "create bridges " + ", ".join(n for n, _ in bridges(ctx))
            + f" (datapath {DATAPATH_TYPE})", EnsureBridges(ovsdb_connection(ctx),
                                                            bridges(ctx))),
+        on("guest-filter", f"drop what guests send to this host through the site's "
+                           f"bridges (nftables table {filter_table(ctx)})",
+           EnsureGuestFilter(filter_table(ctx), guest_filter(ctx))),
     ]
 
 
@@ -224,7 +250,9 @@ def os_vif_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
 
 def remove_ports_argv(ctx: ServiceContext) -> tuple[str, ...]:
     """argv, run on a chassis once its switch stopped (``down --purge``): the kernel
-    devices the userspace datapath left (each bridge's internal port, ovs-netdev)."""
+    devices the userspace datapath left (each bridge's internal port, ovs-netdev) and
+    the site's guest filter."""
     names = [n for n, _ in bridges(ctx)] + ["ovs-netdev"]
-    script = " ".join(f"ip link delete {n} 2>/dev/null;" for n in names) + " true"
+    script = (" ".join(f"ip link delete {n} 2>/dev/null;" for n in names)
+              + f" nft delete table inet {filter_table(ctx)} 2>/dev/null; true")
     return ("sh", "-c", script)

@@ -86,7 +86,7 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
 def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     return [
-        *account_steps(ctx, name),
+        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
         *configure(ctx),
         step(ctx, name, "db-sync", "migrate the placement database",
              RunOnce(_manage(ctx, "db", "sync"), inputs=ctx.series)),

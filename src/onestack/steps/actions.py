@@ -62,10 +62,14 @@ class EnsureDirs:
     """Directories that must exist with an owner and mode."""
 
     dirs: tuple[tuple[Path, str | None, int], ...]
+    # An owner is given to what is already inside too, unless not ``recursive`` (a
+    # folder whose files change hands on their own, e.g. guests' disks).
+    recursive: bool = True
     kind: str = "dirs"
 
     def fingerprint(self) -> str:
-        return digest(json.dumps([[str(p), o, m] for p, o, m in self.dirs]))
+        shallow = [] if self.recursive else ["shallow"]
+        return digest(json.dumps([[str(p), o, m] for p, o, m in self.dirs] + shallow))
 
     def probe(self, ctx: HostContext) -> Any:
         return all(ctx.host.is_dir(p) for p, _, _ in self.dirs)
@@ -76,34 +80,71 @@ class EnsureDirs:
     def apply(self, ctx: HostContext) -> None:
         for path, owner, mode in self.dirs:
             ctx.host.ensure_dir(path, mode=mode, owner=owner)
-            if owner:  # what is already inside (made before the service had its user)
+            if owner and self.recursive:  # what is already inside (made before the
+                # service had its user)
                 ctx.host.run(["chown", "-R", chown_spec(owner),
                               str(path)])
 
 
 @dataclass(frozen=True)
+class KeepFolderClosed:
+    """A folder of the host's that a program would create wide open if it were missing
+    (``/run/netns``: neutron's privileged helper runs with umask 0, so it became 0777
+    and any local user could plant a namespace there): made first, ``root:root`` with
+    ``mode``, and closed again by the next ``up`` if anything opened it (``/run`` is
+    emptied at boot, so every ``up`` checks)."""
+
+    path: Path
+    mode: int = 0o755
+    kind: str = "dirs"
+
+    def fingerprint(self) -> str:
+        return digest(f"closed-folder|{self.path}|{self.mode:o}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return [ctx.host.file_owner(self.path), ctx.host.file_mode(self.path)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return bool(fact != ["root:root", self.mode])
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.ensure_dir(self.path, mode=self.mode, owner="root:root")
+
+
+@dataclass(frozen=True)
 class EnsureSystemUser:
     """A system account (and its own group) that a service runs as: no login shell, no
-    home, no password."""
+    home, no password; also a member of ``groups`` (system groups, created if missing),
+    e.g. the one whose members may use memcached's socket."""
 
     name: str
+    groups: tuple[str, ...] = ()
     kind: str = "user"
 
     def fingerprint(self) -> str:
-        return digest(f"system-user|{self.name}")
+        extra = f"|{','.join(self.groups)}" if self.groups else ""
+        return digest(f"system-user|{self.name}{extra}")
 
     def probe(self, ctx: HostContext) -> Any:
-        return bool(ctx.host.run(["getent", "passwd", self.name], check=False).strip())
+        """Its groups (``id -nG``), or None when there is no such user."""
+        if not ctx.host.run(["getent", "passwd", self.name], check=False).strip():
+            return None
+        return ctx.host.run(["id", "-nG", self.name], check=False).split()
 
     def needed(self, fact: Any, done: str | None) -> bool:
-        return not fact
+        return fact is None or not set(self.groups) <= set(fact)
 
     def apply(self, ctx: HostContext) -> None:
-        if self.probe(ctx):
-            return
-        ctx.host.run(["useradd", "--system", "--user-group", "--no-create-home",
-                      "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                      "--comment", f"onestack {self.name} service", self.name])
+        run = ctx.host.run
+        if self.probe(ctx) is None:
+            run(["useradd", "--system", "--user-group", "--no-create-home",
+                 "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                 "--comment", f"onestack {self.name} service", self.name])
+        for group in self.groups:
+            if not run(["getent", "group", group], check=False).strip():
+                run(["groupadd", "--system", group])
+        if self.groups:
+            run(["usermod", "--append", "--groups", ",".join(self.groups), self.name])
 
 
 @dataclass(frozen=True)

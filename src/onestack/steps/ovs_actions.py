@@ -67,3 +67,28 @@ class EnsureExternalIds:
 
     def apply(self, ctx: HostContext) -> None:
         ctx.host.run(ovsdb.set_external_ids(self.db, dict(self.ids)), timeout=30)
+
+
+@dataclass(frozen=True)
+class EnsureGuestFilter:
+    """The site's nftables table on a chassis: what guests send to the host's own
+    addresses through the site's bridges is dropped, except replies to the host's
+    own connections (it reaches floating IPs on br-ex). Loaded whole (``nft -f``,
+    one transaction); another site's or the operator's tables are not touched."""
+
+    table: str  # an nftables table of family inet, the site's own
+    ruleset: str  # ``nft -f`` input that (re)defines exactly that table
+    kind: str = "host-filter"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.table}|{self.ruleset}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        out = ctx.host.run(("nft", "list", "table", "inet", self.table), check=False)
+        return "hook input" in out
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact or done is None
+
+    def apply(self, ctx: HostContext) -> None:
+        ctx.host.run(("nft", "-f", "-"), input=self.ruleset, timeout=30)

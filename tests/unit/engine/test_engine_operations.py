@@ -90,7 +90,7 @@ def test_check_ports_names_the_taken_port(tmp_path: Path,
 
 
 OWNERS = ["haproxy", "keystone-api", "glance-api", "placement-api", "nova-api",
-          "neutron-api", "mariadb", "rabbitmq", "memcached"]
+          "neutron-api", "mariadb", "rabbitmq"]
 
 
 def test_ports_held_by_the_sites_own_programs_are_fine(tmp_path: Path) -> None:
@@ -100,8 +100,7 @@ def test_ports_held_by_the_sites_own_programs_are_fine(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("stopped", "port"), [
-    ("haproxy", 5000), ("keystone-api", 25000), ("mariadb", 13306), ("rabbitmq", 5682),
-    ("memcached", 11212)])
+    ("haproxy", 5000), ("keystone-api", 25000), ("mariadb", 13306), ("rabbitmq", 5682)])
 def test_port_of_a_stopped_program_must_be_free(tmp_path: Path, stopped: str,
                                                 port: int) -> None:
     handle = open_site(tmp_path, "lab")

@@ -71,7 +71,8 @@ def test_packages_come_first(steps: list[Step]) -> None:
     assert steps[0].id == "host/packages"
     assert set(steps[0].action.packages) == {  # type: ignore[attr-defined]
         "mariadb-server", "mariadb-client", "rabbitmq-server", "memcached", "haproxy",
-        "tini", "util-linux", "python3", "openvswitch-switch", "ovn-central", "ovn-host",
+        "tini", "util-linux", "python3", "openvswitch-switch", "nftables", "ovn-central",
+        "ovn-host",
         "iproute2", "iptables",
         "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-clients", "qemu-system-x86",
         "qemu-utils", "genisoimage", "sudo", "python3-libvirt"}
@@ -148,7 +149,8 @@ def test_openstack_config_has_authtoken_and_database(ctx: ServiceContext, steps:
     assert auth["auth_url"] == "http://127.0.0.1:5000/v3"
     assert auth["username"] == service
     assert auth["password"] == ctx.secret(f"keystone.{service}")
-    assert auth["memcached_servers"] == "127.0.0.1:11212"
+    # memcached on its socket only (issue 21: any local user read cached admin tokens)
+    assert auth["memcached_servers"] == f"unix:{ctx.paths.run}/memcached/memcached.sock"
     section = "placement_database" if service == "placement" else "database"
     assert f":{ctx.secret(f'db.{service}')}@127.0.0.1:13306/" in conf[section]["connection"]
     assert main.mode == 0o640
@@ -226,7 +228,7 @@ def test_port_offset_shifts_rendered_ports(make_service_context: ContextFactory)
     nova = _ini(files["nova/config:nova.conf"].content)
     assert nova["keystone_authtoken"]["auth_url"] == "http://127.0.0.1:6000/v3"
     assert nova["DEFAULT"]["transport_url"].endswith("@127.0.0.1:6682/")
-    assert nova["cache"]["memcache_servers"] == "127.0.0.1:12212"
+    assert nova["cache"]["memcache_servers"].startswith("unix:")
     clouds = yaml.safe_load(files["host/clouds-yaml"].content)
     assert clouds["clouds"][CLOUD_NAME]["auth"]["auth_url"] == "http://127.0.0.1:6000/v3"
     unshifted = files["nova/config:nova.conf"].content

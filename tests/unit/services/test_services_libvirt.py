@@ -41,7 +41,10 @@ def test_sockets_pids_and_logs_belong_to_the_site(make_service_context: ContextF
     assert f'unix_sock_dir = "{run}"' in conf and 'log_outputs = "3:stderr"' in conf
     assert 'unix_sock_group = "nova"' in conf  # nova-compute's user, nobody else
     assert libvirt.uri(ctx) == f"qemu+unix:///system?socket={run}/libvirt-sock"
-    assert 'user = "nova"' in libvirt.qemu_conf(ctx)
+    # QEMU under its own account, never nova's (issue 21: an escape read nova.conf)
+    qemu = libvirt.qemu_conf(ctx)
+    assert 'user = "libvirt-qemu"' in qemu and 'group = "kvm"' in qemu
+    assert "dynamic_ownership = 1" in qemu
     assert libvirt.QEMU_CONF in libvirt.config(ctx)
     virtlogd, libvirtd = libvirt.programs_on(ctx)
     assert libvirtd.command[-2:] == ["--pid-file", f"{run}/libvirtd.pid"]

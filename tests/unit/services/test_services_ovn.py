@@ -13,18 +13,19 @@ import pytest
 from onestack.core.step import Step, batches
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, Role, Site, default_lab_site
+from onestack.model.site import Host, Role, Site
 from onestack.services import network, oslo, ovn, ovs, registry
 from onestack.services.base import ServiceContext
-from onestack.steps.actions import InstallPackages, RunOnce, StartProgram
-from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds
+from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce, StartProgram
+from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds, EnsureGuestFilter
 
 ContextFactory = Callable[..., ServiceContext]
 AIO_STEPS = [
     "ovs/user:nova", "ovs/dirs", "ovs/create-db",
     "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
     "ovs/supervisor", "ovs/start:ovsdb-server", "ovs/start:ovs-vswitchd", "ovs/bridges",
-    "ovn/dirs", "ovn/create-dbs", "ovn/chassis", "ovn/program:ovn-nb-db",
+    "ovs/guest-filter",
+    "ovn/user:neutron", "ovn/dirs", "ovn/create-dbs", "ovn/chassis", "ovn/program:ovn-nb-db",
     "ovn/program:ovn-sb-db", "ovn/program:ovn-northd", "ovn/program:ovn-controller",
     "ovn/supervisor", "ovn/start:ovn-nb-db", "ovn/start:ovn-sb-db", "ovn/start:ovn-northd",
     "ovn/start:ovn-controller"]
@@ -72,8 +73,8 @@ def test_registered_in_order_as_infrastructure() -> None:
     assert names.index("ovs") + 1 == names.index("ovn")
     assert [m.name for m in network.BACK_END] == ["ovs", "ovn"]
     assert all(m.kind == "infra" and m.PACKAGES for m in network.BACK_END)
-    assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "ovn-central", "ovn-host",
-                                              "iproute2", "iptables")
+    assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "nftables", "ovn-central",
+                                              "ovn-host", "iproute2", "iptables")
 
 
 def test_programs_are_foreground_and_use_only_the_sites_directories(
@@ -108,18 +109,36 @@ def test_programs_are_foreground_and_use_only_the_sites_directories(
         f"--remote=punix:{ctx.paths.run}/openvswitch/db.sock"]
 
 
+def test_all_in_one_databases_listen_on_their_sockets_only(
+        make_service_context: ContextFactory) -> None:
+    # issue 21: as nobody, ovn-nbctl --db=tcp:127.0.0.1:16641 listed every network
+    ctx = make_service_context()
+    nb, sb, *_ = ovn.central_programs(ctx)
+    assert [a for a in nb.command if a.startswith("--remote")] == [
+        f"--remote=punix:{ctx.paths.run}/ovn/ovnnb_db.sock"]
+    assert [a for a in sb.command if a.startswith("--remote")] == [
+        f"--remote=punix:{ctx.paths.run}/ovn/ovnsb_db.sock"]
+    # root's and neutron's group's: sockets 0770 in a folder neutron's group may pass
+    assert (nb.group, nb.umask, sb.group, sb.umask) == ("neutron", 0o007, "neutron", 0o007)
+    assert ovn.nb_connection(ctx) == f"unix:{ctx.paths.run}/ovn/ovnnb_db.sock"
+    assert ovn.sb_connection(ctx) == f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock"
+    dirs = next(s.action for s in _steps(ctx) if s.id == "ovn/dirs")
+    assert isinstance(dirs, EnsureDirs)
+    assert (ctx.paths.run / "ovn", "root:neutron", 0o750) in dirs.dirs
+
+
 @pytest.mark.parametrize("offset", [0, 700, 3000])
-def test_central_databases_listen_on_socket_and_the_controllers_port(
+def test_central_databases_listen_on_the_controllers_port_for_other_chassis(
         make_service_context: ContextFactory, offset: int) -> None:
-    site = default_lab_site().model_copy(update={"port_offset": offset})
+    site = site_of(1).model_copy(update={"port_offset": offset})
     ctx = make_service_context(site)
     nb, sb, *_ = ovn.central_programs(ctx)
     assert [a for a in nb.command if a.startswith("--remote")] == [
         f"--remote=punix:{ctx.paths.run}/ovn/ovnnb_db.sock",
-        f"--remote=ptcp:{16641 + offset}:127.0.0.1"]
-    assert f"--remote=ptcp:{16642 + offset}:127.0.0.1" in sb.command
-    assert ovn.nb_connection(ctx) == f"tcp:127.0.0.1:{16641 + offset}"
-    assert ovn.sb_connection(ctx) == f"tcp:127.0.0.1:{16642 + offset}"
+        f"--remote=ptcp:{16641 + offset}:198.18.20.10"]
+    assert f"--remote=ptcp:{16642 + offset}:198.18.20.10" in sb.command
+    assert ovn.nb_connection(ctx) == f"tcp:198.18.20.10:{16641 + offset}"
+    assert ovn.sb_connection(ctx) == f"tcp:198.18.20.10:{16642 + offset}"
     assert ctx.ports.all_listening()["ovn-sb"] == 16642 + offset < 32768
 
 
@@ -155,7 +174,7 @@ def test_chassis_settings_of_the_all_in_one(make_service_context: ContextFactory
         "hostname": "aio", "system-id": "aio", "ovn-bridge": "br-int",
         "ovn-bridge-datapath-type": "netdev", "ovn-bridge-mappings": "public:br-ex",
         "ovn-cms-options": "enable-chassis-as-gw", "ovn-encap-ip": "127.0.0.1",
-        "ovn-encap-type": "geneve", "ovn-remote": "tcp:127.0.0.1:16642"}
+        "ovn-encap-type": "geneve", "ovn-remote": f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock"}
 
 
 def test_one_controller_and_two_computes(make_service_context: ContextFactory) -> None:
@@ -171,14 +190,14 @@ def test_one_controller_and_two_computes(make_service_context: ContextFactory) -
     assert {s.host for s in steps if s.id == "ovn/create-dbs"} == {"ctl1"}
     installs = {s.id: s.action.packages for s in steps  # type: ignore[attr-defined]
                 if isinstance(s.action, InstallPackages)}
-    assert installs == {"ovs/cmp1/packages": ("openvswitch-switch",),
-                        "ovs/cmp2/packages": ("openvswitch-switch",),
+    assert installs == {"ovs/cmp1/packages": ("openvswitch-switch", "nftables"),
+                        "ovs/cmp2/packages": ("openvswitch-switch", "nftables"),
                         "ovn/cmp1/packages": ("ovn-host",), "ovn/cmp2/packages": ("ovn-host",)}
     # The computes' share of each module runs on both at once, after the controller's.
     groups = [{s.host for s in group} for group in batches(steps) if len(group) > 1]
     assert groups == [{"cmp1", "cmp2"}, {"cmp1", "cmp2"}]
     assert [s.fanout for s in steps if s.host == "cmp1"] == \
-        ["ovs-chassis"] * 10 + ["ovn-chassis"] * 6
+        ["ovs-chassis"] * 11 + ["ovn-chassis"] * 6
 
 
 def test_each_chassis_names_itself_and_reaches_the_controller(
@@ -281,3 +300,19 @@ def test_status_names_the_switch_bridges(make_service_context: ContextFactory) -
     assert said.check() == (True, "dp: bridges br-int br-ex")
     missing = CommandProbe(("sh", "-c", "echo nothing"), "bridges", label="dp")
     assert missing.check()[0] is False
+
+
+def test_guest_filter_drops_what_guests_send_to_the_host(
+        make_service_context: ContextFactory) -> None:
+    # issue 21: the host had no input filtering on br-ex: its sshd (0.0.0.0:22) answered
+    # guests. Only replies to the host's own connections come back in.
+    ctx = make_service_context()
+    action = next(s.action for s in _steps(ctx) if s.id == "ovs/guest-filter")
+    assert isinstance(action, EnsureGuestFilter) and action.table == "onestack_lab"
+    rules = action.ruleset
+    assert rules.startswith("table inet onestack_lab {}\ndelete table inet onestack_lab\n")
+    assert "type filter hook input priority filter; policy accept;" in rules
+    assert 'iifname { "br-int", "br-ex" } ct state established,related accept' in rules
+    assert rules.rstrip().splitlines()[-3].strip() == \
+        'iifname { "br-int", "br-ex" } counter drop'
+    assert "nft delete table inet onestack_lab" in ovs.remove_ports_argv(ctx)[2]
