@@ -99,6 +99,24 @@ class PackageInstallError(OnestackError):
 
 
 @dataclass
+class ReleaseArchiveError(OnestackError):
+    """The packed release on this machine is not what was recorded when it was packed:
+    it changed since, so it is sent to no host."""
+
+    path: str
+    recorded: str
+    found: str
+
+    def __post_init__(self) -> None:
+        self.hint = (f"nothing was sent; find out what changed it, then delete {self.path} "
+                     "and its .json record: the next run packs the release folder again")
+
+    def __str__(self) -> str:
+        return (f"release archive {self.path}: its sha256 is {self.found[:16]}..., not "
+                f"{self.recorded[:16]}... as recorded when it was packed: refusing to send it")
+
+
+@dataclass
 class ServiceStartError(OnestackError):
     """A service did not come up; carries its last log lines."""
 

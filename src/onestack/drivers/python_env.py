@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from onestack.catalog.releases import LockedPackage, ReleaseBundle, canonical_name
-from onestack.errors import PackageInstallError, PrerequisiteError
+from onestack.errors import PackageInstallError, PrerequisiteError, ReleaseArchiveError
 
 Progress = Callable[[str], None]
 
@@ -472,7 +472,9 @@ class ReleaseArchive:
 def release_archive(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None = None,
                     progress: Progress | None = None) -> ReleaseArchive:
     """The archive of this machine's release folder, built (and the folder first, if
-    need be) on first use and kept beside it for every other host.
+    need be) on first use and kept beside it for every other host, with a record of its
+    sha256 tied to the bundle's lock. Before it is returned (to be sent), its sha256 is
+    checked against that record: ReleaseArchiveError if it changed since it was packed.
 
     A release folder is only valid at the same path and with the same interpreter as
     where it was built: the receiving host unpacks it at the same path, after checking
@@ -482,15 +484,78 @@ def release_archive(bundle: ReleaseBundle, venv: Path, wheelhouse: Path | None =
         _create_venv(bundle, venv, wheelhouse, progress, True)
         target = release_dir_for(bundle, venv)
         path = target.with_name(f"{target.name}.tar")
-        digest_file = path.with_name(f"{path.name}.sha256")
-        if not (path.is_file() and digest_file.is_file()):
+        sha256 = _recorded_archive_digest(bundle, target, path)
+        if sha256 is None:
             report(f"packing release {bundle.version} for other hosts")
-            partial = path.with_name(f".{path.name}.partial")
-            with tarfile.open(partial, "w") as tar:
-                tar.add(target, arcname=target.name)
-            digest_file.write_text(sha256_file(partial) + "\n")
-            os.replace(partial, path)
-        return ReleaseArchive(path, digest_file.read_text().strip(), target.name)
+            sha256 = _pack_release(bundle, target, path)
+        archive = ReleaseArchive(path, sha256, target.name)
+        _check_archive(archive)
+        return archive
+
+
+def archive_record_path(archive: Path) -> Path:
+    """Where the archive's sha256 is recorded, with the lock and release it was packed from."""
+    return archive.with_name(f"{archive.name}.json")
+
+
+def _archive_record(bundle: ReleaseBundle, target: Path) -> dict[str, str]:
+    """What an archive's record must say besides its digest: packed from this bundle's
+    lock, and from this build of its release folder (its marker)."""
+    return {"bundle": bundle.version, "lock_sha256": bundle.lock_sha256,
+            "release_marker_sha256": sha256_file(target / MARKER_FILE)}
+
+
+def _recorded_archive_digest(bundle: ReleaseBundle, target: Path, path: Path) -> str | None:
+    """The archive's sha256 as recorded when it was packed from this lock and this build
+    of the release folder; None if it must be packed (again)."""
+    try:
+        record = json.loads(archive_record_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and path.is_file()):
+        return None
+    if any(record.get(k) != v for k, v in _archive_record(bundle, target).items()):
+        return None
+    sha256 = record.get("archive_sha256")
+    return sha256 if isinstance(sha256, str) else None
+
+
+def _pack_release(bundle: ReleaseBundle, target: Path, path: Path) -> str:
+    """Pack the release folder into ``path`` and record its sha256; returns it."""
+    record = archive_record_path(path)
+    record.unlink(missing_ok=True)  # never an old record beside a new archive
+    path.with_name(f"{path.name}.sha256").unlink(missing_ok=True)  # the older bare digest
+    partial = path.with_name(f".{path.name}.partial")
+    with tarfile.open(partial, "w") as tar:
+        tar.add(target, arcname=target.name)
+    sha256 = sha256_file(partial)
+    os.replace(partial, path)
+    _write_json_atomic(record, {**_archive_record(bundle, target), "archive_sha256": sha256})
+    _CHECKED_ARCHIVES[path] = _file_identity(path)
+    return sha256
+
+
+# Archives whose sha256 this process checked, by what identifies their content on disk
+# (a write changes the size, mtime or ctime): every host's step asks for the archive,
+# and ~500 MiB is hashed once per run, not once per host.
+_CHECKED_ARCHIVES: dict[Path, tuple[int, ...]] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, ...]:
+    info = path.stat()
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _check_archive(archive: ReleaseArchive) -> None:
+    """Hash the archive about to be sent (streaming) and compare with its record: the
+    receiving host's check covers only the transfer."""
+    seen = _file_identity(archive.path)
+    if _CHECKED_ARCHIVES.get(archive.path) == seen:
+        return
+    found = sha256_file(archive.path)
+    if found != archive.sha256:
+        raise ReleaseArchiveError(str(archive.path), archive.sha256, found)
+    _CHECKED_ARCHIVES[archive.path] = seen
 
 
 # What a release folder's interpreter is: a host whose Python differs cannot use it.

@@ -178,3 +178,98 @@ def _check_usable(tmp_path: Path, usable_by_everyone: Any) -> None:
     assert usable_by_everyone(python)
     python.chmod(0o750)
     assert not usable_by_everyone(python)
+
+
+# --- the archive shipped to other hosts (issue 21) ------------------------------------
+
+
+@pytest.fixture
+def packed(wheelhouse: Path, tmp_path: Path) -> tuple[ReleaseBundle, Path, Path]:
+    """(bundle, venv, archive) of a release packed on this machine."""
+    bundle = tiny_bundle(wheelhouse)
+    write_manifest(bundle, wheelhouse)
+    venv = tmp_path / "releases" / "2026.1" / "venv"
+    return bundle, venv, python_env.release_archive(bundle, venv, wheelhouse).path
+
+
+def _tar_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The archives python_env hashes from now on."""
+    hashed: list[Path] = []
+    real = python_env.sha256_file
+
+    def counting(path: Path) -> str:
+        if path.name.endswith(".tar"):
+            hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(python_env, "sha256_file", counting)
+    return hashed
+
+
+def test_the_archive_is_recorded_with_the_lock_and_hashed_once_per_run(
+        packed: tuple[ReleaseBundle, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle, venv, path = packed
+    record = json.loads(python_env.archive_record_path(path).read_text())
+    assert record["lock_sha256"] == bundle.lock_sha256
+    assert record["archive_sha256"] == _sha(path)
+    assert not path.with_name(f"{path.name}.sha256").exists()
+    hashed = _tar_hashes(monkeypatch)
+    for _ in range(3):  # three hosts' steps in one run
+        assert python_env.release_archive(bundle, venv).sha256 == _sha(path)
+    assert hashed == []  # hashed when packed, not again while unchanged
+
+
+@pytest.mark.parametrize("change", ["appended", "same size"])
+def test_a_tampered_archive_is_refused_before_it_is_sent(
+        packed: tuple[ReleaseBundle, Path, Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, change: str) -> None:
+    # issue 21: the digest was checked only on the receiving host, against itself.
+    from onestack.core.progress import SilentProgress
+    from onestack.errors import ReleaseArchiveError
+    from onestack.model.paths import SitePaths
+    from onestack.steps.actions import ShipReleaseEnv
+    from onestack.steps.context import HostContext
+
+    bundle, venv, path = packed
+    recorded = _sha(path)
+    data = path.read_bytes()
+    path.write_bytes(data + b"x" if change == "appended" else data[:-1] + b"x")
+    hashed = _tar_hashes(monkeypatch)
+
+    class Receiver:
+        name = "cmp1"
+
+        def __init__(self) -> None:
+            self.sent: list[Path] = []
+
+        def put_file(self, source: Path, target: Path) -> None:
+            self.sent.append(source)
+
+    monkeypatch.setattr("onestack.catalog.releases.load_bundle", lambda series: bundle)
+    host = Receiver()
+    ctx = HostContext(host, SitePaths(tmp_path, "lab"), None, SilentProgress())
+    with pytest.raises(ReleaseArchiveError) as err:
+        ShipReleaseEnv("2026.1", venv, None).apply(ctx)
+    assert str(err.value) == (f"release archive {path}: its sha256 is {_sha(path)[:16]}..., "
+                              f"not {recorded[:16]}... as recorded when it was packed: "
+                              "refusing to send it")
+    assert host.sent == [] and hashed == [path]
+    assert err.value.hint is not None and str(path) in err.value.hint
+
+
+def test_an_archive_of_another_lock_or_release_build_is_packed_again(
+        packed: tuple[ReleaseBundle, Path, Path]) -> None:
+    bundle, venv, path = packed
+    record_path = python_env.archive_record_path(path)
+    record = json.loads(record_path.read_text())
+    for key in ("lock_sha256", "release_marker_sha256"):
+        record_path.write_text(json.dumps({**record, key: "0" * 64}))
+        messages: list[str] = []
+        assert python_env.release_archive(bundle, venv, progress=messages.append).sha256 == \
+            _sha(path)
+        assert f"packing release {bundle.version} for other hosts" in messages
+        assert json.loads(record_path.read_text()) == record | {"archive_sha256": _sha(path)}
+    record_path.unlink()  # an archive of the older onestack: its digest in a bare .sha256
+    path.with_name(f"{path.name}.sha256").write_text(_sha(path) + "\n")
+    python_env.release_archive(bundle, venv)
+    assert record_path.exists() and not path.with_name(f"{path.name}.sha256").exists()
