@@ -108,12 +108,20 @@ def program_marker(log_dir: Path, name: str) -> str:
     return f"{log_dir}/{name}"
 
 
+# A program's user gets its groups when the program starts (``--init-groups``, or the
+# daemon's own initgroups). Said in every definition, so that a change of what the
+# groups must hold (the site's folder became its group's, ADR 0021) changes every
+# definition, and ``up`` restarts each program into its groups.
+GROUPS_NOTE = "; its user's groups, site group included (ADR 0021), are read at start"
+
+
 def render_program(program: Program, log_dir: Path) -> str:
     """The supervisord ``[program:x]`` section of one program."""
     marked = {**program.environment, MARKER_VARIABLE: program_marker(log_dir, program.name)}
     env = ",".join(f"{k}={_env_value(v)}" for k, v in sorted(marked.items()))
     lines = [
         f"[program:{program.name}]",
+        GROUPS_NOTE,
         "command=" + " ".join(_quote(a) for a in supervised_command(program)),
         "autostart=false",
         "autorestart=true",

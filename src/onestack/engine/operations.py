@@ -226,9 +226,10 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
         _stop_epmd_if_unused(progress)
         if purge:
             _remove_host_leftovers(handle, progress)
-    if purge and handle.paths.site.exists():
-        progress.message(f"removing {handle.paths.site}")
-        shutil.rmtree(handle.paths.site)
+    for folder in (handle.paths.site, handle.paths.sockets):
+        if purge and folder.exists():
+            progress.message(f"removing {folder}")
+            shutil.rmtree(folder)
 
 
 def _on_hosts(handle: SiteHandle, hosts: Iterable[Host], progress: Progress,
@@ -299,6 +300,7 @@ def _down_remote(handle: SiteHandle, host: Host, progress: Progress, purge: bool
             sup.shutdown()
         if purge:
             conn.remove(handle.paths.site)
+            conn.remove(handle.paths.sockets)
     except HostError as exc:
         progress.message(f"{host.name}: skipped, cannot be reached ({exc})")
 

@@ -9,6 +9,11 @@ from pathlib import Path
 from onestack.errors import InvalidOptionError
 from onestack.model.site import SITE_NAME_PATTERN
 
+# A site's folder is root's and this group's only (0750): the users of its services
+# are members (they reach their configuration, state and sockets inside), nobody else
+# may even list it (ADR 0021).
+SITE_GROUP = "onestack"
+
 
 @dataclass(frozen=True)
 class SitePaths:
@@ -43,6 +48,13 @@ class SitePaths:
     @property
     def site(self) -> Path:
         return self.home / "sites" / self.site_name
+
+    @property
+    def sockets(self) -> Path:
+        """Sockets of the site for processes that cannot enter its folder (an haproxy of
+        neutron's metadata path runs as neutron without supplementary groups), each in a
+        folder with its own owner and mode; removed with the site."""
+        return self.home / "sockets" / self.site_name
 
     @property
     def site_file(self) -> Path:

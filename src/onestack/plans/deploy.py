@@ -16,6 +16,7 @@ from onestack.drivers.supervisor import (
     WRAPPER_PACKAGES,
     render_supervisord_conf,
 )
+from onestack.model.paths import SITE_GROUP
 from onestack.model.site import Host
 from onestack.plans.content import content_steps
 from onestack.services import oslo, registry
@@ -24,6 +25,7 @@ from onestack.steps.actions import (
     CallOnce,
     CreateReleaseEnv,
     EnsureDirs,
+    EnsureSystemGroup,
     EnsureSystemUser,
     InstallPackages,
     RetireCompute,
@@ -102,10 +104,12 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
 
     return [
         on("packages", f"install {what} packages (Debian)", InstallPackages(packages)),
+        on("group", f"create system group {SITE_GROUP} (the site's folder is for its "
+                    "members)", EnsureSystemGroup(SITE_GROUP)),
         on("dirs", f"create site directories under {p.site}",
-           EnsureDirs(((p.site, None, 0o755), (p.data, None, 0o755),
+           EnsureDirs(((p.site, f"root:{SITE_GROUP}", 0o750), (p.data, None, 0o755),
                        (p.log, None, LOG_FOLDER_MODE), (p.run, None, 0o755),
-                       (programs_dir, None, 0o755)))),
+                       (programs_dir, None, 0o700)), recursive=False)),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),

@@ -17,7 +17,7 @@ from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
-from onestack.model.paths import SitePaths
+from onestack.model.paths import SITE_GROUP, SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Host, Site
 from onestack.steps.actions import (
@@ -185,11 +185,21 @@ def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[
 def account_steps(ctx: ServiceContext, service: str, *, on: Host | None = None,
                   fanout: str = "", groups: tuple[str, ...] = ()) -> list[Step]:
     """The service's system user (and group), before anything is given to it (on the
-    controller unless ``on``), a member of ``groups`` too."""
-    member = f" (member of {', '.join(groups)})" if groups else ""
+    controller unless ``on``), a member of the site's group and of ``groups``."""
+    groups = (SITE_GROUP, *groups)
     return [host_step(ctx, on or ctx.controller, service, "user",
-                      f"create system user {service}{member}",
+                      f"create system user {service} (member of {', '.join(groups)})",
                       EnsureSystemUser(service, groups), fanout=fanout)]
+
+
+def site_member_step(ctx: ServiceContext, service: str, user: str,
+                     groups: tuple[str, ...] = ()) -> Step:
+    """A user that a Debian package made (``mysql``, ``rabbitmq``, ``memcache``) joins
+    the site's group (and ``groups``) before its program starts: it works in the site's
+    folder."""
+    groups = (SITE_GROUP, *groups)
+    return step(ctx, service, f"user:{user}", f"let {user} into the site's folder (member "
+                f"of {', '.join(groups)})", EnsureSystemUser(user, groups))
 
 
 def step_id(ctx: ServiceContext, service: str, host: Host, name: str) -> str:

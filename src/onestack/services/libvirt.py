@@ -27,6 +27,7 @@ from onestack.drivers.libvirt import (
 )
 from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
+from onestack.model.paths import SITE_GROUP
 from onestack.model.site import ComputeDriver, Host, Site
 from onestack.services import oslo
 from onestack.services.base import Check, ServiceContext, config_steps, host_step, program_steps
@@ -317,8 +318,9 @@ def host_steps(ctx: ServiceContext, host: Host) -> list[Step]:
         *packages,
         on("user:client", f"create system user {CLIENT_GROUP} (nova-compute; libvirtd's "
                           "sockets are its group's)", EnsureSystemUser(CLIENT_GROUP)),
-        on("user:qemu", f"create system user {QEMU_USER} in group {QEMU_GROUP} (QEMU runs "
-                        "as it)", EnsureSystemUser(QEMU_USER, (QEMU_GROUP,))),
+        on("user:qemu", f"create system user {QEMU_USER} in groups {QEMU_GROUP} and "
+                        f"{SITE_GROUP} (QEMU runs as it; guests' disks are in the site)",
+           EnsureSystemUser(QEMU_USER, (QEMU_GROUP, SITE_GROUP))),
         on("kvm-access", f"let QEMU's user {QEMU_USER} open /dev/kvm (group kvm, as udev "
                          "would)", EnsureKvmAccess(QEMU_USER)),
         on("dirs", "create libvirt's site folders",

@@ -18,6 +18,7 @@ from onestack.services.base import (
     config_steps,
     on_controller,
     program_steps,
+    site_member_step,
     step,
 )
 from onestack.steps.actions import CallOnce, EnsureDirs, RunOnce
@@ -58,7 +59,6 @@ socket = {socket_path(ctx)}
 pid-file = {ctx.paths.run / 'mysqld' / 'mysqld.pid'}
 port = {ctx.ports.infra('mariadb')}
 bind-address = {ctx.address}
-log-error = {ctx.paths.log / 'mariadb-error.log'}
 max_connections = 1000
 innodb_buffer_pool_size = 256M
 innodb_flush_log_at_trx_commit = 1
@@ -112,6 +112,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
             "--auth-root-authentication-method=socket --skip-test-db")
     config = _config(ctx)
     return [
+        site_member_step(ctx, name, "mysql"),
         step(ctx, name, "dirs", "create data and socket directories",
              EnsureDirs(((data, "mysql", 0o750), (ctx.paths.run / "mysqld", "mysql", 0o755)))),
         *config_steps(ctx, name, config, mode=0o644),

@@ -12,7 +12,14 @@ from pathlib import Path
 from onestack.core.step import Step
 from onestack.drivers.probes import UnixSocketProbe
 from onestack.drivers.supervisor import Program
-from onestack.services.base import Check, ServiceContext, on_controller, program_steps, step
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    on_controller,
+    program_steps,
+    site_member_step,
+    step,
+)
 from onestack.steps.actions import EnsureDirs
 
 name = "memcached"
@@ -59,4 +66,5 @@ def steps(ctx: ServiceContext) -> list[Step]:
     # is made by memcached (as its user) each time it starts.
     folder = step(ctx, name, "dirs", f"create memcached's socket folder {run_dir(ctx)}",
                   EnsureDirs(((run_dir(ctx), f"{USER}:{CLIENT_GROUP}", 0o750),)))
-    return [folder, *program_steps(ctx, name, programs(ctx), {}, {"memcached": probe(ctx)}, 30)]
+    return [site_member_step(ctx, name, USER), folder,
+            *program_steps(ctx, name, programs(ctx), {}, {"memcached": probe(ctx)}, 30)]

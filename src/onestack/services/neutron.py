@@ -110,8 +110,9 @@ def agent_state(ctx: ServiceContext) -> Path:
 def metadata_socket_dir(ctx: ServiceContext) -> Path:
     """Where the agent listens for its haproxies (user neutron): root:neutron, setgid,
     so the socket it makes with umask 007 is the group's (neutron's agent code does
-    not apply ``metadata_proxy_socket_mode`` to it)."""
-    return ctx.paths.run / "neutron-metadata"
+    not apply ``metadata_proxy_socket_mode`` to it). Outside the site's folder: haproxy
+    drops its supplementary groups, so it cannot pass the site group's folder."""
+    return ctx.paths.sockets / "neutron-metadata"
 
 
 def _agent_conf(ctx: ServiceContext) -> str:

@@ -20,6 +20,7 @@ from onestack.core.step import Step
 from onestack.drivers import ovsdb
 from onestack.drivers.probes import CommandProbe, Probe
 from onestack.drivers.supervisor import Program
+from onestack.model.paths import SITE_GROUP
 from onestack.model.site import Host, Role, Site
 from onestack.services import oslo, ovs
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
@@ -245,7 +246,7 @@ def controller_steps(ctx: ServiceContext) -> list[Step]:
         probes.update(_probes(ctx, ctx.controller))
     return [host_step(ctx, ctx.controller, name, f"user:{CLIENT_GROUP}",
                       f"create system user {CLIENT_GROUP} (its group uses the OVN databases)",
-                      EnsureSystemUser(CLIENT_GROUP, oslo.CACHE_GROUPS)),
+                      EnsureSystemUser(CLIENT_GROUP, (SITE_GROUP, *oslo.CACHE_GROUPS))),
             host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
                       _dirs(ctx, central=True)),
             *_central_steps(ctx),

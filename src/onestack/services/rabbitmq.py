@@ -15,6 +15,7 @@ from onestack.services.base import (
     config_steps,
     on_controller,
     program_steps,
+    site_member_step,
     step,
 )
 from onestack.steps.actions import CallOnce, EnsureDirs, WriteFile
@@ -132,6 +133,7 @@ def _ensure_user(ctx: ServiceContext) -> CallOnce:
 def steps(ctx: ServiceContext) -> list[Step]:
     config = _config(ctx)
     return [
+        site_member_step(ctx, name, "rabbitmq"),
         step(ctx, name, "dirs", "create data and log directories",
              EnsureDirs(((_base(ctx), "rabbitmq", 0o750),
                          (_log_base(ctx), "rabbitmq", 0o750)))),

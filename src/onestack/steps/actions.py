@@ -112,6 +112,27 @@ class KeepFolderClosed:
 
 
 @dataclass(frozen=True)
+class EnsureSystemGroup:
+    """A system group (no members given here: each user joins it when it is made)."""
+
+    name: str
+    kind: str = "group"
+
+    def fingerprint(self) -> str:
+        return digest(f"system-group|{self.name}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        return bool(ctx.host.run(["getent", "group", self.name], check=False).strip())
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not fact
+
+    def apply(self, ctx: HostContext) -> None:
+        if not self.probe(ctx):
+            ctx.host.run(["groupadd", "--system", self.name])
+
+
+@dataclass(frozen=True)
 class EnsureSystemUser:
     """A system account (and its own group) that a service runs as: no login shell, no
     home, no password; also a member of ``groups`` (system groups, created if missing),

@@ -18,7 +18,7 @@ from onestack.model.site import default_lab_site
 from onestack.plans.deploy import CLOUD_NAME, deploy_steps, required_secrets
 from onestack.services import registry
 from onestack.services.base import ServiceContext
-from onestack.steps.actions import EnsureSystemUser, WriteFile
+from onestack.steps.actions import EnsureDirs, EnsureSystemGroup, EnsureSystemUser, WriteFile
 from onestack.steps.context import HostContext
 from support.sites import fast
 
@@ -253,3 +253,24 @@ def test_required_secrets_cover_every_service_user() -> None:
     for user in registry.service_users():
         assert {f"db.{user}", f"keystone.{user}"} <= names
     assert {"keystone.admin", "rabbitmq.openstack", "db.keystone"} <= names
+
+
+def test_the_sites_folder_is_for_its_group_only(ctx: ServiceContext, steps: list[Step]) -> None:
+    # issue 21: an unprivileged local user must read no file of the site: the folder
+    # itself is root:onestack 0750, not recursively (guests' disks change hands).
+    by_id = {s.id: s.action for s in steps}
+    assert by_id["host/group"] == EnsureSystemGroup("onestack")
+    dirs = by_id["host/dirs"]
+    assert isinstance(dirs, EnsureDirs) and not dirs.recursive
+    assert (ctx.paths.site, "root:onestack", 0o750) in dirs.dirs
+    order = [s.id for s in steps]
+    assert order.index("host/group") < order.index("host/dirs")
+    # Every user that works inside it joins the group before its program starts.
+    members = {s.action.name: s.action.groups for s in steps
+               if isinstance(s.action, EnsureSystemUser)}
+    for user in ("keystone", "glance", "placement", "nova", "neutron", "mysql", "rabbitmq",
+                 "memcache"):
+        assert "onestack" in members[user], user
+    for service, user in (("mariadb", "mysql"), ("rabbitmq", "rabbitmq"),
+                          ("memcached", "memcache")):
+        assert order.index(f"{service}/user:{user}") < order.index(f"{service}/start:{service}")
