@@ -48,8 +48,10 @@ def servers(ctx: ServiceContext) -> str:
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
-    return [Program("memcached", ["/usr/bin/memcached", "-u", USER, "-s", str(socket_path(ctx)),
-                                  "-a", SOCKET_MODE, "-m", "128", "-c", "4096"])]
+    # Started as its user (with that user's groups, the site's included), not as root
+    # with ``-u``: memcached then drops every supplementary group.
+    return [Program("memcached", ["/usr/bin/memcached", "-s", str(socket_path(ctx)),
+                                  "-a", SOCKET_MODE, "-m", "128", "-c", "4096"], user=USER)]
 
 
 def probe(ctx: ServiceContext) -> UnixSocketProbe:
