@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -33,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.resources_before import ResourcesBefore  # noqa: E402
+from tests.support.resources_before import FETCH, ResourcesBefore  # noqa: E402
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(os.geteuid() != 0, reason="a real cloud needs root"),
@@ -178,6 +181,150 @@ def before(tmp_path_factory: pytest.TempPathFactory) -> ResourcesBefore:
     resources.create()
     sys.stdout.write(f"resources made before the upgrade in {time.monotonic() - started:.0f}s\n")
     return resources
+
+
+# --- what a local user and a guest get (issue 21) -----------------------------------
+
+LOCAL_USER = REPO / "tests" / "support" / "local_user.py"
+NOBODY = ("/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+OFFSET = 600
+
+
+def _attempt(attempts: list[list[Any]], as_nobody: bool = True) -> dict[str, str]:
+    """tests/support/local_user.py's verdicts, run with the system's Python."""
+    argv = [*(NOBODY if as_nobody else ()), "/usr/bin/python3", str(LOCAL_USER)]
+    proc = subprocess.run(argv, input=json.dumps(attempts), capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)
+    if as_nobody:
+        assert answer["uid"] != 0 and answer["groups"] == [], answer["groups"]
+    return answer["results"]  # type: ignore[no-any-return]
+
+
+def _site_tree() -> tuple[list[str], list[str]]:
+    """Every regular file and every socket of the site (its folder, its sockets' folder)."""
+    files, sockets = [], []
+    for top in (HOME / "sites" / SITE, HOME / "sockets" / SITE):
+        for folder, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(folder, name)
+                mode = os.lstat(path).st_mode
+                if stat.S_ISREG(mode):
+                    files.append(path)
+                elif stat.S_ISSOCK(mode):
+                    sockets.append(path)
+    return files, sockets
+
+
+def _tries(site: Path) -> list[list[Any]]:
+    """Every way in that needs no credential: caches, databases, the broker, OVN and
+    the switch, libvirt, the metadata socket, the namespaces' folder."""
+    run = site / "run"
+    db = ["mysql", "--connect-timeout=5", "-h", "127.0.0.1", "-P", str(13306 + OFFSET), "-e",
+          "select 1"]
+    return [
+        ["tcp", "127.0.0.1", 11212 + OFFSET],  # memcached's old TCP port
+        ["tcp", "127.0.0.1", 16641 + OFFSET], ["tcp", "127.0.0.1", 16642 + OFFSET],
+        ["amqp", "127.0.0.1", 5682 + OFFSET, "guest", "guest"],
+        ["run", *db, "-u", "root"], ["run", *db, "-u", "nova"],
+        ["run", "ovn-nbctl", "--timeout=5", f"--db=unix:{run}/ovn/ovnnb_db.sock", "show"],
+        ["run", "ovn-sbctl", "--timeout=5", f"--db=unix:{run}/ovn/ovnsb_db.sock", "show"],
+        ["run", "ovs-vsctl", "--timeout=5", f"--db=unix:{run}/openvswitch/db.sock", "show"],
+        ["run", "virsh", "-c", f"qemu+unix:///system?socket={run}/libvirt/libvirt-sock", "list"],
+        ["run", "virsh", "-c", f"qemu+unix:///system?socket={run}/libvirt/libvirt-sock-ro",
+         "list"],
+        ["mkdir", "/run/netns/ovnmeta-planted-by-nobody"],
+    ]
+
+
+def test_a_local_user_gets_nothing(before: ResourcesBefore) -> None:
+    """As nobody: no file of the site (secrets, configuration, database, guests' disks)
+    read or opened for writing, no socket of it connected to, no cache entry, database
+    row, queue message, OVN or switch row, libvirt guest; nothing planted in
+    /run/netns. (A server runs: its disks are among the files.)"""
+    site = HOME / "sites" / SITE
+    files, sockets = _site_tree()
+    assert any("/nova/instances/" in f for f in files), "no guest disk found"
+    assert any(s.endswith("memcached.sock") for s in sockets)
+    assert any(s.endswith("metadata_proxy") for s in sockets)
+    definitions = [str(p) for p in Path("/etc/libvirt/qemu").glob("*.xml")]
+    attempts = ([["read", f] for f in files + definitions] + [["write", f] for f in files]
+                + [["unix", s] for s in sockets] + _tries(site))
+    results = _attempt(attempts)
+    got = {k: v for k, v in results.items() if not v.startswith("refused")}
+    sys.stdout.write(f"as nobody: {len(results)} attempts ({len(files)} files, "
+                     f"{len(sockets)} sockets), {len(got)} not refused\n")
+    assert got == {}
+    assert stat.S_IMODE(os.stat("/run/netns").st_mode) == 0o755
+    # The same tools with what root has do get in: none of the refusals above is a
+    # broken tool (the broker's site user and password, read from the secrets).
+    password = yaml.safe_load((site / "secrets").read_text())["rabbitmq.openstack"]
+    control = _attempt([["read", str(site / "secrets")],
+                        ["unix", str(site / "run" / "memcached" / "memcached.sock")],
+                        ["amqp", "127.0.0.1", 5682 + OFFSET, "openstack", password],
+                        *_tries(site)[6:8]], as_nobody=False)
+    assert all(v.startswith("GOT") for v in control.values()), list(control.values())
+
+
+def _processes() -> list[tuple[str, str, list[str], str]]:
+    """(user, group, supplementary groups, command line) of every process."""
+    out = subprocess.run(["ps", "-ww", "-eo", "user:32=,group:32=,supgrp:200=,args="],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        user, group, groups, args = line.split(None, 3)
+        rows.append((user, group, groups.split(","), args))
+    return rows
+
+
+WRAPPERS = ("/usr/bin/unshare ", "/usr/bin/tini ", "/usr/bin/setpriv ")
+
+
+def test_no_openstack_process_runs_as_root_and_qemu_is_not_nova(
+        before: ResourcesBefore) -> None:
+    rows = _processes()
+    releases = str(HOME / "releases")
+    openstack = [r for r in rows if releases in r[3] and not r[3].startswith(WRAPPERS)]
+    assert openstack, "no OpenStack process found"
+    as_root = [r[3][:160] for r in openstack if r[0] == "root" and "privsep-helper" not in r[3]]
+    assert as_root == []
+    qemu = [r for r in rows if "qemu-system" in r[3] and "guest=" in r[3]]
+    assert qemu, "no guest's QEMU runs"
+    for user, group, groups, _ in qemu:
+        assert (user, group) == ("libvirt-qemu", "kvm")
+        assert "nova" not in groups and "neutron" not in groups, groups
+
+
+# A port the test listens on, on every address of the host, as anything listening on
+# a wildcard address would.
+WILDCARD_PORT = 18990 + OFFSET
+
+
+def test_a_guest_reaches_no_port_of_the_host(before: ResourcesBefore) -> None:
+    """From inside the old server: the host's address on br-ex (its gateway, through the
+    server's router) refuses or drops a port that listens on every address; the
+    metadata service still answers; the host's filter counted the drops."""
+    with socket.create_server(("0.0.0.0", WILDCARD_PORT)) as listener:
+        listener.settimeout(1)
+        with socket.create_connection(("198.19.0.1", WILDCARD_PORT), timeout=3):
+            pass  # the host itself reaches it there: only the guest's side is filtered
+        before_drops = _filter_drops()
+        out = before.in_server(
+            f"for a in 198.19.0.1 10.20.0.1; do if echo x | nc -w 3 $a {WILDCARD_PORT} "
+            ">/dev/null 2>&1; then echo \"open $a\"; else echo \"closed $a\"; fi; done",
+            limit=30)
+    assert "open" not in out and out.count("closed") == 2, out
+    assert _filter_drops() > before_drops
+    assert before.ids["server"] in before.in_server(FETCH), "metadata stopped answering"
+
+
+def _filter_drops() -> int:
+    out = subprocess.run(["nft", "list", "table", "inet", f"onestack_{SITE}"],
+                         capture_output=True, text=True, check=True).stdout
+    found = re.search(r"counter packets (\d+) bytes \d+ drop", out)
+    assert found, out
+    return int(found.group(1))
 
 
 def _kill_main_process(program: str) -> None:

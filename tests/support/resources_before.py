@@ -203,13 +203,18 @@ class ResourcesBefore:
             return text if line in text else None
         return wait(f"'{line}' on the console of {server}", poll, limit, 3)
 
+    def in_server(self, command: str, limit: float = 60) -> str:
+        """A shell command in the old server, through SSH to its floating IP: its output
+        (it must exit 0)."""
+        return str(self._shell_run(command, limit))
+
     def _shell_run(self, command: str, limit: float = 60) -> str:
         assert self.key is not None
         wait(f"SSH on {self.fip}", lambda: True if ssh_answers(self.fip) else None, 180)
         with guest_shell(self.fip, "root", self.key, self.trusted) as shell:
             result = shell.run(command, timeout=limit)
         assert result.exit_status == 0, (command[:80], result.stdout, result.stderr)
-        return result.stdout
+        return str(result.stdout)
 
     # --- after the upgrade (or the rollback) ---------------------------------------
 

@@ -272,9 +272,11 @@ def _remove_guests(handle: SiteHandle, progress: Progress) -> None:
 def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
     """After a purge stopped everything: the switch's kernel devices, the site's
     files outside its folder (sudoers) and guests nova made that libvirt still defines."""
-    from onestack.services import libvirt, ovs
+    from onestack.services import libvirt, neutron, ovs
 
     ctx = service_context(handle, generate=False)
+    _on_hosts(handle, [handle.site.controller], progress, "removing host files",
+              lambda conn: [conn.remove(p) for p in neutron.host_files(ctx)])
     _on_hosts(handle, ovs.hosts(handle.site), progress, "removing bridges",
               lambda conn: conn.run(list(ovs.remove_ports_argv(ctx)), check=False))
     _on_hosts(handle, libvirt.hosts(handle.site), progress, "removing host files",

@@ -182,6 +182,12 @@ def as_service(ctx: ServiceContext, service: str, argv: Sequence[str]) -> tuple[
             "--", *argv)
 
 
+def sudoers_path(ctx: ServiceContext, user: str) -> Path:
+    """The site's sudoers drop-in for a service user's privileged helpers (sudo reads
+    /etc/sudoers.d; no dot in the name)."""
+    return Path("/etc/sudoers.d") / f"onestack-{ctx.site.name.replace('.', '-')}-{user}"
+
+
 def account_steps(ctx: ServiceContext, service: str, *, on: Host | None = None,
                   fanout: str = "", groups: tuple[str, ...] = ()) -> list[Step]:
     """The service's system user (and group), before anything is given to it (on the

@@ -30,7 +30,14 @@ from onestack.drivers.supervisor import Program
 from onestack.model.paths import SITE_GROUP
 from onestack.model.site import ComputeDriver, Host, Site
 from onestack.services import oslo
-from onestack.services.base import Check, ServiceContext, config_steps, host_step, program_steps
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    config_steps,
+    host_step,
+    program_steps,
+)
+from onestack.services.base import sudoers_path as base_sudoers_path
 from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, WriteFile
 from onestack.steps.hypervisor import (
     KVM,
@@ -243,8 +250,8 @@ def nova_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
 
 
 def sudoers_path(ctx: ServiceContext) -> Path:
-    """The site's sudoers drop-in (sudo reads /etc/sudoers.d; no dot in the name)."""
-    return Path("/etc/sudoers.d") / f"onestack-{ctx.site.name.replace('.', '-')}-nova"
+    """The site's sudoers drop-in for nova-compute."""
+    return base_sudoers_path(ctx, CLIENT_GROUP)
 
 
 def privsep_sudoers(ctx: ServiceContext) -> str:

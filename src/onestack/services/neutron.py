@@ -16,7 +16,7 @@ from onestack.drivers import openstack as cloud
 from onestack.drivers.mysql import HashRingProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import AllOf, CommandProbe
-from onestack.drivers.processes import MARKER_VARIABLE, kill_if_running
+from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.errors import CheckFailedError, CommandError
 from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
@@ -31,8 +31,9 @@ from onestack.services.base import (
     on_controller,
     program_steps,
     step,
+    sudoers_path,
 )
-from onestack.steps.actions import CallOnce, EnsureDirs, KeepFolderClosed, RunOnce
+from onestack.steps.actions import CallOnce, EnsureDirs, KeepFolderClosed, RunOnce, WriteFile
 from onestack.steps.context import HostContext
 
 name = "neutron"
@@ -43,12 +44,14 @@ API_MODULE = "neutron.wsgi.api:application"
 # neutron's OVN agent with its metadata extension, on the controller's chassis (ADR
 # 0020): per network with a port here, a namespace ovnmeta-<network> wired into br-int
 # and an haproxy on 169.254.169.254:80 that forwards, through the agent's unix socket,
-# to nova's metadata API. It runs as root (namespaces, the switch, iptables) without
-# the PID namespace of other programs: neutron finds its haproxies again by pid files
-# checked against /proc, and they outlive an agent restart as upstream intends.
+# to nova's metadata API. It runs as neutron, as upstream does (it parses what guests
+# send): what needs root goes through sudo, to the privileged helpers of its privsep
+# contexts (namespaces, links, iptables, kill) and to neutron-rootwrap with the release's
+# filters (``ip netns exec ... haproxy``), both named exactly in its sudoers file
+# (ADR 0021). No PID namespace: neutron finds its haproxies again by pid files checked
+# against /proc, and they outlive an agent restart as upstream intends.
 AGENT = "neutron-ovn-agent"
-# Every privsep context of neutron's code: each starts its helper directly (the agent
-# is root; sudo's path would not find the release's privsep-helper).
+# Every privsep context of neutron's code: each starts its helper through sudo.
 PRIVSEP_SECTIONS = ("privsep", "privsep_dhcp_release", "privsep_ovs_vsctl",
                     "privsep_namespace", "privsep_conntrack", "privsep_link")
 
@@ -101,9 +104,16 @@ def agent_conf_path(ctx: ServiceContext) -> Path:
     return ctx.etc(name) / "ovn_agent.ini"
 
 
+def _groups(ctx: ServiceContext) -> tuple[str, ...]:
+    """neutron's groups besides the site's: the caches, and the switch's database
+    (its OVN agent wires the metadata path into it)."""
+    return (*oslo.CACHE_GROUPS, *((ovs.CLIENT_GROUP,) if nova.serves_metadata(ctx.site)
+                                  else ()))
+
+
 def agent_state(ctx: ServiceContext) -> Path:
-    """The agent's state: haproxy configurations and pid files (root's: not under
-    neutron's own folder, which its user could rearrange)."""
+    """The agent's state: haproxy configurations and pid files (haproxy, started as
+    root by neutron-rootwrap, writes its pid file there)."""
     return ctx.paths.data / AGENT
 
 
@@ -115,11 +125,46 @@ def metadata_socket_dir(ctx: ServiceContext) -> Path:
     return ctx.paths.sockets / "neutron-metadata"
 
 
+def rootwrap_conf_path(ctx: ServiceContext) -> Path:
+    return ctx.etc(name) / "rootwrap.conf"
+
+
+def _rootwrap_conf(ctx: ServiceContext) -> str:
+    """neutron-rootwrap's settings: the release's own filters (``ip netns exec`` of an
+    haproxy and little else), commands from the system's folders only."""
+    return oslo.render_ini({"DEFAULT": {
+        "filters_path": str(ctx.venv / "etc" / "neutron" / "rootwrap.d"),
+        "exec_dirs": "/sbin,/usr/sbin,/bin,/usr/bin", "use_syslog": "False"}})
+
+
+def _sudo_helper(ctx: ServiceContext) -> str:
+    return f"sudo {ctx.bin('privsep-helper')} --config-file {agent_conf_path(ctx)}"
+
+
+def _sudo_rootwrap(ctx: ServiceContext) -> str:
+    return f"sudo {ctx.bin('neutron-rootwrap')} {rootwrap_conf_path(ctx)}"
+
+
+def agent_sudoers(ctx: ServiceContext) -> str:
+    """What the agent (user neutron) may run as root, for any release of the site (an
+    upgrade starts the next release's agent before this file is written again): the
+    privileged helper with the agent's configuration, and neutron-rootwrap with the
+    site's rootwrap.conf. (sudo resets the environment: the helpers and haproxies it
+    starts carry no program marker; they outlive the agent by design.)"""
+    venv, etc = ctx.paths.venv("*") / "bin", ctx.paths.etc("*") / name
+    return (f"{name} ALL=(root) NOPASSWD: {venv / 'privsep-helper'} --config-file "
+            f"{etc / agent_conf_path(ctx).name} *\n"
+            f"{name} ALL=(root) NOPASSWD: {venv / 'neutron-rootwrap'} "
+            f"{etc / rootwrap_conf_path(ctx).name} *\n")
+
+
+def host_files(ctx: ServiceContext) -> tuple[Path, ...]:
+    """Files of the site outside its folder on the agent's host (removed by a purge)."""
+    return (sudoers_path(ctx, name),) if nova.serves_metadata(ctx.site) else ()
+
+
 def _agent_conf(ctx: ServiceContext) -> str:
-    # The privileged helpers leave the agent's tree (they daemonize) and end with its
-    # connection: without the program's marker, like its haproxies.
-    helper = (f"env -u {MARKER_VARIABLE} {ctx.bin('privsep-helper')} "
-              f"--config-file {agent_conf_path(ctx)}")
+    helper = _sudo_helper(ctx)
     return oslo.render_ini(oslo.merged({
         "DEFAULT": {"debug": "false", "log_dir": "", "use_stderr": "true",
                     "state_path": str(agent_state(ctx)),
@@ -129,16 +174,15 @@ def _agent_conf(ctx: ServiceContext) -> str:
                     "metadata_proxy_socket": str(metadata_socket_dir(ctx) / "metadata_proxy"),
                     "metadata_proxy_user": name, "metadata_proxy_group": name,
                     "metadata_workers": "1"},
-        # Commands it runs "as root" (it is root): its haproxies without the program's
-        # marker, since they outlive the agent by design and are not its orphans.
-        "agent": {"extensions": "metadata", "root_helper": f"env -u {MARKER_VARIABLE}"},
+        "agent": {"extensions": "metadata", "root_helper": _sudo_rootwrap(ctx)},
+        "oslo_concurrency": oslo.lock_path(ctx, name),
         **{section: {"helper_command": helper} for section in PRIVSEP_SECTIONS},
     }, ovn.metadata_agent_settings(ctx)))
 
 
 def agent_program(ctx: ServiceContext) -> Program:
     return Program(AGENT, [ctx.bin(AGENT), "--config-file", str(agent_conf_path(ctx))],
-                   owns_tree=False, umask=0o007)
+                   user=name, owns_tree=False, umask=0o007)
 
 
 def agent_probe(ctx: ServiceContext) -> CommandProbe:
@@ -179,6 +223,7 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
                  uwsgi.ini(ctx, name, API_MODULE, processes=1, extra={"start-time": "%t"})}
     if nova.serves_metadata(ctx.site):
         files[agent_conf_path(ctx)] = _agent_conf(ctx)
+        files[rootwrap_conf_path(ctx)] = _rootwrap_conf(ctx)
     return files
 
 
@@ -232,13 +277,14 @@ def steps(ctx: ServiceContext) -> list[Step]:
     conf = config(ctx)
     manage = as_service(ctx, name, (ctx.bin("neutron-db-manage"), *_conf_args(ctx)))
     return [
-        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
+        *account_steps(ctx, name, groups=_groups(ctx)),
         step(ctx, name, "dirs", "create state directories",
              EnsureDirs(((ctx.paths.data / name, name, 0o750),
                          (ctx.paths.data / name / "locks", name, 0o750),
                          *_agent_dirs(ctx)))),
         *_netns_folder(ctx),
         *configure(ctx),
+        *_agent_sudoers(ctx),
         step(ctx, name, "db-sync", "migrate the neutron database",
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
@@ -259,11 +305,21 @@ def _netns_folder(ctx: ServiceContext) -> list[Step]:
                  KeepFolderClosed(NETNS_FOLDER))]
 
 
+def _agent_sudoers(ctx: ServiceContext) -> list[Step]:
+    if not nova.serves_metadata(ctx.site):
+        return []
+    path = sudoers_path(ctx, name)
+    return [step(ctx, name, "sudoers", f"let {AGENT} start its privileged helpers ({path})",
+                 WriteFile(path, agent_sudoers(ctx), mode=0o440))]
+
+
 def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
+    """The agent's state (haproxies' configurations and pid files) is its own; its
+    metadata socket's folder is root's and writable by neutron's group (setgid)."""
     if not nova.serves_metadata(ctx.site):
         return ()
-    return ((agent_state(ctx), "root", 0o750),
-            (metadata_socket_dir(ctx), f"root:{name}", 0o2750))
+    return ((agent_state(ctx), name, 0o750),
+            (metadata_socket_dir(ctx), f"root:{name}", 0o2770))
 
 
 # --- neutron's OVN hash ring ------------------------------------------------------

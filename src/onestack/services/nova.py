@@ -351,6 +351,11 @@ def contract(ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]:
     return [("online-data-migrations", _manage(ctx, "db", "online_data_migrations"))]
 
 
+def _switch_groups(ctx: ServiceContext) -> tuple[str, ...]:
+    """nova-compute plugs instances through the switch's database (os-vif)."""
+    return (ovs.CLIENT_GROUP,) if ovs.in_use(ctx.site) else ()
+
+
 def _state_dirs(ctx: ServiceContext) -> EnsureDirs:
     """nova's state. With the libvirt driver, QEMU's group (kvm) may pass through
     nova's folder to the instances folder and read it, nothing more; the disks inside
@@ -385,7 +390,7 @@ def compute_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     run with every other compute host's at once."""
     conf = dict([compute_config(ctx, host)])
     fanout = COMPUTE_FANOUT
-    return [*account_steps(ctx, name, on=host, fanout=fanout),
+    return [*account_steps(ctx, name, on=host, fanout=fanout, groups=_switch_groups(ctx)),
             host_step(ctx, host, name, "dirs", "create state directories", _state_dirs(ctx),
                       fanout=fanout),
             *config_steps(ctx, name, conf, on=host, fanout=fanout),
@@ -399,7 +404,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     host (all at once), then each of those mapped into the cell."""
     controller = ctx.controller
     control = [
-        *account_steps(ctx, name, groups=oslo.CACHE_GROUPS),
+        *account_steps(ctx, name, groups=(*oslo.CACHE_GROUPS, *_switch_groups(ctx))),
         step(ctx, name, "dirs", "create state directories", _state_dirs(ctx)),
         *configure(ctx),
         *_cells(ctx),

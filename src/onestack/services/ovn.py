@@ -31,8 +31,9 @@ name = "ovn"
 kind = "infra"
 # neutron's metadata agent on the controller's chassis: iproute2 (its namespaces,
 # ``ip netns exec`` for its haproxies) and iptables (it fills checksums in those
-# namespaces with an iptables rule on a userspace, netdev, datapath).
-PACKAGES = ("ovn-central", "ovn-host", "iproute2", "iptables")
+# namespaces with an iptables rule on a userspace, netdev, datapath); sudo (the agent
+# runs as neutron and starts its privileged helpers through it).
+PACKAGES = ("ovn-central", "ovn-host", "iproute2", "iptables", "sudo")
 CHASSIS_PACKAGES = ("ovn-host",)  # what a chassis other than the controller needs
 CHASSIS_FANOUT = "ovn-chassis"
 ENCAP_TYPE = "geneve"
@@ -246,7 +247,8 @@ def controller_steps(ctx: ServiceContext) -> list[Step]:
         probes.update(_probes(ctx, ctx.controller))
     return [host_step(ctx, ctx.controller, name, f"user:{CLIENT_GROUP}",
                       f"create system user {CLIENT_GROUP} (its group uses the OVN databases)",
-                      EnsureSystemUser(CLIENT_GROUP, (SITE_GROUP, *oslo.CACHE_GROUPS))),
+                      EnsureSystemUser(CLIENT_GROUP, (SITE_GROUP, *oslo.CACHE_GROUPS,
+                                                        ovs.CLIENT_GROUP))),
             host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
                       _dirs(ctx, central=True)),
             *_central_steps(ctx),

@@ -17,7 +17,7 @@ from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
 from onestack.model.site import Host, NetworkBackend, Role, Site
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
-from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, RunOnce
+from onestack.steps.actions import EnsureDirs, EnsureSystemGroup, InstallPackages, RunOnce
 from onestack.steps.ovs_actions import EnsureBridges, EnsureGuestFilter
 
 name = "ovs"
@@ -103,16 +103,16 @@ def _daemon(ctx: ServiceContext, run: Path, program: str) -> tuple[str, ...]:
             *DAEMON_OPTIONS)
 
 
-# nova-compute's os-vif plugs instances through the switch's database socket: on a
-# compute host the database server runs with nova's group and its sockets are rw for
-# that group (0770), never for anyone else (no TCP listener).
-CLIENT_GROUP = "nova"
+# The switch's database clients other than root: nova-compute's os-vif (it plugs
+# instances) and neutron's OVN agent (it wires the metadata path) are members. The
+# database server runs with this group and its sockets are rw for it (0770), never for
+# anyone else (no TCP listener); QEMU's user is not a member (ADR 0021).
+CLIENT_GROUP = "openvswitch"
 
 
 def programs_on(ctx: ServiceContext, host: Host) -> list[Program]:
     """The database server and the switch of a chassis."""
     run, env = run_dir(ctx), environment(ctx)
-    group = CLIENT_GROUP if Role.COMPUTE in host.roles else None
     server = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / "conf.db"),
               # The socket only: no "db:...manager_options" remote, so no client can
               # make the database listen on TCP behind onestack's back.
@@ -120,8 +120,8 @@ def programs_on(ctx: ServiceContext, host: Host) -> list[Program]:
               *_daemon(ctx, run, "ovsdb-server")]
     switch = ["/usr/sbin/ovs-vswitchd", ovsdb_connection(ctx),
               *_daemon(ctx, run, "ovs-vswitchd")]
-    return [replace(daemon_program("ovsdb-server", server, env), group=group,
-                    umask=0o007 if group else None),
+    return [replace(daemon_program("ovsdb-server", server, env), group=CLIENT_GROUP,
+                    umask=0o007),
             daemon_program("ovs-vswitchd", switch, env)]
 
 
@@ -213,9 +213,8 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     packages = ([] if host.name == ctx.host else
                 [on("packages", "install Open vSwitch (Debian)", InstallPackages(PACKAGES))])
     create = ovsdb.create_db_script(db, ovsdb.OVS_SCHEMA, ovsdb.OVS_ROOT_ROW)
-    client = ([on(f"user:{CLIENT_GROUP}", f"create system user {CLIENT_GROUP} (its group "
-                  "uses the switch's database)", EnsureSystemUser(CLIENT_GROUP))]
-              if Role.COMPUTE in host.roles else [])
+    client = [on("group", f"create system group {CLIENT_GROUP} (its members use the "
+                          "switch's database)", EnsureSystemGroup(CLIENT_GROUP))]
     return [
         *packages,
         *client,

@@ -104,16 +104,17 @@ def test_cached_tokens_are_encrypted_in_memcached(ctx: ServiceContext) -> None:
 OPENSTACK = ("keystone", "placement", "glance", "neutron", "nova")
 # The one OpenStack program that runs as root: neutron's OVN agent makes namespaces,
 # veths in the switch and iptables rules; its metadata haproxies run as neutron.
-ROOT_PROGRAMS = frozenset({"neutron-ovn-agent"})
+ROOT_PROGRAMS: frozenset[str] = frozenset()  # issue 21: the OVN agent was root
 
 
-def test_the_metadata_agent_is_root_but_its_proxies_are_neutrons(ctx: ServiceContext) -> None:
+def test_the_metadata_agent_and_its_proxies_are_neutrons(ctx: ServiceContext) -> None:
     from onestack.services import neutron
 
     ini = dict(neutron.config(ctx))[neutron.agent_conf_path(ctx)]
     assert "metadata_proxy_user = neutron\n" in ini
     assert "metadata_proxy_group = neutron\n" in ini
-    assert [p.name for p in neutron.programs(ctx) if p.user is None] == sorted(ROOT_PROGRAMS)
+    assert [p.name for p in neutron.programs(ctx) if p.user is None] == []
+    assert neutron.agent_program(ctx).user == "neutron"
 
 
 @pytest.mark.parametrize("service", OPENSTACK)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from onestack.model.site import Host, Site, default_lab_site
 from onestack.services import neutron, nova
@@ -42,16 +43,37 @@ def test_nova_serves_metadata_and_shares_its_secret_with_the_agent(
     assert agent["agent"]["extensions"] == "metadata"
 
 
-def test_the_agent_runs_outside_a_pid_namespace_with_umask_007(
+def test_the_agent_runs_as_neutron_outside_a_pid_namespace_with_umask_007(
         make_service_context: ContextFactory) -> None:
     ctx = make_service_context()
     agent = neutron.agent_program(ctx)
-    assert (agent.owns_tree, agent.umask, agent.user) == (False, 0o007, None)
-    ini = _ini(neutron.config(ctx)[neutron.agent_conf_path(ctx)])
+    assert (agent.owns_tree, agent.umask, agent.user) == (False, 0o007, "neutron")
+    files = neutron.config(ctx)
+    ini = _ini(files[neutron.agent_conf_path(ctx)])
+    venv = ctx.venv / "bin"
     for section in neutron.PRIVSEP_SECTIONS:
-        helper = ini[section]["helper_command"]
-        assert helper.startswith("env -u ONESTACK_PROGRAM ") and "sudo" not in helper
-    assert ini["agent"]["root_helper"] == "env -u ONESTACK_PROGRAM"
+        assert ini[section]["helper_command"] == (
+            f"sudo {venv}/privsep-helper --config-file {neutron.agent_conf_path(ctx)}")
+    conf = neutron.rootwrap_conf_path(ctx)
+    assert ini["agent"]["root_helper"] == f"sudo {venv}/neutron-rootwrap {conf}"
+    rootwrap = _ini(files[conf])["DEFAULT"]
+    assert rootwrap["filters_path"] == f"{ctx.venv}/etc/neutron/rootwrap.d"
+    assert rootwrap["exec_dirs"] == "/sbin,/usr/sbin,/bin,/usr/bin"
+
+
+def test_the_agents_sudo_rule_names_its_helpers_and_configuration(
+        make_service_context: ContextFactory) -> None:
+    ctx = make_service_context()
+    home, site = ctx.paths.home, ctx.paths.site
+    assert neutron.agent_sudoers(ctx).splitlines() == [
+        f"neutron ALL=(root) NOPASSWD: {home}/releases/*/venv/bin/privsep-helper "
+        f"--config-file {site}/etc/*/neutron/ovn_agent.ini *",
+        f"neutron ALL=(root) NOPASSWD: {home}/releases/*/venv/bin/neutron-rootwrap "
+        f"{site}/etc/*/neutron/rootwrap.conf *"]
+    write = next(s.action for s in neutron.steps(ctx) if s.id == "neutron/sudoers")
+    assert write.path == Path(f"/etc/sudoers.d/onestack-{ctx.site.name}-neutron")  # type: ignore[attr-defined]
+    assert write.mode == 0o440  # type: ignore[attr-defined]
+    assert neutron.host_files(ctx) == (write.path,)  # type: ignore[attr-defined]
 
 
 def test_no_metadata_service_without_ovn(make_service_context: ContextFactory) -> None:

@@ -21,7 +21,7 @@ from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds, EnsureG
 
 ContextFactory = Callable[..., ServiceContext]
 AIO_STEPS = [
-    "ovs/user:nova", "ovs/dirs", "ovs/create-db",
+    "ovs/group", "ovs/dirs", "ovs/create-db",
     "ovs/program:ovsdb-server", "ovs/program:ovs-vswitchd",
     "ovs/supervisor", "ovs/start:ovsdb-server", "ovs/start:ovs-vswitchd", "ovs/bridges",
     "ovs/guest-filter",
@@ -74,7 +74,7 @@ def test_registered_in_order_as_infrastructure() -> None:
     assert [m.name for m in network.BACK_END] == ["ovs", "ovn"]
     assert all(m.kind == "infra" and m.PACKAGES for m in network.BACK_END)
     assert (*ovs.PACKAGES, *ovn.PACKAGES) == ("openvswitch-switch", "nftables", "ovn-central",
-                                              "ovn-host", "iproute2", "iptables")
+                                              "ovn-host", "iproute2", "iptables", "sudo")
 
 
 def test_programs_are_foreground_and_use_only_the_sites_directories(
