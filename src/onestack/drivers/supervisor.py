@@ -109,10 +109,12 @@ def program_marker(log_dir: Path, name: str) -> str:
 
 
 # A program's user gets its groups when the program starts (``--init-groups``, or the
-# daemon's own initgroups). Said in every definition, so that a change of what the
-# groups must hold (the site's folder became its group's, ADR 0021) changes every
-# definition, and ``up`` restarts each program into its groups.
-GROUPS_NOTE = "; its user's groups, site group included (ADR 0021), are read at start"
+# daemon's own initgroups). The groups programs rely on are named in every definition,
+# so that when a user gains one (the site's folder, memcached's socket, the switch's
+# database: ADR 0021) every definition changes and ``up`` restarts each program into
+# its groups. Name a new group here when a program's user joins it.
+GROUPS_NOTE = ("; its user's groups are read at start: onestack (the site's folder), "
+               "memcache, openvswitch (ADR 0021)")
 
 
 def render_program(program: Program, log_dir: Path) -> str:
