@@ -430,6 +430,10 @@ def test_purge_leaves_no_guest_bridge_or_sudoers_file() -> None:
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert "br-ex" not in links and "br-int" not in links
     assert not Path(f"/etc/sudoers.d/onestack-{SITE}-nova").exists()
+    assert not Path(f"/etc/sudoers.d/onestack-{SITE}-neutron").exists()
+    assert not (HOME / "sockets" / SITE).exists()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"onestack_{SITE}" not in tables
     assert shutil.which("virsh")  # libvirt's client stays: the host's package
 
 
