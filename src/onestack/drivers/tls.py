@@ -1,0 +1,140 @@
+"""A site's certificate authority and the certificates it issues (``cryptography``).
+
+The CA is the site's own: an EC P-256 key that never leaves the machine onestack runs
+on (``sites/<site>/tls/ca.key``, 0600) and a self-signed certificate that every client
+of the site trusts (``ca.pem``, in clouds.yaml and every service's configuration).
+It issues the APIs' certificate that HAProxy serves: the controller's addresses and
+names as subject alternative names, valid for ``SERVER_DAYS``, renewed by ``up`` when
+less than ``RENEW_DAYS`` remain or the names change.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+SERVER_DAYS = 397  # what public CAs may issue at most; renewed well before
+RENEW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA: its certificate and key, PEM."""
+
+    cert_pem: str
+    key_pem: str
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def new_authority(site: str) -> Authority:
+    """A new CA for ``site``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "onestack"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"onestack site {site} CA")])
+    now = _now()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                         crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return Authority(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
+
+
+def _alt_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            out.append(x509.DNSName(name))
+    return out
+
+
+def issue_server(ca: Authority, names: Sequence[str]) -> str:
+    """A server certificate for ``names`` (addresses or host names), then its key,
+    PEM (what HAProxy's ``crt`` takes)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca.key_pem.encode(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+            .add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode() + _key_pem(key)
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What ``up`` and ``status`` need to know of a certificate."""
+
+    names: tuple[str, ...]
+    not_after: datetime.datetime
+    issuer_matches: bool
+
+    def days_left(self) -> float:
+        return (self.not_after - _now()).total_seconds() / 86400
+
+
+def facts(pem: str, ca_pem: str | None = None) -> CertificateFacts | None:
+    """The first certificate in ``pem``: its names, expiry and whether ``ca_pem``
+    issued it (None when there is no readable certificate)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(str(n.value) for n in sans)
+    except x509.ExtensionNotFound:
+        names = ()
+    issuer_ok = True
+    if ca_pem is not None:
+        try:
+            ca = x509.load_pem_x509_certificate(ca_pem.encode())
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            issuer_ok = False
+    return CertificateFacts(names, cert.not_valid_after_utc, issuer_ok)
+
+
+def needs_renewal(current: CertificateFacts | None, names: Sequence[str]) -> bool:
+    """Whether a server certificate must be issued again: none, another CA's, other
+    names, or less than RENEW_DAYS left."""
+    return (current is None or not current.issuer_matches
+            or sorted(current.names) != sorted(names) or current.days_left() < RENEW_DAYS)
