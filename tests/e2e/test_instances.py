@@ -411,8 +411,11 @@ def test_purge_leaves_no_guest_bridge_or_sudoers_file() -> None:
     guest that libvirt could no longer be asked about is still killed and undefined."""
     instances = HOME / "sites" / SITE / "data" / "nova" / "instances"
     proxies = str(HOME / "sites" / SITE / "data" / "neutron-ovn-agent")
-    openstack_cli("server", "create", "--flavor", "m1.nano", "--image", "onestack-guest",
-                  "--network", "private", "--wait", NAME)
+    try:
+        openstack_cli("server", "create", "--flavor", "m1.nano", "--image", "onestack-guest",
+                      "--network", "private", "--wait", NAME)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_why_server_failed(NAME)}") from None
     deadline = time.monotonic() + 60
     while proxies not in _pgrep("haproxy"):  # the server's network gets its metadata proxy
         assert time.monotonic() < deadline, "no metadata proxy for the server's network"
@@ -435,6 +438,19 @@ def test_purge_leaves_no_guest_bridge_or_sudoers_file() -> None:
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"onestack_{SITE}" not in tables
     assert shutil.which("virsh")  # libvirt's client stays: the host's package
+
+
+def _why_server_failed(name: str) -> str:
+    """The server's fault and the errors nova logged, for a failure's message."""
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(HOME / "sites" / SITE / "clouds.yaml")}
+    show = subprocess.run([str(REPO / ".venv" / "bin" / "openstack"), "--os-cloud", "onestack",
+                           "server", "show", name, "-f", "json", "-c", "status", "-c", "fault"],
+                          capture_output=True, text=True, env=env, timeout=120).stdout
+    logs = HOME / "sites" / SITE / "log"
+    errors = [line for program in ("nova-compute", "nova-conductor", "nova-scheduler")
+              for line in (logs / f"{program}.log").read_text(errors="replace").splitlines()
+              if " ERROR " in line][-20:] if logs.is_dir() else []
+    return f"server: {show}\nnova's last errors:\n" + "\n".join(errors)
 
 
 def _pgrep(pattern: str) -> str:
