@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -30,6 +31,7 @@ from onestack.model.ports import MAX_PORT_OFFSET, Ports
 from onestack.model.site import default_lab_site
 from onestack.services import haproxy
 from onestack.services.base import ServiceContext
+from onestack.state.tls import site_tls
 from onestack.steps.context import HostContext
 from onestack.steps.upgrade_actions import SwapApi
 
@@ -65,6 +67,9 @@ def proxy(tmp_path: Path) -> Iterator[ServiceContext]:
         subprocess.run(["apt-get", "install", "-y", "-q", "haproxy"], check=True)
     site = default_lab_site().model_copy(update={"port_offset": MAX_PORT_OFFSET})
     paths = SitePaths(tmp_path, site.name)
+    global CAFILE
+    site_tls(paths, haproxy.certificate_names(site), generate=True)  # what up makes
+    CAFILE = str(paths.ca_cert)
     ctx = ServiceContext(site=site, series="2026.1", paths=paths,
                          secrets={"haproxy.stats": "hold-test-stats"},
                          venv=paths.venv("2026.1"), ports=PORTS)
@@ -95,10 +100,14 @@ def proxy(tmp_path: Path) -> Iterator[ServiceContext]:
             srv.server_close()
 
 
+CAFILE = ""  # the site CA of the fixture's HAProxy (its frontend speaks TLS)
+
+
 def answer() -> str:
-    url = f"http://127.0.0.1:{PORTS.frontend('keystone')}/v3"
+    url = f"https://127.0.0.1:{PORTS.frontend('keystone')}/v3"
+    context = ssl.create_default_context(cafile=CAFILE)
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(url, timeout=30, context=context) as resp:
             return str(resp.read().decode())
     except OSError as exc:
         return f"failed: {exc}"

@@ -131,7 +131,8 @@ class ResourcesBefore:
                                  password=self.password, project_name=NAME,
                                  user_domain_name="Default", project_domain_name="Default",
                                  region_name=self.admin().config.region_name,
-                                 identity_api_version="3")
+                                 identity_api_version="3",
+                                 cacert=self.admin().config.config.get("cacert"))
         conn.authorize()
         return conn
 

@@ -46,6 +46,7 @@ class ApiLoad:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _token: str = ""
     _endpoints: dict[str, str] = field(default_factory=dict)
+    _verify: str | bool = True  # the site CA's certificate (clouds.yaml's cacert)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
@@ -72,7 +73,9 @@ class ApiLoad:
             "password": auth["password"]}}},
             "scope": {"project": {"name": auth["project_name"],
                                   "domain": {"name": "Default"}}}}}
-        resp = requests.post(auth["auth_url"] + "/auth/tokens", json=body, timeout=30)
+        self._verify = cloud.get("cacert") or True
+        resp = requests.post(auth["auth_url"] + "/auth/tokens", json=body, timeout=30,
+                             verify=self._verify)
         resp.raise_for_status()
         self._token = resp.headers["X-Subject-Token"]
         catalog = resp.json()["token"]["catalog"]
@@ -96,7 +99,7 @@ class ApiLoad:
         headers = {"X-Auth-Token": self._token,
                    "OpenStack-API-Version": "placement 1.0"}
         try:
-            resp = requests.get(url, headers=headers, timeout=30)
+            resp = requests.get(url, headers=headers, timeout=30, verify=self._verify)
         except requests.RequestException as exc:
             return f"{type(exc).__name__}: {str(exc)[:160]}"
         if resp.status_code == 401:

@@ -54,18 +54,21 @@ NOT_ANSWERING_FOR = 30.0
 _not_answering: dict[str, float] = {}
 
 
-def answers(auth_url: str, timeout: float = ANSWER_TIMEOUT) -> bool:
+def answers(auth_url: str, timeout: float = ANSWER_TIMEOUT, cacert: str = "") -> bool:
     """Whether the identity API at ``auth_url`` answers an HTTP request within
     ``timeout`` (any status). A negative answer is remembered NOT_ANSWERING_FOR
     seconds: facts gathered for a plan while the APIs are stopped cost one wait."""
+    import ssl
     import time
     import urllib.error
     import urllib.request
 
+    context = ssl.create_default_context(cafile=cacert) if cacert else None
     if time.monotonic() - _not_answering.get(auth_url, -NOT_ANSWERING_FOR) < NOT_ANSWERING_FOR:
         return False
     try:
-        with urllib.request.urlopen(auth_url, timeout=timeout):  # noqa: S310 (our URL)
+        with urllib.request.urlopen(auth_url, timeout=timeout,  # noqa: S310 (our URL)
+                                    context=context):
             pass
     except urllib.error.HTTPError:
         pass  # it answered
@@ -77,15 +80,17 @@ def answers(auth_url: str, timeout: float = ANSWER_TIMEOUT) -> bool:
 
 
 def connect(auth_url: str, password: str, region: str, username: str = "admin",
-            project: str = "admin") -> Any:
-    """An openstacksdk connection as a keystone user."""
+            project: str = "admin", *, cacert: str = "") -> Any:
+    """An openstacksdk connection as a keystone user (``cacert``: the CA the APIs'
+    certificate must chain to)."""
     import openstack
 
+    tls: dict[str, Any] = {"cacert": cacert} if cacert else {}
     with translated("connect to keystone"):
         conn = openstack.connect(
             auth_url=auth_url, username=username, password=password, project_name=project,
             user_domain_name="Default", project_domain_name="Default", region_name=region,
-            identity_api_version="3", interface="public")
+            identity_api_version="3", interface="public", **tls)
         conn.authorize()
         return conn
 

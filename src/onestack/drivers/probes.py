@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -22,10 +23,13 @@ class HttpProbe:
 
     url: str
     ok_statuses: tuple[int, ...] = (200, 300)
+    cafile: str = ""  # the CA an https URL's certificate must chain to
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        context = ssl.create_default_context(cafile=self.cafile) if self.cafile else None
         try:
-            with urllib.request.urlopen(self.url, timeout=timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(self.url, timeout=timeout,  # noqa: S310
+                                        context=context) as resp:
                 status = resp.status
         except urllib.error.HTTPError as exc:
             status = exc.code

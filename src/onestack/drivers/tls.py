@@ -14,6 +14,7 @@ import datetime
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -131,6 +132,34 @@ def facts(pem: str, ca_pem: str | None = None) -> CertificateFacts | None:
         except (ValueError, TypeError, InvalidSignature):
             issuer_ok = False
     return CertificateFacts(names, cert.not_valid_after_utc, issuer_ok)
+
+
+@dataclass(frozen=True)
+class CertificateProbe:
+    """Healthy when the certificate at ``path`` (on this machine) was issued by the CA
+    at ``ca``, names ``names`` and has more than RENEW_DAYS left; the detail says
+    when it expires."""
+
+    path: Path
+    ca: Path
+    names: tuple[str, ...]
+
+    def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        try:
+            pem, ca_pem = self.path.read_text(), self.ca.read_text()
+        except OSError as exc:
+            return False, f"{self.path}: {exc.strerror or exc}"
+        found = facts(pem, ca_pem)
+        if found is None:
+            return False, f"{self.path}: no certificate"
+        when = found.not_after.strftime("%Y-%m-%d")
+        detail = (f"{', '.join(found.names)}: expires {when} "
+                  f"({found.days_left():.0f} days)")
+        if not found.issuer_matches:
+            return False, f"{detail}; not issued by the site CA {self.ca}"
+        if needs_renewal(found, self.names):
+            return False, f"{detail}; renewed by the next up"
+        return True, detail
 
 
 def needs_renewal(current: CertificateFacts | None, names: Sequence[str]) -> bool:

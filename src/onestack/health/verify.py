@@ -135,7 +135,7 @@ def run(handle: SiteHandle, timeout: float = 120, *, instances: bool = False,
     results = [connect]
     if connect.passed:
         conn = os_driver.connect(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
-                                 ctx.site.region)
+                                 ctx.site.region, cacert=ctx.cafile)
         tests = SmokeTests(conn, timeout)
         results += [timed("token issue", tests.token),
                     timed("image upload/download", tests.image),
@@ -164,5 +164,5 @@ def instance_checks(conn: Any, site: Site, settings: InstanceSettings,
 
 def _connect_detail(ctx: Any) -> str:
     os_driver.connect(oslo.keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"),
-                      ctx.site.region)
+                      ctx.site.region, cacert=ctx.cafile)
     return f"authenticated as admin at {oslo.keystone_url(ctx)}"

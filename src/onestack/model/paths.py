@@ -57,6 +57,26 @@ class SitePaths:
         return self.home / "sockets" / self.site_name
 
     @property
+    def tls(self) -> Path:
+        """The site's CA and the APIs' certificate (``drivers.tls``)."""
+        return self.site / "tls"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The site CA's certificate, what every client trusts (on every host)."""
+        return self.tls / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        """The site CA's key (0600, only on the machine onestack runs on)."""
+        return self.tls / "ca.key"
+
+    @property
+    def api_cert(self) -> Path:
+        """The APIs' certificate and key, PEM, as HAProxy serves them (0600)."""
+        return self.tls / "api.pem"
+
+    @property
     def site_file(self) -> Path:
         return self.site / "site.yaml"
 

@@ -56,10 +56,10 @@ def _register_catalog(ctx: ServiceContext) -> Step:
 
     entries = catalog_entries(ctx)
     auth_url = oslo.keystone_url(ctx) + "/v3"
-    admin_password = ctx.secret("keystone.admin")
+    admin_password, cafile = ctx.secret("keystone.admin"), ctx.cafile
 
     def run(_: HostContext) -> None:
-        conn = openstack.connect(auth_url, admin_password, ctx.site.region)
+        conn = openstack.connect(auth_url, admin_password, ctx.site.region, cacert=cafile)
         openstack.ensure_catalog(conn, ctx.site.region, entries)
 
     inputs = digest(repr([(e.name, e.type, e.url, e.user, digest(e.password or ""))
@@ -74,7 +74,7 @@ def clouds_yaml(ctx: ServiceContext) -> str:
                       "password": ctx.secret("keystone.admin"), "project_name": "admin",
                       "user_domain_name": "Default", "project_domain_name": "Default"},
              "region_name": ctx.site.region, "identity_api_version": 3,
-             "interface": "public"}
+             "interface": "public", "cacert": ctx.cafile}
     return yaml.safe_dump({"clouds": {CLOUD_NAME: cloud}}, sort_keys=False)
 
 
@@ -110,6 +110,8 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
            EnsureDirs(((p.site, f"root:{SITE_GROUP}", 0o750), (p.data, None, 0o755),
                        (p.log, None, LOG_FOLDER_MODE), (p.run, None, 0o755),
                        (programs_dir, None, 0o700)), recursive=False)),
+        on("ca", f"trust the site CA ({p.ca_cert}: the APIs' certificate chains to it)",
+           WriteFile(p.ca_cert, ctx.ca_pem, mode=0o644)),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),
@@ -133,7 +135,8 @@ def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     def in_nova(name: str, phase: str, summary: str) -> Step:
         return Step(id=f"nova/{host.name}/{name}", summary=summary, service="nova",
                     host=ctx.host, action=RetireCompute(  # type: ignore[arg-type]
-                        host.name, phase, auth_url, password, ctx.site.region))
+                        host.name, phase, auth_url, password, ctx.site.region,
+                        ctx.cafile))
 
     return [in_nova("disable", RetireCompute.DISABLE,
                     f"disable compute host {host.name} (it leaves the site)"),

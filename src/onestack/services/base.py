@@ -39,6 +39,10 @@ class ServiceContext:
     venv: Path
     ports: Ports
     colors: Mapping[str, str] = field(default_factory=dict)
+    # The site CA's certificate and the APIs' certificate with its key (PEM; "" where
+    # none was made yet, e.g. ``plan`` of a new site): ``state.tls``.
+    ca_pem: str = field(default="", repr=False)
+    api_pem: str = field(default="", repr=False)
     # The site's first controller, found once: every step asks for it (a 500-host
     # site otherwise searched its host list once per step).
     controller: Host = field(init=False, repr=False, compare=False)
@@ -75,6 +79,15 @@ class ServiceContext:
 
     def secret(self, name: str) -> str:
         return self.secrets[name]
+
+    @property
+    def cafile(self) -> str:
+        """What every client of the APIs trusts: the site CA's certificate."""
+        return str(self.paths.ca_cert)
+
+    def api_url(self, service: str, path: str = "") -> str:
+        """An API as clients reach it: HTTPS at HAProxy's frontend."""
+        return f"https://{self.address}:{self.ports.frontend(service)}{path}"
 
 
 @dataclass(frozen=True)
@@ -152,14 +165,13 @@ def api_probes(ctx: ServiceContext, service: str) -> tuple[Probe, ...]:
     (both on the service's health path, ``model.ports.API_HEALTH_PATHS``)."""
     path = API_HEALTH_PATHS[service]
     return (HttpProbe(f"http://{ctx.address}:{ctx.backend_port(service)}{path}"),
-            HttpProbe(f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}"))
+            HttpProbe(ctx.api_url(service, path), cafile=ctx.cafile))
 
 
 def api_catalog_entry(ctx: ServiceContext, service: str, service_type: str,
                       path: str = "") -> CatalogEntry:
     """An OpenStack API's catalog entry (through HAProxy) and its service user."""
-    return CatalogEntry(service, service_type,
-                        f"http://{ctx.address}:{ctx.ports.frontend(service)}{path}",
+    return CatalogEntry(service, service_type, ctx.api_url(service, path),
                         service, ctx.secret(f"keystone.{service}"))
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
+from onestack.drivers.tls import CertificateProbe
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
+from onestack.model.site import Site
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -17,7 +19,7 @@ from onestack.services.base import (
     program_steps,
     step,
 )
-from onestack.steps.actions import EnsureDirs
+from onestack.steps.actions import EnsureDirs, WriteFile
 
 name = "haproxy"
 kind = "infra"
@@ -47,7 +49,7 @@ end, 2)
 def _backend(ctx: ServiceContext, api: str) -> str:
     return f"""
 frontend {api}
-    bind {ctx.address}:{ctx.ports.frontend(api)}
+    bind {ctx.address}:{ctx.ports.frontend(api)} ssl crt {ctx.paths.api_cert}
     http-request lua.wait_for_server {api} {HOLD_MS}
     default_backend {api}
 
@@ -117,13 +119,29 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 
 def checks(ctx: ServiceContext) -> list[Check]:
-    return [Check("haproxy", TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats")))]
+    """HAProxy answers, and the certificate it serves the APIs with is the site CA's,
+    for the controller's names, and far from expiry (``status`` shows the days left)."""
+    return [Check("haproxy", TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats"))),
+            Check("api certificate", CertificateProbe(ctx.paths.api_cert, ctx.paths.ca_cert,
+                                                      tuple(certificate_names(ctx.site))))]
+
+
+def certificate_names(site: Site) -> list[str]:
+    """What the APIs' certificate names: the controller's address and name."""
+    return [str(site.controller.address), site.controller.name]
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
+    """Its folder, the certificate (the site CA's, made by ``state.tls`` where onestack
+    runs) and configuration, then HAProxy (restarted when either changes)."""
     config = {hold_script_path(ctx): HOLD_LUA, config_path(ctx): render(ctx)}
+    certificate = {ctx.paths.api_cert: ctx.api_pem}
     probe = TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats"))
     return [step(ctx, name, "dirs", "create HAProxy's empty root",
                  EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
+            step(ctx, name, "certificate", f"install the APIs' certificate "
+                 f"{ctx.paths.api_cert} (site CA; {', '.join(certificate_names(ctx.site))})",
+                 WriteFile(ctx.paths.api_cert, ctx.api_pem, mode=0o600, owner="root")),
             *config_steps(ctx, name, config, mode=CONFIG_MODE),
-            *program_steps(ctx, name, programs(ctx), config, {"haproxy": probe}, 30)]
+            *program_steps(ctx, name, programs(ctx), {**config, **certificate},
+                           {"haproxy": probe}, 30)]

@@ -58,7 +58,8 @@ def programs(ctx: ServiceContext) -> list[Program]:
 
 def checks(ctx: ServiceContext) -> list[Check]:
     return [Check("keystone-api", api_probes(ctx, name)[0]),
-            Check("keystone (haproxy)", HttpProbe(oslo.keystone_url(ctx) + "/v3"))]
+            Check("keystone (haproxy)", HttpProbe(oslo.keystone_url(ctx) + "/v3",
+                                                  cafile=ctx.cafile))]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:

@@ -259,7 +259,9 @@ def privsep_sudoers(ctx: ServiceContext) -> str:
     of any release of the site (the upgrade starts the next release's nova-compute
     before this file is written again)."""
     helper = ctx.paths.venv("*") / "bin" / "privsep-helper"
-    return f"{CLIENT_GROUP} ALL=(root) NOPASSWD: {helper} *\n"
+    conf = ctx.paths.etc("*") / "nova" / "nova.conf"
+    return (f"{CLIENT_GROUP} ALL=(root) NOPASSWD: {helper} --config-file {conf} "
+            f"--config-file {virt_fragment_path(ctx)} *\n")
 
 
 # --- purge --------------------------------------------------------------------------------

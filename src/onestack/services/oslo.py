@@ -32,11 +32,12 @@ def merged(*parts: Ini) -> Ini:
 
 def admin_login(ctx: ServiceContext) -> CloudLogin:
     """How onestack's own steps reach the cloud: the site's admin, through HAProxy."""
-    return CloudLogin(keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"), ctx.site.region)
+    return CloudLogin(keystone_url(ctx) + "/v3", ctx.secret("keystone.admin"), ctx.site.region,
+                      ctx.cafile)
 
 
 def keystone_url(ctx: ServiceContext, internal: bool = True) -> str:
-    return f"http://{ctx.address}:{ctx.ports.frontend('keystone')}"
+    return ctx.api_url("keystone")
 
 
 def service_auth(ctx: ServiceContext, user: str) -> dict[str, str]:
@@ -50,6 +51,7 @@ def service_auth(ctx: ServiceContext, user: str) -> dict[str, str]:
         "username": user,
         "password": ctx.secret(f"keystone.{user}"),
         "region_name": ctx.site.region,
+        "cafile": ctx.cafile,
     }
 
 

@@ -24,7 +24,9 @@ from onestack.model.ports import Ports
 from onestack.model.site import SITE_NAME_PATTERN, Host, Site, default_lab_site
 from onestack.plans.deploy import required_secrets
 from onestack.services.base import ServiceContext
+from onestack.services.haproxy import certificate_names
 from onestack.state.journal import Journal
+from onestack.state.tls import site_tls
 
 
 @dataclass
@@ -160,12 +162,15 @@ def colors_of(handle: SiteHandle) -> dict[str, str]:
 def service_context(handle: SiteHandle, series: str | None = None,
                     generate: bool = True,
                     colors: dict[str, str] | None = None) -> ServiceContext:
-    """The pure context services describe themselves from (secrets generated if asked)."""
+    """The pure context services describe themselves from (secrets, the site CA and the
+    APIs' certificate generated if asked)."""
     store = handle.secrets
     names = required_secrets()
     values = ({n: store.ensure(n) for n in names} if generate
               else {n: store.get(n) or "" for n in names})
     chosen = series or series_of(handle)
+    ca_pem, api_pem = site_tls(handle.paths, certificate_names(handle.site), generate)
     return ServiceContext(site=handle.site, series=chosen, paths=handle.paths, secrets=values,
                           venv=handle.paths.venv(chosen), ports=Ports(handle.site.port_offset),
-                          colors=colors_of(handle) if colors is None else colors)
+                          colors=colors_of(handle) if colors is None else colors,
+                          ca_pem=ca_pem, api_pem=api_pem)

@@ -476,6 +476,7 @@ class RetireCompute:
     auth_url: str
     password: str = field(repr=False)
     region: str
+    cacert: str = ""
     kind: str = "compute"
 
     def fingerprint(self) -> str:
@@ -484,13 +485,14 @@ class RetireCompute:
     def _connect(self) -> Any:
         from onestack.drivers import openstack
 
-        return openstack.connect(self.auth_url, self.password, self.region)
+        return openstack.connect(self.auth_url, self.password, self.region,
+                                 cacert=self.cacert)
 
     def probe(self, ctx: HostContext) -> Any:
         from onestack.drivers import openstack
         from onestack.errors import OnestackError
 
-        if not openstack.answers(self.auth_url):
+        if not openstack.answers(self.auth_url, cacert=self.cacert):
             return "unknown"  # not answering (stopped?): decided when the step runs
         try:
             service = openstack.compute_service(self._connect(), self.host)

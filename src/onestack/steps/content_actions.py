@@ -45,11 +45,13 @@ class CloudLogin:
     auth_url: str
     password: str = field(repr=False)
     region: str
+    cacert: str = ""  # the site CA (https)
 
     def connect(self) -> Any:
         from onestack.drivers import openstack
 
-        return openstack.connect(self.auth_url, self.password, self.region)
+        return openstack.connect(self.auth_url, self.password, self.region,
+                                 cacert=self.cacert)
 
 
 def cloud_for_facts(ctx: HostContext, login: CloudLogin) -> Any | None:
@@ -60,7 +62,7 @@ def cloud_for_facts(ctx: HostContext, login: CloudLogin) -> Any | None:
     API that the plan itself is about to start."""
     from onestack.drivers import openstack
 
-    if not deployed(ctx) or not openstack.answers(login.auth_url):
+    if not deployed(ctx) or not openstack.answers(login.auth_url, cacert=login.cacert):
         return None
     try:
         return login.connect()

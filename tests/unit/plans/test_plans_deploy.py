@@ -145,8 +145,9 @@ def test_openstack_config_has_authtoken_and_database(ctx: ServiceContext, steps:
                 if i.startswith(f"{service}/config:") and a.path.name.endswith(".conf"))
     conf = _ini(main.content)
     auth = conf["keystone_authtoken"]
-    assert auth["www_authenticate_uri"] == "http://127.0.0.1:5000"
-    assert auth["auth_url"] == "http://127.0.0.1:5000/v3"
+    assert auth["www_authenticate_uri"] == "https://127.0.0.1:5000"
+    assert auth["auth_url"] == "https://127.0.0.1:5000/v3"
+    assert auth["cafile"] == str(ctx.paths.ca_cert)  # issue 21: the APIs speak TLS
     assert auth["username"] == service
     assert auth["password"] == ctx.secret(f"keystone.{service}")
     # memcached on its socket only (issue 21: any local user read cached admin tokens)
@@ -221,16 +222,16 @@ def test_port_offset_shifts_rendered_ports(make_service_context: ContextFactory)
     assert "bind 127.0.0.1:6000" in haproxy
     assert "server keystone-blue 127.0.0.1:26000 check" in haproxy
     assert "server keystone-green 127.0.0.1:16000 check disabled" in haproxy
-    assert "bind 127.0.0.1:5000\n" not in haproxy
+    assert "bind 127.0.0.1:5000 " not in haproxy
     assert "port = 14306" in files["mariadb/config:my.cnf"].content
     assert "http-socket = 127.0.0.1:29778" in files[
         "placement/config:placement-api-blue.ini"].content
     nova = _ini(files["nova/config:nova.conf"].content)
-    assert nova["keystone_authtoken"]["auth_url"] == "http://127.0.0.1:6000/v3"
+    assert nova["keystone_authtoken"]["auth_url"] == "https://127.0.0.1:6000/v3"
     assert nova["DEFAULT"]["transport_url"].endswith("@127.0.0.1:6682/")
     assert nova["cache"]["memcache_servers"].startswith("unix:")
     clouds = yaml.safe_load(files["host/clouds-yaml"].content)
-    assert clouds["clouds"][CLOUD_NAME]["auth"]["auth_url"] == "http://127.0.0.1:6000/v3"
+    assert clouds["clouds"][CLOUD_NAME]["auth"]["auth_url"] == "https://127.0.0.1:6000/v3"
     unshifted = files["nova/config:nova.conf"].content
     assert not _port_values(unshifted) & {5000, 13306, 5682, 11212}
 
@@ -244,7 +245,8 @@ def test_clouds_yaml_written_0600(ctx: ServiceContext, steps: list[Step],
     assert ctx.paths.clouds_yaml.stat().st_mode & 0o777 == 0o600
     cloud = yaml.safe_load(ctx.paths.clouds_yaml.read_text())["clouds"][CLOUD_NAME]
     assert cloud["auth"]["password"] == ctx.secret("keystone.admin")
-    assert cloud["auth"]["auth_url"] == "http://127.0.0.1:5000/v3"
+    assert cloud["auth"]["auth_url"] == "https://127.0.0.1:5000/v3"
+    assert cloud["cacert"] == str(ctx.paths.ca_cert)
     assert cloud["region_name"] == "RegionOne"
 
 

@@ -22,7 +22,7 @@ CONTROL_PLANE = ("mariadb", "rabbitmq", "memcached", "haproxy", "keystone", "pla
                  "glance", "neutron")
 PER_COMPUTE = ("user", "dirs", "config:nova.conf", "program:nova-compute", "supervisor",
                "start:nova-compute")
-PER_HOST = ("packages", "group", "dirs", "release-env", "supervisord-conf")
+PER_HOST = ("packages", "group", "dirs", "ca", "release-env", "supervisord-conf")
 
 
 
@@ -53,11 +53,11 @@ def test_step_counts_per_host(site: Site, steps: list[Step]) -> None:
     remote = [h for h in site.computes if h.name != site.controller.name]
     for host in remote:
         assert per_host[host.name] == len(PER_HOST) + len(PER_COMPUTE)
-    # The controller: the same steps whatever the number of computes (95 in the fast
+    # The controller: the same steps whatever the number of computes (97 in the fast
     # all-in-one, whose controller also runs nova-compute; no Day-1 network content
     # without a network back end), plus one "map into the cell" step per remote compute.
     own_compute = 3 if remote else 0  # program, start, map of its own nova-compute
-    assert per_host[site.controller.name] == 95 - own_compute + len(remote)
+    assert per_host[site.controller.name] == 97 - own_compute + len(remote)
     mapped = [s for s in steps if s.id.endswith("/discover-hosts")]
     assert {s.host for s in mapped} == {site.controller.name}
     assert len(mapped) == len(site.computes)
@@ -94,7 +94,7 @@ def test_compute_config_names_its_host_and_reaches_the_controller(
     ini = _ini(conf.content)
     assert (ini["DEFAULT"]["host"], ini["DEFAULT"]["my_ip"]) == ("cmp2", "198.18.20.12")
     assert "@198.18.20.10:" in ini["DEFAULT"]["transport_url"]
-    assert ini["placement"]["auth_url"].startswith("http://198.18.20.10:")
+    assert ini["placement"]["auth_url"].startswith("https://198.18.20.10:")
     # Computes go through conductor: no database credentials on them.
     assert not ini.has_section("database") and not ini.has_section("api_database")
     assert "127.0.0.1" not in conf.content

@@ -95,8 +95,12 @@ def test_nova_settings_for_the_libvirt_driver(make_service_context: ContextFacto
     assert helper.startswith(f"sudo {ctx.bin('privsep-helper')} --config-file ")
     assert str(libvirt.virt_fragment_path(ctx)) in helper
     sudoers = libvirt.privsep_sudoers(ctx)
+    # issue 21: the exact helper and configuration, not any argument
     assert sudoers == (f"nova ALL=(root) NOPASSWD: {ctx.paths.releases}/*/venv/bin/"
-                       "privsep-helper *\n")
+                       f"privsep-helper --config-file {ctx.paths.site}/etc/*/nova/nova.conf "
+                       f"--config-file {libvirt.virt_fragment_path(ctx)} *\n")
+    assert helper == f"sudo {ctx.bin('privsep-helper')} " + " ".join(
+        libvirt.nova_config_files(ctx))  # what the rule allows
     files = libvirt.nova_config_files(ctx)
     assert files[-1] == str(libvirt.virt_fragment_path(ctx))  # read last: it wins
 

@@ -58,16 +58,18 @@ def test_api_programs_wait_on_backend_and_haproxy(ctx: ServiceContext) -> None:
                      if isinstance(s.action, StartProgram) and s.id.endswith("-api"))
         urls = [p.url for p in start.probe_checks if isinstance(p, HttpProbe)]
         assert urls[0].startswith(f"http://127.0.0.1:{ctx.ports.backend(module.name)}/")
-        assert urls[1].startswith(f"http://127.0.0.1:{ctx.ports.frontend(module.name)}/")
+        assert urls[1].startswith(f"https://127.0.0.1:{ctx.ports.frontend(module.name)}/")
+        cafiles = [p.cafile for p in start.probe_checks if isinstance(p, HttpProbe)]
+        assert cafiles == ["", str(ctx.paths.ca_cert)]  # the frontend's chain is checked
 
 
 def test_catalog_entries(ctx: ServiceContext) -> None:
     entries = {e.name: e for e in catalog_entries(ctx)}
     assert set(entries) == {m.name for m in registry.OPENSTACK}
     assert entries["keystone"].type == "identity"
-    assert entries["keystone"].url == "http://127.0.0.1:5000/v3"
+    assert entries["keystone"].url == "https://127.0.0.1:5000/v3"
     assert entries["keystone"].password is None
-    assert entries["nova"].url == "http://127.0.0.1:8774/v2.1"
+    assert entries["nova"].url == "https://127.0.0.1:8774/v2.1"
     for user in registry.service_users():
         assert entries[user].user == user
         assert entries[user].password == ctx.secret(f"keystone.{user}")
@@ -80,7 +82,7 @@ def test_haproxy_frontends_and_blue_green_backends(ctx: ServiceContext) -> None:
     assert f"lua-load {haproxy.hold_script_path(ctx)}\n" in text
     assert files["hold.lua"] == haproxy.HOLD_LUA
     for api, (front, blue, green) in API_PORTS.items():
-        assert f"bind 127.0.0.1:{front}\n" in text
+        assert f"bind 127.0.0.1:{front} ssl crt {ctx.paths.api_cert}\n" in text
         assert f"http-request lua.wait_for_server {api} {haproxy.HOLD_MS}\n" in text
         assert f"server {api}-blue 127.0.0.1:{blue} check\n" in text
         assert f"server {api}-green 127.0.0.1:{green} check disabled\n" in text
