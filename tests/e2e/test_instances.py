@@ -164,7 +164,11 @@ def _component_names(status: dict[str, Any]) -> dict[str, bool]:
 
 
 def test_status_shows_libvirt_the_switch_and_ovn_healthy() -> None:
-    components = _component_names(_status())
+    status = _status()
+    # The APIs' certificate (issue 21: TLS at HAProxy): the site CA's, a year ahead.
+    (cert,) = status["certificates"]
+    assert cert["healthy"] and "127.0.0.1, aio: expires " in cert["detail"], cert
+    components = _component_names(status)
     for name in ("libvirtd", "virtlogd", "ovsdb-server", "ovs-vswitchd", "ovn-nb-db",
                  "ovn-sb-db", "ovn-northd", "ovn-controller", "nova-compute",
                  "neutron-ovn-agent", "nova-metadata-api"):

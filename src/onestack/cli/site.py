@@ -120,6 +120,9 @@ def _render_status(data: dict[str, Any]) -> None:
                    f"{c['version']:<22} {health:<7} {c['address']}")
         if c["healthy"] is False and c["detail"]:
             click.echo(f"{'':<10} {'':<25} ! {c['detail']}")
+    for cert in data.get("certificates", []):
+        click.echo(f"{cert['name']}: {cert['detail']}"
+                   + ("" if cert["healthy"] else "  FAIL"))
     run = data.get("last_run")
     if run:
         line = f"last run: #{run['id']} {run['operation']} {run['status']}"

@@ -14,6 +14,7 @@ from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import AllOf, HttpProbe, Probe, TcpProbe
 from onestack.drivers.python_env import MARKER_FILE, installed_versions, marker_matches
 from onestack.drivers.supervisor import program_marker
+from onestack.drivers.tls import CertificateProbe
 from onestack.errors import HostError
 from onestack.model.site import Host
 from onestack.plans.deploy import placed_programs
@@ -99,10 +100,24 @@ def collect(handle: SiteHandle) -> dict[str, Any]:
         if site_host.name in by_host:
             rows += _host_rows(handle, ctx, site_host, by_host[site_host.name], checks,
                                reached)
+    certificates = _certificates(checks)
     return {"site": handle.site.name, "release": series_of(handle),
             "supervisor": reached.get(ctx.host, "stopped"), "hosts": reached,
             "last_run": _last_run(handle), "components": [asdict(r) for r in rows],
-            "healthy": all(r.healthy for r in rows)}
+            "certificates": certificates,
+            "healthy": all(r.healthy for r in rows) and all(c["healthy"] for c in certificates)}
+
+
+def _certificates(checks: dict[str, Probe]) -> list[dict[str, Any]]:
+    """The site's certificates (the APIs'): names, expiry, days left; unhealthy when
+    the next ``up`` would renew it (or it is not the site CA's)."""
+    out = []
+    for name, probe in checks.items():
+        if isinstance(probe, CertificateProbe):
+            healthy, detail = probe.check()
+            out.append({"name": name, "path": str(probe.path), "healthy": healthy,
+                        "detail": detail})
+    return out
 
 
 def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
