@@ -68,7 +68,7 @@ def proxy(tmp_path: Path) -> Iterator[ServiceContext]:
     site = default_lab_site().model_copy(update={"port_offset": MAX_PORT_OFFSET})
     paths = SitePaths(tmp_path, site.name)
     global CAFILE
-    site_tls(paths, haproxy.certificate_names(site), generate=True)  # what up makes
+    site_tls(paths, site, generate=True)  # what up makes
     CAFILE = str(paths.ca_cert)
     ctx = ServiceContext(site=site, series="2026.1", paths=paths,
                          secrets={"haproxy.stats": "hold-test-stats"},

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
+from onestack.drivers import tls
 from onestack.errors import SiteFileError
 from onestack.model.loader import MAX_BYTES, parse_site
 from onestack.model.site import Site
@@ -81,6 +82,7 @@ def read_site_file(path: Path, releases: Collection[str] | None = None, *,
     text = decode_site_text(read_site_bytes(path), str(path))
     site = parse_site(text, str(path), releases)
     _check_known_hosts(site, text, path, home)
+    _check_tls(site, text, path)
     controller = site.controller
     if not controller.is_local:
         index = site.hosts.index(controller)
@@ -108,6 +110,32 @@ def _check_known_hosts(site: Site, text: str, path: Path, home: Path | None) -> 
                             f"cannot be checked: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise SiteFileError(str(path), line, "known_hosts", NOT_A_KNOWN_HOSTS_FILE)
+
+
+def _check_tls(site: Site, text: str, path: Path) -> None:
+    """The operator's certificate for the APIs (``tls``): each file readable, the
+    certificate its key's, naming the controller's address and name, chaining to the
+    CA file, not expiring within 30 days; else the site file's line and field."""
+    if site.tls is None:
+        return
+    pems = {name: _read_pem(path, text, name, Path(getattr(site.tls, name)))
+            for name in ("certificate", "key", "ca")}
+    problem = tls.check_operator_certificate(pems["certificate"], pems["key"], pems["ca"],
+                                             tls.certificate_names(site))
+    if problem:
+        raise SiteFileError(str(path), _line_of(text, "certificate:"), "tls.certificate",
+                            problem)
+
+
+def _read_pem(path: Path, text: str, field: str, pem: Path) -> str:
+    """A PEM file the site file names (regular, at most MAX_BYTES, UTF-8)."""
+    try:
+        return read_site_bytes(pem).decode("ascii")
+    except (SiteFileError, UnicodeDecodeError) as exc:
+        why = (exc.problem.replace("cannot read site file", "cannot read")
+               if isinstance(exc, SiteFileError) else "not a PEM file")
+        raise SiteFileError(str(path), _line_of(text, f"{field}:"), f"tls.{field}",
+                            f"{pem}: {why}") from None
 
 
 def is_known_hosts_under(known_hosts: Path, home: Path) -> bool:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from onestack.model.site import Site
+
 CA_DAYS = 3650
 SERVER_DAYS = 397  # what public CAs may issue at most; renewed well before
 RENEW_DAYS = 30
@@ -33,6 +35,11 @@ class Authority:
 
     cert_pem: str
     key_pem: str
+
+
+def certificate_names(site: Site) -> list[str]:
+    """What the APIs' certificate must name: the controller's address and name."""
+    return [str(site.controller.address), site.controller.name]
 
 
 def _now() -> datetime.datetime:
@@ -134,6 +141,53 @@ def facts(pem: str, ca_pem: str | None = None) -> CertificateFacts | None:
     return CertificateFacts(names, cert.not_valid_after_utc, issuer_ok)
 
 
+def check_operator_certificate(chain_pem: str, key_pem: str, ca_pem: str,
+                               names: Sequence[str]) -> str | None:
+    """What is wrong with an operator's certificate for the APIs (None: nothing): it
+    must parse, match its key, name every one of ``names``, chain to ``ca_pem`` and
+    not expire within RENEW_DAYS."""
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        cas = x509.load_pem_x509_certificates(ca_pem.encode())
+    except (ValueError, TypeError) as exc:
+        return f"not a PEM certificate, chain and unencrypted key ({type(exc).__name__})"
+    leaf = chain[0]
+    if leaf.public_key().public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            key.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo):
+        return "the key is not the certificate's"
+    found = facts(chain_pem)
+    assert found is not None
+    missing = [n for n in names if n not in found.names]
+    if missing:
+        return f"it does not name {', '.join(missing)} (subject alternative names)"
+    if not _chains_to(chain, cas):
+        return "it does not chain to the CA file"
+    if found.days_left() < RENEW_DAYS:
+        return f"it expires within {RENEW_DAYS} days ({found.not_after:%Y-%m-%d})"
+    return None
+
+
+def _chains_to(chain: list[x509.Certificate], cas: list[x509.Certificate]) -> bool:
+    """Whether each certificate of the chain is issued by the next, and the last by
+    one of the CAs (or is one of them)."""
+    for cert, issuer in zip(chain, chain[1:], strict=False):
+        if not _issued_by(cert, issuer):
+            return False
+    last = chain[-1]
+    return last in cas or any(_issued_by(last, ca) for ca in cas)
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class CertificateProbe:
     """Healthy when the certificate at ``path`` (on this machine) was issued by the CA
@@ -143,6 +197,7 @@ class CertificateProbe:
     path: Path
     ca: Path
     names: tuple[str, ...]
+    operators: bool = False  # the operator's own (site file ``tls``): never renewed here
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         try:
@@ -155,15 +210,22 @@ class CertificateProbe:
         when = found.not_after.strftime("%Y-%m-%d")
         detail = (f"{', '.join(found.names)}: expires {when} "
                   f"({found.days_left():.0f} days)")
+        if self.operators:
+            return self._operators(found, detail)
         if not found.issuer_matches:
             return False, f"{detail}; not issued by the site CA {self.ca}"
         if needs_renewal(found, self.names):
             return False, f"{detail}; renewed by the next up"
         return True, detail
 
+    def _operators(self, found: CertificateFacts, detail: str) -> tuple[bool, str]:
+        if found.days_left() < RENEW_DAYS or any(n not in found.names for n in self.names):
+            return False, f"{detail}; replace it (the site file's tls.certificate)"
+        return True, f"{detail} (the operator's)"
+
 
 def needs_renewal(current: CertificateFacts | None, names: Sequence[str]) -> bool:
     """Whether a server certificate must be issued again: none, another CA's, other
     names, or less than RENEW_DAYS left."""
     return (current is None or not current.issuer_matches
-            or sorted(current.names) != sorted(names) or current.days_left() < RENEW_DAYS)
+            or any(n not in current.names for n in names) or current.days_left() < RENEW_DAYS)

@@ -115,6 +115,15 @@ class Flavor(Strict):
     disk_gb: int = Field(ge=1, le=65536, strict=True)
 
 
+class SiteTls(Strict):
+    """The operator's own certificate for the APIs (instead of one of the site CA's):
+    PEM files on the machine onestack runs on."""
+
+    certificate: FilePath  # the certificate, then its chain
+    key: FilePath  # its private key, unencrypted
+    ca: FilePath  # what clients must trust: the CA that issued the chain
+
+
 class Site(Strict):
     """A whole cloud: its release bundle, its hosts, its hardware."""
 
@@ -129,6 +138,8 @@ class Site(Strict):
                              description="Added to every listening port (to run beside others)")
     # Host keys of the site's SSH hosts (default ``SitePaths.known_hosts``).
     known_hosts: FilePath | None = None
+    # The APIs' certificate; None: one of the site's own CA (ADR 0022).
+    tls: SiteTls | None = None
     # nova-compute's driver on every compute host. ``fake`` boots nothing (fast tests).
     compute_driver: ComputeDriver = ComputeDriver.LIBVIRT
     virt_type: VirtType = VirtType.AUTO

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from onestack.core.step import Step
+from onestack.drivers import tls
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.drivers.tls import CertificateProbe
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
-from onestack.model.site import Site
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -123,12 +123,12 @@ def checks(ctx: ServiceContext) -> list[Check]:
     for the controller's names, and far from expiry (``status`` shows the days left)."""
     return [Check("haproxy", TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats"))),
             Check("api certificate", CertificateProbe(ctx.paths.api_cert, ctx.paths.ca_cert,
-                                                      tuple(certificate_names(ctx.site))))]
+                                                      tuple(tls.certificate_names(ctx.site)),
+                                                      operators=ctx.site.tls is not None))]
 
 
-def certificate_names(site: Site) -> list[str]:
-    """What the APIs' certificate names: the controller's address and name."""
-    return [str(site.controller.address), site.controller.name]
+def _issuer(ctx: ServiceContext) -> str:
+    return "the site CA" if ctx.site.tls is None else "the operator's"
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
@@ -140,7 +140,8 @@ def steps(ctx: ServiceContext) -> list[Step]:
     return [step(ctx, name, "dirs", "create HAProxy's empty root",
                  EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
             step(ctx, name, "certificate", f"install the APIs' certificate "
-                 f"{ctx.paths.api_cert} (site CA; {', '.join(certificate_names(ctx.site))})",
+                 f"{ctx.paths.api_cert} ({_issuer(ctx)}; "
+                 f"{', '.join(tls.certificate_names(ctx.site))})",
                  WriteFile(ctx.paths.api_cert, ctx.api_pem, mode=0o600, owner="root")),
             *config_steps(ctx, name, config, mode=CONFIG_MODE),
             *program_steps(ctx, name, programs(ctx), {**config, **certificate},

@@ -24,7 +24,6 @@ from onestack.model.ports import Ports
 from onestack.model.site import SITE_NAME_PATTERN, Host, Site, default_lab_site
 from onestack.plans.deploy import required_secrets
 from onestack.services.base import ServiceContext
-from onestack.services.haproxy import certificate_names
 from onestack.state.journal import Journal
 from onestack.state.tls import site_tls
 
@@ -169,7 +168,7 @@ def service_context(handle: SiteHandle, series: str | None = None,
     values = ({n: store.ensure(n) for n in names} if generate
               else {n: store.get(n) or "" for n in names})
     chosen = series or series_of(handle)
-    ca_pem, api_pem = site_tls(handle.paths, certificate_names(handle.site), generate)
+    ca_pem, api_pem = site_tls(handle.paths, handle.site, generate)
     return ServiceContext(site=handle.site, series=chosen, paths=handle.paths, secrets=values,
                           venv=handle.paths.venv(chosen), ports=Ports(handle.site.port_offset),
                           colors=colors_of(handle) if colors is None else colors,

@@ -2,26 +2,31 @@
 
 Made by the commands that apply changes (``up``, ``upgrade apply``) before they plan,
 like the secrets: the CA once (its key never leaves this machine), the APIs'
-certificate again when it is missing, another CA's, names other hosts or has less
-than ``drivers.tls.RENEW_DAYS`` left. The plan carries both PEMs to the hosts
-(``ServiceContext.ca_pem`` / ``api_pem``): HAProxy restarts with a renewed one.
+certificate again when it is missing, another CA's, does not name the controller or
+has less than ``drivers.tls.RENEW_DAYS`` left. A site file's ``tls`` names the
+operator's own certificate, key and CA instead (checked when the site file is read):
+they are copied in, and no CA is made. The plan carries both PEMs to the hosts
+(``ServiceContext.ca_pem`` / ``api_pem``): HAProxy restarts with a new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from onestack.drivers import tls
 from onestack.drivers.host import LocalHost
 from onestack.model.paths import SitePaths
+from onestack.model.site import Site
 
 
-def site_tls(paths: SitePaths, names: Sequence[str], generate: bool) -> tuple[str, str]:
-    """(the CA's certificate, the APIs' certificate and key), PEM; "" for what does
-    not exist yet when not ``generate``."""
+def site_tls(paths: SitePaths, site: Site, generate: bool) -> tuple[str, str]:
+    """(what clients trust, the APIs' certificate and key), PEM; "" for what does not
+    exist yet when not ``generate``."""
     if generate:
-        _ensure(paths, names)
+        if site.tls is None:
+            _ensure_issued(paths, tls.certificate_names(site))
+        else:
+            _copy_operators(paths, site)
     return _read(paths.ca_cert), _read(paths.api_cert)
 
 
@@ -32,7 +37,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _ensure(paths: SitePaths, names: Sequence[str]) -> None:
+def _ensure_issued(paths: SitePaths, names: list[str]) -> None:
     local = LocalHost()
     local.ensure_dir(paths.tls, mode=0o755)
     ca_pem, ca_key = _read(paths.ca_cert), _read(paths.ca_key)
@@ -44,3 +49,15 @@ def _ensure(paths: SitePaths, names: Sequence[str]) -> None:
     if tls.needs_renewal(tls.facts(_read(paths.api_cert), ca_pem), names):
         local.write_file(paths.api_cert, tls.issue_server(tls.Authority(ca_pem, ca_key), names),
                          mode=0o600)
+
+
+def _copy_operators(paths: SitePaths, site: Site) -> None:
+    """The operator's files (checked by ``drivers.site_file``) as HAProxy and the
+    clients read them; a CA key made before is removed (nothing issues here now)."""
+    assert site.tls is not None
+    local = LocalHost()
+    local.ensure_dir(paths.tls, mode=0o755)
+    chain, key = Path(site.tls.certificate).read_text(), Path(site.tls.key).read_text()
+    local.write_file(paths.api_cert, chain.rstrip("\n") + "\n" + key, mode=0o600)
+    local.write_file(paths.ca_cert, Path(site.tls.ca).read_text(), mode=0o644)
+    local.remove(paths.ca_key)

@@ -12,7 +12,10 @@ import pytest
 
 from onestack.drivers import tls
 from onestack.drivers.probes import HttpProbe
+from onestack.drivers.site_file import read_site_file
+from onestack.errors import SiteFileError
 from onestack.model.paths import SitePaths
+from onestack.model.site import Site
 from onestack.state.tls import site_tls
 
 NAMES = ["127.0.0.1", "aio"]
@@ -45,15 +48,21 @@ def test_renewal(why: str) -> None:
     assert tls.needs_renewal(found, names)
 
 
+def _site(name: str = "aio", address: str = "127.0.0.1", **extra: object) -> Site:
+    return Site.model_validate({"name": "lab", "release": "2026.1",
+                                "hosts": [{"name": name, "address": address}], **extra})
+
+
 def test_the_site_keeps_its_ca_and_renews_only_what_it_must(tmp_path: Path) -> None:
     paths = SitePaths(tmp_path, "lab")
-    assert site_tls(paths, NAMES, generate=False) == ("", "")  # plan: nothing made
-    ca_pem, api_pem = site_tls(paths, NAMES, generate=True)
+    assert site_tls(paths, _site(), generate=False) == ("", "")  # plan: nothing made
+    ca_pem, api_pem = site_tls(paths, _site(), generate=True)
     assert (paths.ca_key.stat().st_mode & 0o777, paths.api_cert.stat().st_mode & 0o777,
             paths.ca_cert.stat().st_mode & 0o777) == (0o600, 0o600, 0o644)
     assert "PRIVATE KEY" in api_pem and "PRIVATE KEY" not in ca_pem
-    assert site_tls(paths, NAMES, generate=True) == (ca_pem, api_pem)  # nothing to do
-    again_ca, renewed = site_tls(paths, ["198.18.20.10", "ctl1"], generate=True)
+    assert site_tls(paths, _site(), generate=True) == (ca_pem, api_pem)  # nothing to do
+    moved = _site("ctl1", "198.18.20.10")
+    again_ca, renewed = site_tls(paths, moved, generate=True)
     assert again_ca == ca_pem and renewed != api_pem  # same CA, the new names
     probe = tls.CertificateProbe(paths.api_cert, paths.ca_cert, ("198.18.20.10", "ctl1"))
     ok, detail = probe.check()
@@ -62,10 +71,71 @@ def test_the_site_keeps_its_ca_and_renews_only_what_it_must(tmp_path: Path) -> N
     assert not ok and "renewed by the next up" in detail
 
 
+def _operator_files(tmp_path: Path, names: list[str]) -> dict[str, str]:
+    """An operator's CA, intermediate-free certificate and key, as files."""
+    ca = tls.new_authority("corp")
+    pem = tls.issue_server(ca, names)
+    cut = pem.index("-----BEGIN PRIVATE KEY-----")
+    files = {"certificate": pem[:cut], "key": pem[cut:], "ca": ca.cert_pem}
+    for field, text in files.items():
+        (tmp_path / f"{field}.pem").write_text(text)
+    return {field: str(tmp_path / f"{field}.pem") for field in files}
+
+
+def test_an_operators_certificate_is_used_as_given(tmp_path: Path) -> None:
+    paths = SitePaths(tmp_path / "home", "lab")
+    files = _operator_files(tmp_path, [*NAMES, "cloud.example.org"])
+    ca_pem, api_pem = site_tls(paths, _site(tls=files), generate=True)
+    assert ca_pem == Path(files["ca"]).read_text() and not paths.ca_key.exists()
+    assert api_pem.startswith(Path(files["certificate"]).read_text().rstrip("\n"))
+    probe = tls.CertificateProbe(paths.api_cert, paths.ca_cert, tuple(NAMES), operators=True)
+    ok, detail = probe.check()
+    assert ok and detail.endswith("(the operator's)"), detail
+
+
+@pytest.mark.parametrize(("case", "problem"), [
+    ("other names", "it does not name 127.0.0.1, aio"),
+    ("another key", "the key is not the certificate's"),
+    ("another CA", "it does not chain to the CA file"),
+    ("garbage", "not a PEM certificate"),
+])
+def test_an_operators_certificate_that_cannot_serve_is_refused(
+        tmp_path: Path, case: str, problem: str) -> None:
+    files = _operator_files(tmp_path, ["10.0.0.1"] if case == "other names" else NAMES)
+    texts = {k: Path(v).read_text() for k, v in files.items()}
+    if case == "another key":
+        other = tls.issue_server(tls.new_authority("x"), NAMES)
+        texts["key"] = other[other.index("-----BEGIN PRIVATE KEY-----"):]
+    elif case == "another CA":
+        texts["ca"] = tls.new_authority("x").cert_pem
+    elif case == "garbage":
+        texts["certificate"] = "hello"
+    found = tls.check_operator_certificate(texts["certificate"], texts["key"], texts["ca"],
+                                           NAMES)
+    assert found is not None and found.startswith(problem), found
+
+
+def test_a_site_file_naming_an_unusable_certificate_names_its_line(tmp_path: Path) -> None:
+    files = _operator_files(tmp_path, ["10.0.0.1"])
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text("name: lab\nrelease: \"2026.1\"\nhosts:\n  - name: aio\n"
+                         f"tls:\n  certificate: {files['certificate']}\n"
+                         f"  key: {files['key']}\n  ca: {tmp_path}/missing.pem\n")
+    with pytest.raises(SiteFileError) as info:
+        read_site_file(site_file, home=tmp_path)
+    assert (info.value.line, info.value.field_path) == (8, "tls.ca")
+    assert "missing.pem: cannot read: No such file" in info.value.problem
+    (tmp_path / "missing.pem").write_text(Path(files["ca"]).read_text())
+    with pytest.raises(SiteFileError) as info:
+        read_site_file(site_file, home=tmp_path)
+    assert (info.value.line, info.value.field_path) == (6, "tls.certificate")
+    assert info.value.problem.startswith("it does not name 127.0.0.1, aio")
+
+
 def test_a_client_trusting_the_site_ca_reaches_the_api_and_no_other_does(
         tmp_path: Path) -> None:
     paths = SitePaths(tmp_path, "lab")
-    site_tls(paths, NAMES, generate=True)
+    site_tls(paths, _site(), generate=True)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(paths.api_cert)
     with socket.create_server(("127.0.0.1", 0)) as listener:
