@@ -82,14 +82,14 @@ def _steps_started() -> list[str]:
 
 
 def test_port_taken_is_named() -> None:
-    port = 11212 + OFFSET  # the site's memcached port
+    port = 13306 + OFFSET  # the site's MariaDB port (memcached has a socket only)
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
         proc = onestack("up", "--site-file", str(SITE_FILE), check=False)
     assert proc.returncode != 0
-    assert f"port {port}" in proc.stderr and "memcached" in proc.stderr
+    assert f"port {port}" in proc.stderr and "mariadb" in proc.stderr
 
 
 def test_killed_up_resumes_and_finishes() -> None:
