@@ -13,6 +13,7 @@ written to /var/tmp/onestack-ovn-e2e/timings.json.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
@@ -281,11 +282,15 @@ def test_programs_run_from_the_site_and_answer(site: OvnSite) -> None:
     run = site.ctx.paths.run
     for sock in ("openvswitch/db.sock", "ovn/ovnnb_db.sock", "ovn/ovnsb_db.sock"):
         assert (run / sock).is_socket(), sock
-    # The central databases listen on the site's ports at the controller's address.
+    # The central databases of a one-host site listen on their sockets only (ADR 0021),
+    # root's and neutron's group's.
     nb, sb = site.ctx.ports.infra("ovn-nb"), site.ctx.ports.infra("ovn-sb")
     assert (nb, sb) == (16641 + OFFSET, 16642 + OFFSET)
     for port in (nb, sb):
-        assert LocalHost().port_holder(port), f"nothing listens on {port}"
+        assert not LocalHost().port_holder(port), f"something listens on {port}"
+    for sock in ("ovn/ovnnb_db.sock", "ovn/ovnsb_db.sock"):
+        info = (run / sock).stat()
+        assert (info.st_mode & 0o777, grp.getgrgid(info.st_gid).gr_name) == (0o770, "neutron")
     # The chassis is registered under the site's host name, not the machine's.
     assert site.sbctl("--bare", "--columns=hostname", "find", "Chassis",
                       f"name={HOST}").strip() == HOST
