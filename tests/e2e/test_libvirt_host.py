@@ -170,7 +170,7 @@ def _instance(ctx: ServiceContext, image: GuestImage, name: str) -> tuple[Path, 
     disk = folder / "disk"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                     str(base / image.path.name), str(disk)], check=True)
-    subprocess.run(["chown", "-R", f"{service.QEMU_USER}:{service.QEMU_USER}",
+    subprocess.run(["chown", "-R", f"{service.QEMU_USER}:{service.QEMU_GROUP}",
                     str(instances)], check=True)
     xml = folder / "libvirt.xml"
     xml.write_text(_domain_xml(name, disk, folder / "console.log"))
