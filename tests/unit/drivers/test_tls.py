@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,24 @@ def test_a_client_trusting_the_site_ca_reaches_the_api_and_no_other_does(
         assert ok, detail
         ok, detail = HttpProbe(f"https://127.0.0.1:{port}/").check()  # the system's CAs
         assert not ok and "CERTIFICATE_VERIFY_FAILED" in detail
+
+
+def test_haproxy_restarts_with_a_new_certificate_and_clients_trust_the_site_ca(
+        make_service_context: Any) -> None:
+    from dataclasses import replace
+
+    from onestack.services import haproxy
+    from onestack.steps.actions import StartProgram, WriteFile
+
+    ctx = make_service_context()
+
+    def start_and_cert(api_pem: str) -> tuple[str, WriteFile]:
+        steps = {s.id: s.action for s in haproxy.steps(replace(ctx, api_pem=api_pem))}
+        start, cert = steps["haproxy/start:haproxy"], steps["haproxy/certificate"]
+        assert isinstance(start, StartProgram) and isinstance(cert, WriteFile)
+        return start.fingerprint(), cert
+
+    first, cert = start_and_cert("one")
+    assert (cert.path, cert.mode, cert.owner) == (ctx.paths.api_cert, 0o600, "root")
+    assert start_and_cert("two")[0] != first  # a renewed certificate restarts HAProxy
+    assert "one" not in cert.fingerprint()  # the key never reaches the journal
