@@ -18,7 +18,9 @@ import pytest
 from onestack.catalog.releases import load_bundle
 from onestack.drivers import python_env
 
-pytestmark = pytest.mark.e2e
+# `long` (make test-long): 3 minutes of installing both releases offline; every e2e
+# site installs a release the same way (last result in docs/benchmarks.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 MANAGE_COMMANDS = ["keystone-manage", "nova-manage", "neutron-db-manage", "placement-manage",
                    "glance-manage", "uwsgi", "openstack"]

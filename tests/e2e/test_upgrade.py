@@ -164,6 +164,7 @@ def test_failure_in_roll_rolls_back_automatically() -> None:
     assert_resources_from_before()
 
 
+@pytest.mark.long  # make test-long (2 minutes); the site stays on its release without it
 def test_kill_in_prepare_then_rollback() -> None:
     proc = onestack("upgrade", "apply", "--to", TO, check=False,
                     fault=f"kill:upgrade-{TO}/prepare/keystone/db-expand")
@@ -247,6 +248,7 @@ def test_after_upgrade_up_and_plan_change_nothing() -> None:
     assert time.monotonic() - t0 < 30
 
 
+@pytest.mark.long  # make test-long (2.5 minutes): the last test, nothing follows it
 def test_restore_returns_to_the_backup_and_says_what_is_lost() -> None:
     backup = upgrade_state()["upgrade"]["backup"]
     proc = onestack("restore", "--backup", backup, "--yes")

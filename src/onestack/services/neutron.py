@@ -202,7 +202,9 @@ def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]
     namespaces (the veth in br-int goes with them)."""
     pids, confs = agent_state(ctx) / "external" / "pids", agent_state(ctx) / "ovn-metadata-proxy"
     script = (f'for f in "{pids}"/*.pid.haproxy; do [ -f "$f" ] || continue; p=$(cat "$f"); '
-              + kill_if_running('"$p"', "haproxy") + 'rm -f "$f"; done; ')
+              + kill_if_running('"$p"', "haproxy") + 'rm -f "$f"; done; '
+              # and any haproxy of this site's proxies that its pid file no longer names
+              f'pkill -f "^haproxy -f {confs}/" 2>/dev/null; ')
     if purge:
         script += (f'for c in "{confs}"/*.conf; do [ -f "$c" ] || continue; '
                    f'ip netns delete "ovnmeta-$(basename "$c" .conf)" 2>/dev/null; done; ')
@@ -318,7 +320,10 @@ def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
     metadata socket's folder is root's and writable by neutron's group (setgid)."""
     if not nova.serves_metadata(ctx.site):
         return ()
-    return ((agent_state(ctx), name, 0o750),
+    # setgid: the pid file an haproxy writes as root (0640) is neutron's group's, so
+    # the agent reads it and finds its haproxy again (else it starts one more at each
+    # resync, and cannot stop the others).
+    return ((agent_state(ctx), name, 0o2750),
             (metadata_socket_dir(ctx), f"root:{name}", 0o2770))
 
 
