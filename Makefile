@@ -38,7 +38,8 @@ test-components:
 	.venv/bin/pytest -v -p no:cacheprovider -m component tests/e2e
 
 # End-to-end tests too long for `make test` (marked `long`): the multi-host upgrade
-# under load (about 15 minutes); last result in docs/benchmarks.md.
+# under load, the offline install of both releases, the upgrade killed in prepare and
+# the restore to the backup (about 25 minutes); last results in docs/benchmarks.md.
 test-long:
 	ONESTACK_TEST_EXTRAS=1 ./onestack --help >/dev/null
 	.venv/bin/pytest -v -p no:cacheprovider -m long tests/e2e
