@@ -31,10 +31,7 @@ def site_tls(paths: SitePaths, site: Site, generate: bool) -> tuple[str, str]:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
+    return LocalHost().read_file(path) or ""
 
 
 def _ensure_issued(paths: SitePaths, names: list[str]) -> None:
