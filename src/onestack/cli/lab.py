@@ -26,10 +26,13 @@ def _show_changes(changes: list[LabChange], as_json: bool, lab: Lab) -> None:
     if as_json:
         emit_json({"hosts": [{"name": c.host, "change": c.change} for c in changes],
                    "key_file": str(lab.spec.key_file),
-                   "known_hosts": str(lab.spec.known_hosts)})
+                   "known_hosts": str(lab.spec.known_hosts),
+                   "tunnel_cable": lab.spec.tunnel_cable})
         return
     for change in changes:
         click.echo(f"{change.host}: {change.change}")
+    click.echo(f"tunnel interfaces (site file `tunnel:`): eth1 on each host, "
+               f"{lab.spec.tunnel_cable} on this machine")
 
 
 @click.group()
@@ -71,6 +74,7 @@ def list_hosts(ctx: click.Context, as_json: bool) -> None:
         emit_json({"bridge": the_lab.spec.bridge, "network": the_lab.spec.network,
                    "key_file": str(the_lab.spec.key_file),
                    "known_hosts": str(the_lab.spec.known_hosts),
+                   "tunnel_cable": the_lab.spec.tunnel_cable,
                    "hosts": [s.to_dict() for s in states]})
         return
     if not states:

@@ -101,6 +101,17 @@ class LabSpec:
         return self.home / "hosts"
 
     @property
+    def tunnel_cable(self) -> str:
+        """This machine's end of its tunnel cable, for its switch (ADR 0023): a site
+        whose controller is this machine and a chassis gives it as tunnel.interface."""
+        return f"ol{self.tag}tun"
+
+    @property
+    def tunnel_cable_port(self) -> str:
+        """The bridge's end of this machine's tunnel cable."""
+        return f"ol{self.tag}t0"
+
+    @property
     def tag(self) -> str:
         """A short digest of the bridge name, so veth names of two labs never collide."""
         return hashlib.sha256(self.bridge.encode()).hexdigest()[:6]
@@ -129,6 +140,12 @@ class LabHostSpec:
     def veth(self) -> str:
         """The root-namespace end of the host's cable (its own end is ``eth0``)."""
         return f"ol{self.lab.tag}h{self.index}"
+
+    @property
+    def tunnel_veth(self) -> str:
+        """The root-namespace end of the host's second cable (its own end is
+        ``eth1``, without an address: for a site's tunnel endpoint, ADR 0023)."""
+        return f"ol{self.lab.tag}t{self.index}"
 
     @property
     def mac(self) -> str:
@@ -186,6 +203,9 @@ class LabHostSpec:
             (self.dir / "var" / "lib" / "onestack", Path("/var/lib/onestack")),
             (self.dir / "var" / "log", Path("/var/log")),
             (self.run_dir, Path("/run")),
+            # libvirt's definitions and guests' state: each host's libvirtd its own.
+            (self.dir / "etc" / "libvirt", Path("/etc/libvirt")),
+            (self.dir / "var" / "lib" / "libvirt", Path("/var/lib/libvirt")),
             # Its own home and /tmp too: root's shell start-up files of this machine
             # are not the host's, and two hosts never share a temporary file.
             (self.dir / "root", Path("/root")),

@@ -44,6 +44,7 @@ REQUIRED_COMMANDS = {"ip": "iproute2", "unshare": "util-linux", "setsid": "util-
                      "ssh-keygen": "openssh-client", "ssh-keyscan": "openssh-client",
                      "mount": "mount"}
 BOOT_TIMEOUT = 10.0
+TUNNEL_NIC = "eth1"  # each lab host's second cable, for a site's tunnel endpoint
 LAB = "lab"  # the name errors use for the lab as a whole (bridge, keys)
 
 Say = Callable[[str], None]
@@ -60,6 +61,7 @@ class LabHostState:
     netns: str
     veth: str
     dir: str
+    tunnel_interface: str = TUNNEL_NIC  # its second cable (no address), for tunnel:
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -169,8 +171,9 @@ class Lab:
         if pid:
             _kill_namespace_holder(pid)
         host.pid_file.unlink(missing_ok=True)
-        if self._link_exists(host.veth):  # unplugged now; a netns dies asynchronously
-            self._ip("link", "del", host.veth, host=host.name)
+        for cable in (host.veth, host.tunnel_veth):  # unplugged now (a netns dies later)
+            if self._link_exists(cable):
+                self._ip("link", "del", cable, host=host.name)
         if self._netns_exists(host):
             # Anything still in the host's network namespace is the host's (a holder
             # whose pid file was lost, say): it goes down with the host.
@@ -187,6 +190,8 @@ class Lab:
             changes.append(LabChange(host.name, "deleted"))
         if self._link_exists(self.spec.bridge):
             self._refuse_foreign_bridge(LAB)
+            if self._link_exists(self.spec.tunnel_cable):
+                self._ip("link", "del", self.spec.tunnel_cable, host=LAB)
             self._ip("link", "del", self.spec.bridge, host=LAB)
         if self.spec.home.exists():
             shutil.rmtree(self.spec.home, onerror=_gone_already)
@@ -215,13 +220,7 @@ class Lab:
 
     def _make_disk(self, host: LabHostSpec) -> None:
         self.say(f"{host.name}: creating its disk under {host.dir}")
-        for source, target in host.mounts():
-            if source == host.hostname_file:
-                source.parent.mkdir(parents=True, exist_ok=True)
-                target.touch()  # a bind mount needs a file to cover
-                continue
-            target.mkdir(parents=True, exist_ok=True)  # e.g. no /var/lib/onestack here yet
-            source.mkdir(parents=True, exist_ok=True)
+        _ensure_mount_points(host)
         host.hostname_file.write_text(f"{host.name}\n")
         os.chmod(host.tmp_dir, 0o1777)
         os.chmod(host.dir / "root", 0o700)
@@ -277,6 +276,18 @@ class Lab:
                      "dev", bridge, host=name)
         self._ip("link", "set", bridge, "up", host=name)
         _no_forwarding(bridge)
+        self._ensure_tunnel_cable(name)
+
+    def _ensure_tunnel_cable(self, name: str) -> None:
+        """This machine's tunnel cable into the bridge (no address: a site whose
+        controller is this machine gives it to its switch, ADR 0023)."""
+        cable, port = self.spec.tunnel_cable, self.spec.tunnel_cable_port
+        if not self._link_exists(cable):
+            if self._link_exists(port):
+                self._ip("link", "del", port, host=name)
+            self._ip("link", "add", cable, "type", "veth", "peer", "name", port, host=name)
+        self._ip("link", "set", port, "master", self.spec.bridge, "up", host=name)
+        self._ip("link", "set", cable, "up", host=name)
 
     @property
     def _owner_tag(self) -> str:
@@ -301,8 +312,9 @@ class Lab:
     def _ensure_netns(self, host: LabHostSpec) -> None:
         if self._netns_exists(host):
             self._ip("netns", "del", host.netns, host=host.name)  # a stale one
-        if self._link_exists(host.veth):
-            self._ip("link", "del", host.veth, host=host.name)
+        for cable in (host.veth, host.tunnel_veth):
+            if self._link_exists(cable):
+                self._ip("link", "del", cable, host=host.name)
         self._ip("netns", "add", host.netns, host=host.name)
         self._ip("link", "add", host.veth, "type", "veth", "peer", "name", "eth0",
                  "address", host.mac, "netns", host.netns, host=host.name)
@@ -314,6 +326,12 @@ class Lab:
                  host=host.name)
         self._ip(*inside, "link", "set", "lo", "up", host=host.name)
         self._ip(*inside, "link", "set", "eth0", "up", host=host.name)
+        # The second cable: no address, for a site's tunnel endpoint (ADR 0023).
+        self._ip("link", "add", host.tunnel_veth, "type", "veth", "peer", "name",
+                 TUNNEL_NIC, "netns", host.netns, host=host.name)
+        self._ip("link", "set", host.tunnel_veth, "master", self.spec.bridge, "up",
+                 host=host.name)
+        self._ip(*inside, "link", "set", TUNNEL_NIC, "up", host=host.name)
 
     def _netns_exists(self, host: LabHostSpec) -> bool:
         return Path("/run/netns", host.netns).exists()
@@ -328,6 +346,7 @@ class Lab:
         if host.run_dir.exists():  # /run starts empty at boot, as on a real host
             shutil.rmtree(host.run_dir)
         host.run_dir.mkdir()
+        _ensure_mount_points(host)
         host.pid_file.unlink(missing_ok=True)
         argv = ["setsid", "-f", "sh", "-c", 'echo $$ > "$0"; exec "$@"', str(host.pid_file),
                 "ip", "netns", "exec", host.netns,
@@ -368,6 +387,18 @@ class Lab:
             return self.local.run(argv, timeout=60)
         except CommandError as exc:
             raise LabHostError(host, f"{exc.command} failed: {exc.output.strip()}") from None
+
+
+def _ensure_mount_points(host: LabHostSpec) -> None:
+    """Every bind mount's source (the host's disk) and target (this machine's folder it
+    covers) exist: at creation, and at each boot (a disk made by an older onestack)."""
+    for source, target in host.mounts():
+        if source == host.hostname_file:
+            source.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()  # a bind mount needs a file to cover
+            continue
+        target.mkdir(parents=True, exist_ok=True)  # e.g. no /var/lib/onestack here yet
+        source.mkdir(parents=True, exist_ok=True)
 
 
 def _gone_already(function: Callable[..., object], path: str, info: object) -> None:

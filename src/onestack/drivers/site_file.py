@@ -83,6 +83,7 @@ def read_site_file(path: Path, releases: Collection[str] | None = None, *,
     site = parse_site(text, str(path), releases)
     _check_known_hosts(site, text, path, home)
     _check_tls(site, text, path)
+    _check_tunnels(site, text, path)
     controller = site.controller
     if not controller.is_local:
         index = site.hosts.index(controller)
@@ -110,6 +111,20 @@ def _check_known_hosts(site: Site, text: str, path: Path, home: Path | None) -> 
                             f"cannot be checked: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise SiteFileError(str(path), line, "known_hosts", NOT_A_KNOWN_HOSTS_FILE)
+
+
+def _check_tunnels(site: Site, text: str, path: Path) -> None:
+    """Every chassis of a site of several has a tunnel (an interface and address)."""
+    missing = site.untunnelled_chassis()
+    if missing:
+        host = missing[0]
+        others = f" (and {', '.join(h.name for h in missing[1:])})" if missing[1:] else ""
+        raise SiteFileError(str(path), _line_of(text, f"name: {host.name}"),
+                            f"hosts.{site.hosts.index(host)}.tunnel",
+                            f"host {host.name}{others} forwards instance traffic on a site "
+                            f"with {len(site.chassis)} such hosts: give it `tunnel: "
+                            "{interface: <NIC for tenant traffic>, address: <address/prefix>}`"
+                            " (README: several hosts)")
 
 
 def _check_tls(site: Site, text: str, path: Path) -> None:

@@ -250,7 +250,7 @@ def _stop_metadata_proxies(handle: SiteHandle, progress: Progress, purge: bool) 
     if not nova.serves_metadata(handle.site):
         return
     ctx = service_context(handle, generate=False)
-    _on_hosts(handle, [handle.site.controller], progress, "stopping metadata proxies",
+    _on_hosts(handle, neutron.agent_hosts(handle.site), progress, "stopping metadata proxies",
               lambda conn: conn.run(list(neutron.metadata_proxies_script(ctx, purge)),
                                     check=False))
 
@@ -275,7 +275,8 @@ def _remove_host_leftovers(handle: SiteHandle, progress: Progress) -> None:
     from onestack.services import libvirt, neutron, ovs
 
     ctx = service_context(handle, generate=False)
-    _on_hosts(handle, [handle.site.controller], progress, "removing host files",
+    agents = [h for h in neutron.agent_hosts(handle.site) if h.name != handle.site.controller.name]
+    _on_hosts(handle, [handle.site.controller, *agents], progress, "removing host files",
               lambda conn: [conn.remove(p) for p in neutron.host_files(ctx)])
     _on_hosts(handle, ovs.hosts(handle.site), progress, "removing bridges",
               lambda conn: conn.run(list(ovs.remove_ports_argv(ctx)), check=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import StrEnum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Annotated, TypeVar
 
 from pydantic import (
@@ -37,6 +37,9 @@ Label = Annotated[str, StringConstraints(max_length=64, pattern=LABEL_PATTERN)]
 Series = Annotated[str, StringConstraints(max_length=6, pattern=SERIES_PATTERN)]
 UserName = Annotated[str, StringConstraints(max_length=32, pattern=USER_PATTERN)]
 FilePath = Annotated[str, StringConstraints(max_length=200, pattern=FILE_PATH_PATTERN)]
+# A Linux interface name (IFNAMSIZ - 1 characters, no '/', ':' or blank).
+INTERFACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
+InterfaceName = Annotated[str, StringConstraints(max_length=15, pattern=INTERFACE_PATTERN)]
 
 
 class Role(StrEnum):
@@ -85,6 +88,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class HostTunnel(Strict):
+    """Where a chassis sends and receives its tenant networks' tunnels (Geneve): an
+    interface given whole to the site's switch, and the tunnel address the switch holds
+    on it (ADR 0023: the userspace datapath tunnels only through a switch port)."""
+
+    interface: InterfaceName
+    address: IPv4Interface  # with its prefix, e.g. 198.18.51.11/24
+
+    @field_validator("address")
+    @classmethod
+    def _a_host_address(cls, address: IPv4Interface) -> IPv4Interface:
+        net = address.network
+        if net.prefixlen >= 31 or address.ip in (net.network_address, net.broadcast_address):
+            raise ValueError(f"{address} is not a host's address in a network of "
+                             "several hosts")
+        return address
+
+
 class Host(Strict):
     """A machine that runs part of the cloud."""
 
@@ -99,10 +120,18 @@ class Host(Strict):
     ssh_user: UserName = "root"
     ssh_port: int = Field(default=22, ge=1, le=65535, strict=True)
     ssh_key: FilePath | None = None
+    # Tenant traffic to and from other chassis (compute and network hosts); None: the
+    # host's address, for a site whose only chassis it is.
+    tunnel: HostTunnel | None = None
 
     @property
     def is_local(self) -> bool:
         return self.connection == ConnectionKind.LOCAL
+
+    @property
+    def is_chassis(self) -> bool:
+        """Whether it forwards instance traffic (a compute or network host)."""
+        return Role.COMPUTE in self.roles or Role.NETWORK in self.roles
 
 
 class Flavor(Strict):
@@ -176,7 +205,9 @@ class Site(Strict):
     def _unique_hosts(cls, hosts: list[Host]) -> list[Host]:
         _unique("host", "names", [h.name for h in hosts], hosts)
         # Two hosts on one address would be one machine doing both hosts' steps.
-        return _unique("host", "addresses", [str(h.address) for h in hosts], hosts)
+        _unique("host", "addresses", [str(h.address) for h in hosts], hosts)
+        return _unique("tunnel", "addresses",
+                       [str(h.tunnel.address.ip) for h in hosts if h.tunnel], hosts)
 
     @field_validator("nodes")
     @classmethod
@@ -196,6 +227,18 @@ class Site(Strict):
     def computes(self) -> list[Host]:
         """The hosts that run nova-compute."""
         return self.hosts_with(Role.COMPUTE)
+
+    @property
+    def chassis(self) -> list[Host]:
+        """The hosts that forward instance traffic, with the OVN back end."""
+        return [h for h in self.hosts if h.is_chassis] if self.network == NetworkBackend.OVN \
+            else []
+
+    def untunnelled_chassis(self) -> list[Host]:
+        """Chassis without a ``tunnel`` on a site of several chassis: their tenant
+        traffic to the others would have no way (ADR 0023)."""
+        chassis = self.chassis
+        return [h for h in chassis if h.tunnel is None] if len(chassis) > 1 else []
 
     def host(self, name: str) -> Host:
         """The host of that name (KeyError if the site has none)."""

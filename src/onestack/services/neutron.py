@@ -1,8 +1,9 @@
 """Neutron: ML2 networking. Three processes: the WSGI API, the RPC server and the
 periodic workers. With the OVN back end (``services.ovn``) ML2/OVN drives the data
 path (DHCP, routers, floating IPs and security groups in OVN's flows) and a fourth,
-neutron's OVN agent, serves the metadata path on the controller's chassis (ADR 0020);
-with none, the API and database only (ports never bind)."""
+neutron's OVN agent, serves the metadata path on every chassis (ADR 0020): each
+serves the servers whose ports are bound there; with none, the API and database only
+(ports never bind)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from onestack.drivers.probes import AllOf, CommandProbe
 from onestack.drivers.processes import kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.errors import CheckFailedError, CommandError
+from onestack.model.site import Host, Site
 from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
 from onestack.services.base import (
     Check,
@@ -28,12 +30,20 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
+    host_step,
     on_controller,
     program_steps,
     step,
     sudoers_path,
 )
-from onestack.steps.actions import CallOnce, EnsureDirs, KeepFolderClosed, RunOnce, WriteFile
+from onestack.steps.actions import (
+    CallOnce,
+    EnsureDirs,
+    InstallPackages,
+    KeepFolderClosed,
+    RunOnce,
+    WriteFile,
+)
 from onestack.steps.context import HostContext
 
 name = "neutron"
@@ -41,8 +51,8 @@ kind = "openstack"
 hosts = on_controller  # the control plane
 PACKAGE = "neutron"
 API_MODULE = "neutron.wsgi.api:application"
-# neutron's OVN agent with its metadata extension, on the controller's chassis (ADR
-# 0020): per network with a port here, a namespace ovnmeta-<network> wired into br-int
+# neutron's OVN agent with its metadata extension, on every chassis (ADR 0020): per
+# network with a port here, a namespace ovnmeta-<network> wired into br-int
 # and an haproxy on 169.254.169.254:80 that forwards, through the agent's unix socket,
 # to nova's metadata API. It runs as neutron, as upstream does (it parses what guests
 # send): what needs root goes through sudo, to the privileged helpers of its privsep
@@ -51,6 +61,11 @@ API_MODULE = "neutron.wsgi.api:application"
 # (ADR 0021). No PID namespace: neutron finds its haproxies again by pid files checked
 # against /proc, and they outlive an agent restart as upstream intends.
 AGENT = "neutron-ovn-agent"
+AGENT_FANOUT = "neutron-ovn-agent"  # every chassis other than the controller at once
+# What the agent's metadata path needs on a chassis other than the controller (whose
+# come with the site's packages, services.ovn.PACKAGES): namespaces and ``ip netns
+# exec``, iptables in them, haproxies, and sudo for its helpers.
+AGENT_PACKAGES = ("iproute2", "iptables", "haproxy", "sudo")
 # Every privsep context of neutron's code: each starts its helper through sudo.
 PRIVSEP_SECTIONS = ("privsep", "privsep_dhcp_release", "privsep_ovs_vsctl",
                     "privsep_namespace", "privsep_conntrack", "privsep_link")
@@ -98,6 +113,21 @@ def _ml2_conf(ctx: ServiceContext) -> str:
         "ml2_type_flat": {"flat_networks": "physnet1"},
         "ml2_type_vxlan": {"vni_ranges": "1:10000"},
     })
+
+
+def agent_hosts(site: Site) -> list[Host]:
+    """Every chassis runs the agent: guests ask for metadata on their own chassis."""
+    return ovs.hosts(site) if nova.serves_metadata(site) else []
+
+
+def _agent_here(ctx: ServiceContext) -> bool:
+    """Whether the controller runs an agent (it is a chassis of a site with OVN)."""
+    return any(h.name == ctx.controller.name for h in agent_hosts(ctx.site))
+
+
+def remote_agents(ctx: ServiceContext) -> list[Host]:
+    """The chassis other than the controller: each runs its agent, deployed with them."""
+    return [h for h in agent_hosts(ctx.site) if h.name != ctx.controller.name]
 
 
 def agent_conf_path(ctx: ServiceContext) -> Path:
@@ -160,7 +190,7 @@ def agent_sudoers(ctx: ServiceContext) -> str:
 
 def host_files(ctx: ServiceContext) -> tuple[Path, ...]:
     """Files of the site outside its folder on the agent's host (removed by a purge)."""
-    return (sudoers_path(ctx, name),) if nova.serves_metadata(ctx.site) else ()
+    return (sudoers_path(ctx, name),) if agent_hosts(ctx.site) else ()
 
 
 def _agent_conf(ctx: ServiceContext) -> str:
@@ -185,7 +215,7 @@ def agent_program(ctx: ServiceContext) -> Program:
                    user=name, owns_tree=False, umask=0o007)
 
 
-def agent_probe(ctx: ServiceContext) -> CommandProbe:
+def agent_probe(ctx: ServiceContext, host: Host | None = None) -> CommandProbe:
     """Healthy when the agent listens on its metadata socket (the kernel's table of
     listening unix sockets: a socket file alone may be a dead agent's; connecting to
     it would log an error in the agent for every check)."""
@@ -193,7 +223,8 @@ def agent_probe(ctx: ServiceContext) -> CommandProbe:
     script = (f'awk -v p="{sock}" \'$NF == p && $4 == "00010000" '
               '{print "metadata socket listening"; exit}\' /proc/net/unix')
     return CommandProbe(("sh", "-c", script), "metadata socket listening",
-                        label=f"{AGENT}: metadata socket")
+                        label=f"{AGENT}: metadata socket",
+                        runs_on=host.name if host else "")
 
 
 def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]:
@@ -223,15 +254,20 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
              etc / "plugins" / "ml2" / "ml2_conf.ini": _ml2_conf(ctx),
              uwsgi.ini_path(ctx, name, ctx.color(name)):
                  uwsgi.ini(ctx, name, API_MODULE, processes=1, extra={"start-time": "%t"})}
-    if nova.serves_metadata(ctx.site):
-        files[agent_conf_path(ctx)] = _agent_conf(ctx)
-        files[rootwrap_conf_path(ctx)] = _rootwrap_conf(ctx)
+    if _agent_here(ctx):
+        files.update(agent_config(ctx))
     return files
+
+
+def agent_config(ctx: ServiceContext) -> dict[Path, str]:
+    """The agent's files (the same on every chassis: it finds its chassis by the
+    switch's ``system-id``)."""
+    return {agent_conf_path(ctx): _agent_conf(ctx), rootwrap_conf_path(ctx): _rootwrap_conf(ctx)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
     conf = _conf_args(ctx)
-    agent = [agent_program(ctx)] if nova.serves_metadata(ctx.site) else []
+    agent = [agent_program(ctx)] if _agent_here(ctx) else []
     return [uwsgi.program(ctx, name),
             Program("neutron-rpc-server", [ctx.bin("neutron-rpc-server"), *conf], user=name),
             Program("neutron-periodic-workers", [ctx.bin("neutron-periodic-workers"), *conf],
@@ -246,8 +282,9 @@ def checks(ctx: ServiceContext) -> list[Check]:
         return [Check("neutron-api", api)]
     ring = HashRingProbe(mariadb.socket_path(ctx), name, HASH_RING_GROUP,
                          HASH_RING_TOUCH_INTERVAL, HASH_RING_NODE_TIMEOUT)
-    agent = [Check(AGENT, agent_probe(ctx))] if nova.serves_metadata(ctx.site) else []
-    return [Check("neutron-api", AllOf((api, ring))), *agent]
+    agent = [Check(AGENT, agent_probe(ctx))] if _agent_here(ctx) else []
+    remote = [Check(f"{AGENT}/{h.name}", agent_probe(ctx, h)) for h in remote_agents(ctx)]
+    return [Check("neutron-api", AllOf((api, ring))), *agent, *remote]
 
 
 def catalog_entry(ctx: ServiceContext) -> CatalogEntry:
@@ -291,6 +328,34 @@ def steps(ctx: ServiceContext) -> list[Step]:
              RunOnce((*manage, "upgrade", "heads"), inputs=ctx.series)),
         *program_steps(ctx, name, programs(ctx), conf,
                        {"neutron-api": api_probes(ctx, name)}),
+        *(s for h in remote_agents(ctx) for s in agent_steps(ctx, h)),
+    ]
+
+
+def agent_steps(ctx: ServiceContext, host: Host) -> list[Step]:
+    """neutron's OVN agent on a chassis other than the controller (all at once): its
+    user (in the switch's group), folders, files, sudoers and program."""
+    fanout = AGENT_FANOUT
+
+    def on(step_name: str, summary: str, action: object) -> Step:
+        return host_step(ctx, host, name, step_name, summary, action, fanout=fanout)
+
+    conf = agent_config(ctx)
+    path = sudoers_path(ctx, name)
+    return [
+        on("packages", "install the metadata path's tools (Debian)",
+           InstallPackages(AGENT_PACKAGES)),
+        *account_steps(ctx, name, on=host, fanout=fanout, groups=(ovs.CLIENT_GROUP,)),
+        on("dirs", "create the agent's state directories",
+           EnsureDirs(((ctx.paths.data / name, name, 0o750),
+                       (ctx.paths.data / name / "locks", name, 0o750), *_agent_dirs(ctx)))),
+        on("netns-folder", f"keep {NETNS_FOLDER} root's, mode 0755",
+           KeepFolderClosed(NETNS_FOLDER)),
+        *config_steps(ctx, name, conf, on=host, fanout=fanout),
+        on("sudoers", f"let {AGENT} start its privileged helpers ({path})",
+           WriteFile(path, agent_sudoers(ctx), mode=0o440)),
+        *program_steps(ctx, name, [agent_program(ctx)], conf,
+                       {AGENT: agent_probe(ctx, host)}, on=host, fanout=fanout),
     ]
 
 
@@ -301,14 +366,14 @@ NETNS_FOLDER = Path("/run/netns")
 def _netns_folder(ctx: ServiceContext) -> list[Step]:
     """The agent's namespaces' folder, root's 0755 before its privileged helper (umask
     0) would make it 0777: no local user may plant an ``ovnmeta-<network>`` there."""
-    if not nova.serves_metadata(ctx.site):
+    if not _agent_here(ctx):
         return []
     return [step(ctx, name, "netns-folder", f"keep {NETNS_FOLDER} root's, mode 0755",
                  KeepFolderClosed(NETNS_FOLDER))]
 
 
 def _agent_sudoers(ctx: ServiceContext) -> list[Step]:
-    if not nova.serves_metadata(ctx.site):
+    if not _agent_here(ctx):
         return []
     path = sudoers_path(ctx, name)
     return [step(ctx, name, "sudoers", f"let {AGENT} start its privileged helpers ({path})",
@@ -318,7 +383,7 @@ def _agent_sudoers(ctx: ServiceContext) -> list[Step]:
 def _agent_dirs(ctx: ServiceContext) -> tuple[tuple[Path, str, int], ...]:
     """The agent's state (haproxies' configurations and pid files) is its own; its
     metadata socket's folder is root's and writable by neutron's group (setgid)."""
-    if not nova.serves_metadata(ctx.site):
+    if not agent_hosts(ctx.site):
         return ()
     # setgid: the pid file an haproxy writes as root (0640) is neutron's group's, so
     # the agent reads it and finds its haproxy again (else it starts one more at each

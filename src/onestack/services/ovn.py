@@ -203,7 +203,7 @@ def chassis_ids(ctx: ServiceContext, host: Host) -> tuple[tuple[str, str], ...]:
             ("ovn-bridge-datapath-type", ovs.DATAPATH_TYPE),
             ("ovn-bridge-mappings", mappings),
             ("ovn-cms-options", GATEWAY_OPTION if Role.NETWORK in host.roles else ""),
-            ("ovn-encap-ip", str(host.address)),
+            ("ovn-encap-ip", ovs.tunnel_address(host)),
             ("ovn-encap-type", ENCAP_TYPE),
             ("ovn-remote", sb_connection(ctx)),
             ("system-id", host.name))
@@ -229,7 +229,7 @@ def _dirs(ctx: ServiceContext, *, central: bool = False) -> EnsureDirs:
 def _chassis(ctx: ServiceContext, host: Host, fanout: str) -> Step:
     return host_step(ctx, host, name, "chassis",
                      f"configure chassis {host.name} (southbound {sb_connection(ctx)}, "
-                     f"{ENCAP_TYPE} at {host.address})",
+                     f"{ENCAP_TYPE} at {ovs.tunnel_address(host)})",
                      EnsureExternalIds(ovs.ovsdb_connection(ctx), chassis_ids(ctx, host)),
                      fanout=fanout)
 

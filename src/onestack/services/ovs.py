@@ -8,6 +8,7 @@ control sockets under its run dir, output in its log dir. The distribution's ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from onestack.core.step import Step
 from onestack.drivers import ovsdb
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, NetworkBackend, Role, Site
+from onestack.model.site import Host, NetworkBackend, Site
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
 from onestack.steps.actions import EnsureDirs, EnsureSystemGroup, InstallPackages, RunOnce
-from onestack.steps.ovs_actions import EnsureBridges, EnsureGuestFilter
+from onestack.steps.ovs_actions import EnsureBridges, EnsureGuestFilter, EnsureTunnelEndpoint
 
 name = "ovs"
 kind = "infra"
@@ -27,6 +28,9 @@ PACKAGES = ("openvswitch-switch", "nftables")
 CHASSIS_FANOUT = "ovs-chassis"  # every chassis other than the controller at once
 
 INTEGRATION_BRIDGE = "br-int"
+# The tunnel endpoint of a chassis with a ``tunnel`` (ADR 0023): the userspace
+# datapath sends Geneve out of the bridge that holds the tunnel address.
+TUNNEL_BRIDGE = "br-phy"
 # Physical network name -> its bridge. "public" is the provider network of floating
 # IPs; its bridge has no uplink unless the operator adds one.
 PROVIDER_BRIDGES = {"public": "br-ex"}
@@ -40,7 +44,13 @@ _BRIDGE_SETTINGS = {INTEGRATION_BRIDGE: (("datapath_type", DATAPATH_TYPE),
 
 def is_chassis(host: Host) -> bool:
     """Whether a host forwards instance traffic (runs a switch and ovn-controller)."""
-    return Role.COMPUTE in host.roles or Role.NETWORK in host.roles
+    return host.is_chassis
+
+
+def tunnel_address(host: Host) -> str:
+    """Where other chassis send this one's tunnels: its tunnel's address, else (the
+    only chassis of its site) its own."""
+    return str(host.tunnel.address.ip) if host.tunnel else str(host.address)
 
 
 def in_use(site: Site) -> bool:
@@ -228,10 +238,22 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
         on("bridges", "create bridges " + ", ".join(n for n, _ in bridges(ctx))
            + f" (datapath {DATAPATH_TYPE})", EnsureBridges(ovsdb_connection(ctx),
                                                            bridges(ctx))),
+        *_tunnel_steps(ctx, host, on),
         on("guest-filter", f"drop what guests send to this host through the site's "
                            f"bridges (nftables table {filter_table(ctx)})",
            EnsureGuestFilter(filter_table(ctx), guest_filter(ctx))),
     ]
+
+
+def _tunnel_steps(ctx: ServiceContext, host: Host, on: Callable[[str, str, object], Step]
+                  ) -> list[Step]:
+    tunnel = host.tunnel
+    if tunnel is None:
+        return []
+    return [on("tunnel", f"tunnel endpoint {tunnel.address} on {TUNNEL_BRIDGE} through "
+                         f"{tunnel.interface}",
+               EnsureTunnelEndpoint(ovsdb_connection(ctx), TUNNEL_BRIDGE, tunnel.interface,
+                                    str(tunnel.address)))]
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
@@ -251,7 +273,7 @@ def remove_ports_argv(ctx: ServiceContext) -> tuple[str, ...]:
     """argv, run on a chassis once its switch stopped (``down --purge``): the kernel
     devices the userspace datapath left (each bridge's internal port, ovs-netdev) and
     the site's guest filter."""
-    names = [n for n, _ in bridges(ctx)] + ["ovs-netdev"]
+    names = [n for n, _ in bridges(ctx)] + [TUNNEL_BRIDGE, "ovs-netdev"]
     script = (" ".join(f"ip link delete {n} 2>/dev/null;" for n in names)
               + f" nft delete table inet {filter_table(ctx)} 2>/dev/null; true")
     return ("sh", "-c", script)

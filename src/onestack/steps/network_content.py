@@ -23,6 +23,7 @@ from onestack.drivers import ovsdb
 from onestack.errors import ContentConflictError, HostPrerequisiteError
 from onestack.steps.content_actions import CloudLogin, cloud_for_facts
 from onestack.steps.context import HostContext
+from onestack.steps.ovs_actions import json_list
 
 Shape = tuple[tuple[str, Any], ...]  # (field as `openstack ... show` names it, value)
 
@@ -268,7 +269,7 @@ class EnsureBridgeAddress:
 
     def probe(self, ctx: HostContext) -> Any:
         out = ctx.host.run(("ip", "-j", "addr", "show", "dev", self.bridge), check=False)
-        links = _json_list(out)
+        links = json_list(out)
         if not links:
             return None  # no such bridge (yet): the switch's steps come first
         return {"up": "UP" in links[0].get("flags", []),
@@ -294,19 +295,11 @@ class EnsureBridgeAddress:
                 f"test address {self.address} only on a bridge that has none"))
         network = str(ip_interface(self.address).network)
         out = ctx.host.run(("ip", "-j", "-4", "addr", "show", "to", network), check=False)
-        others = [link.get("ifname", "?") for link in _json_list(out)
+        others = [link.get("ifname", "?") for link in json_list(out)
                   if link.get("ifname") != self.bridge and link.get("addr_info")]
         if others:
             raise HostPrerequisiteError(ctx.host.name, (
                 f"{', '.join(others)} already holds an address in {network}: "
                 f"{self.bridge} cannot have {self.address} as well"))
 
-
-def _json_list(out: str) -> list[dict[str, Any]]:
-    """``ip -j``'s answer, or [] when it printed an error (no such device)."""
-    try:
-        data = json.loads(out)
-    except ValueError:
-        return []
-    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from ipaddress import ip_interface
 from typing import Any
 
 from onestack.core.digest import digest
 from onestack.drivers import ovsdb
+from onestack.errors import HostPrerequisiteError
 from onestack.steps.context import HostContext
 
 Settings = tuple[tuple[str, str], ...]
@@ -92,3 +94,86 @@ class EnsureGuestFilter:
 
     def apply(self, ctx: HostContext) -> None:
         ctx.host.run(("nft", "-f", "-"), input=self.ruleset, timeout=30)
+
+
+@dataclass(frozen=True)
+class EnsureTunnelEndpoint:
+    """A chassis's tunnel endpoint on the userspace datapath (ADR 0023): a bridge
+    (``datapath_type=netdev``) with the host's tunnel interface as a port, and the
+    tunnel address on the bridge's own port, both up. Open vSwitch sends Geneve out
+    of the bridge that holds the address its routes lead to; the interface itself
+    holds none (refused if it does: the address would answer on two ports)."""
+
+    db: str
+    bridge: str
+    interface: str
+    address: str  # with its prefix, e.g. 198.18.51.11/24
+    kind: str = "tunnel-endpoint"
+
+    def fingerprint(self) -> str:
+        return digest(json.dumps([self.db, self.bridge, self.interface, self.address]))
+
+    def probe(self, ctx: HostContext) -> Any:
+        ports = ctx.host.run(ovsdb.vsctl(self.db, "list-ports", self.bridge), check=False)
+        return {"ports": ports.split(), "bridge": _link(ctx, self.bridge),
+                "interface": _link(ctx, self.interface)}
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        if not isinstance(fact, dict):
+            return True
+        bridge, interface = fact.get("bridge") or {}, fact.get("interface") or {}
+        return (self.interface not in fact.get("ports", []) or not bridge.get("up")
+                or self.address not in bridge.get("addresses", []) or not interface.get("up"))
+
+    def apply(self, ctx: HostContext) -> None:
+        self._refuse_misfits(ctx)
+        ctx.host.run(ovsdb.vsctl(self.db, "--", "--may-exist", "add-br", self.bridge,
+                                 "--", "set", "Bridge", self.bridge, "datapath_type=netdev",
+                                 "--", "--may-exist", "add-port", self.bridge, self.interface,
+                                 timeout=60), timeout=90)
+        for argv in (("ip", "link", "set", self.interface, "up"),
+                     ("ip", "addr", "replace", self.address, "dev", self.bridge),
+                     ("ip", "link", "set", self.bridge, "up")):
+            ctx.host.run(argv, timeout=30)
+        ctx.progress.message(f"{self.bridge}: {self.address} through {self.interface}")
+
+    def _refuse_misfits(self, ctx: HostContext) -> None:
+        """The interface exists and holds no IPv4 address; no other interface holds an
+        address of the tunnel's network (tunnels would be routed there)."""
+        link = _link(ctx, self.interface)
+        if link is None:
+            raise HostPrerequisiteError(ctx.host.name, (
+                f"no interface {self.interface}: the site file's tunnel.interface names the "
+                "NIC this host's tenant traffic goes through"))
+        if link["addresses"]:
+            raise HostPrerequisiteError(ctx.host.name, (
+                f"{self.interface} holds {', '.join(link['addresses'])}: a tunnel interface "
+                f"is given whole to the switch (its address is tunnel.address, on "
+                f"{self.bridge}); use a NIC without an address"))
+        network = str(ip_interface(self.address).network)
+        out = ctx.host.run(("ip", "-j", "-4", "addr", "show", "to", network), check=False)
+        others = [link.get("ifname", "?") for link in json_list(out)
+                  if link.get("ifname") != self.bridge and link.get("addr_info")]
+        if others:
+            raise HostPrerequisiteError(ctx.host.name, (
+                f"{', '.join(others)} already holds an address in {network}: tunnels to "
+                f"that network would leave through it, not through {self.bridge}"))
+
+
+def _link(ctx: HostContext, name: str) -> dict[str, Any] | None:
+    """An interface's state (up, IPv4 addresses with prefix), None if there is none."""
+    links = json_list(ctx.host.run(("ip", "-j", "addr", "show", "dev", name), check=False))
+    if not links:
+        return None
+    return {"up": "UP" in links[0].get("flags", []),
+            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in links[0].get("addr_info", [])
+                          if a.get("family") == "inet"]}
+
+
+def json_list(out: str) -> list[dict[str, Any]]:
+    """``ip -j``'s answer, or [] when it printed an error (no such device)."""
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return []
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []

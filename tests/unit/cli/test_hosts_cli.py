@@ -10,7 +10,7 @@ import pytest
 
 from onestack.cli.main import main
 
-SITE = ('name: edge\nrelease: "2026.1"\nhosts:\n  - name: aio\n'
+SITE = ('name: edge\nrelease: "2026.1"\nhosts:\n  - name: aio\n    roles: [controller]\n'
         '  - name: cmp1\n    address: 127.0.0.2\n    roles: [compute]\n'
         '    connection: ssh\n    ssh_port: 1\n')
 
@@ -42,7 +42,7 @@ def test_a_known_hosts_symlink_in_the_site_file_is_refused_before_any_write(
     code, _, err = _main(monkeypatch, capsys, "--home", str(home), "host", "trust", "--yes",
                          "--site-file", str(site))
     assert code == 1
-    assert err.splitlines()[0] == (f"error: {site}:10: known_hosts: not a regular file (a "
+    assert err.splitlines()[0] == (f"error: {site}:11: known_hosts: not a regular file (a "
                                    "symbolic link, directory or device): name the file "
                                    "itself; onestack writes host keys into it")
     assert target.read_text() == "root:secret\n" and target.stat().st_mode & 0o777 == 0o600
@@ -62,7 +62,7 @@ def test_a_known_hosts_outside_the_home_is_refused_before_any_write(
     code, _, err = _main(monkeypatch, capsys, "--home", str(home), "host", "trust", "--yes",
                          "--site-file", str(site))
     assert code == 1
-    assert err.splitlines()[0] == (f"error: {site}:10: known_hosts: must be a file named "
+    assert err.splitlines()[0] == (f"error: {site}:11: known_hosts: must be a file named "
                                    f"*known_hosts under onestack's home {home} (leave it out "
                                    "for the site's own, sites/<site>/known_hosts): onestack "
                                    "rewrites it as root")

@@ -49,8 +49,9 @@ def test_a_controller_over_ssh_is_refused_naming_its_entry(tmp_path: Path) -> No
         (8, "hosts.1.connection", NOT_YET_REMOTE_CONTROLLER)
 
 
-SSH_SITE = BASE + ('  - name: cmp1\n    address: 198.18.0.12\n    roles: [compute]\n'
-                   '    connection: ssh\n')
+SSH_SITE = BASE + ('    tunnel: {interface: eth1, address: 198.18.1.1/24}\n'
+                   '  - name: cmp1\n    address: 198.18.0.12\n    roles: [compute]\n'
+                   '    connection: ssh\n    tunnel: {interface: eth1, address: 198.18.1.12/24}\n')
 
 
 @pytest.mark.parametrize("kind", ["symlink", "directory", "pipe"])
@@ -108,3 +109,54 @@ def test_known_hosts_outside_the_home_or_not_named_so_is_refused_naming_line_and
     assert str(home) in str(err.value) and where.format(home=home, outside=outside) \
         not in str(err.value)
     assert sorted(p.name for p in outside.iterdir()) == []
+
+
+TUNNEL_SITE = ('name: s1\nrelease: "2026.1"\nhosts:\n  - name: aio\n'
+               '    roles: [controller, network]\n'
+               '  - name: cmp1\n    address: 198.18.0.12\n    roles: [compute]\n'
+               '    connection: ssh\n')
+
+
+def test_a_chassis_without_a_tunnel_on_a_site_of_several_is_refused_naming_it(
+        tmp_path: Path) -> None:
+    # issue 19: the userspace datapath tunnels only through a switch port (ADR 0023).
+    path = tmp_path / "site.yaml"
+    path.write_text(TUNNEL_SITE)
+    with pytest.raises(SiteFileError) as err:
+        read_site_file(path, home=tmp_path)
+    assert (err.value.line, err.value.field_path) == (4, "hosts.0.tunnel")
+    assert "host aio (and cmp1) forwards instance traffic" in err.value.problem
+
+
+def test_tunnels_are_not_needed_without_ovn_or_with_one_chassis(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(TUNNEL_SITE.replace("[controller, network]", "[controller]"))
+    assert read_site_file(path, home=tmp_path).untunnelled_chassis() == []
+    path.write_text(TUNNEL_SITE + "compute_driver: fake\nnetwork: none\n")
+    assert read_site_file(path, home=tmp_path).chassis == []
+
+
+@pytest.mark.parametrize(("tunnel", "problem"), [
+    ("{interface: eth1, address: 198.18.1.0/24}", "is not a host's address"),
+    ("{interface: eth1, address: 198.18.1.5/32}", "is not a host's address"),
+    ("{interface: 'eth1; reboot', address: 198.18.1.5/24}", "should match pattern"),
+    ("{interface: eth1}", "address"),
+])
+def test_a_malformed_tunnel_is_refused_naming_line_and_field(tmp_path: Path, tunnel: str,
+                                                             problem: str) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(TUNNEL_SITE + f"    tunnel: {tunnel}\n")
+    with pytest.raises(SiteFileError) as err:
+        read_site_file(path, home=tmp_path)
+    assert err.value.field_path.startswith("hosts.1.tunnel")
+    assert problem in err.value.problem.lower() or problem in err.value.field_path
+
+
+def test_two_hosts_with_one_tunnel_address_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(TUNNEL_SITE.replace("[controller, network]\n", "[controller, network]\n"
+                                        "    tunnel: {interface: t0, address: 198.18.1.5/24}\n")
+                    + "    tunnel: {interface: eth1, address: 198.18.1.5/24}\n")
+    with pytest.raises(SiteFileError) as err:
+        read_site_file(path, home=tmp_path)
+    assert "duplicate tunnel addresses: 198.18.1.5" in err.value.problem

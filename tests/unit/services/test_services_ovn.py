@@ -6,18 +6,23 @@ from __future__ import annotations
 import configparser
 import re
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
 from onestack.core.step import Step, batches
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, Role, Site
+from onestack.model.site import Host, HostTunnel, Role, Site
 from onestack.services import network, oslo, ovn, ovs, registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce, StartProgram
-from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds, EnsureGuestFilter
+from onestack.steps.ovs_actions import (
+    EnsureBridges,
+    EnsureExternalIds,
+    EnsureGuestFilter,
+    EnsureTunnelEndpoint,
+)
 
 ContextFactory = Callable[..., ServiceContext]
 AIO_STEPS = [
@@ -316,3 +321,27 @@ def test_guest_filter_drops_what_guests_send_to_the_host(
     assert rules.rstrip().splitlines()[-3].strip() == \
         'iifname { "br-int", "br-ex" } counter drop'
     assert "nft delete table inet onestack_lab" in ovs.remove_ports_argv(ctx)[2]
+
+
+def test_a_chassis_with_a_tunnel_gets_its_endpoint_and_tunnels_from_its_address(
+        make_service_context: ContextFactory) -> None:
+    # issue 19 (ADR 0023): Geneve on the userspace datapath leaves through br-phy.
+    base = site_of(2)
+    hosts = [h.model_copy(update={"tunnel": HostTunnel(
+        interface="eth1", address=IPv4Interface(f"198.18.51.{10 + i}/24"))})
+        for i, h in enumerate(base.hosts)]
+    ctx = make_service_context(base.model_copy(update={"hosts": hosts}))
+    steps = _steps(ctx)
+    endpoints = {s.host: s.action for s in steps if isinstance(s.action, EnsureTunnelEndpoint)}
+    assert {h: (a.bridge, a.interface, a.address) for h, a in endpoints.items()} == {
+        "ctl1": ("br-phy", "eth1", "198.18.51.10/24"),
+        "cmp1": ("br-phy", "eth1", "198.18.51.11/24"),
+        "cmp2": ("br-phy", "eth1", "198.18.51.12/24")}
+    ids = {s.host: dict(s.action.ids) for s in steps  # type: ignore[attr-defined]
+           if isinstance(s.action, EnsureExternalIds)}
+    assert {h: i["ovn-encap-ip"] for h, i in ids.items()} == {
+        "ctl1": "198.18.51.10", "cmp1": "198.18.51.11", "cmp2": "198.18.51.12"}
+    # The endpoint comes after the switch runs, before ovn-controller tunnels from it.
+    order = [s.id for s in steps if s.host == "cmp1"]
+    assert order.index("ovs/cmp1/start:ovs-vswitchd") < order.index("ovs/cmp1/tunnel") \
+        < order.index("ovn/cmp1/chassis")
