@@ -14,15 +14,18 @@ from typing import Any
 from onestack.drivers.openstack import translated
 
 ANYWHERE = "0.0.0.0/0"
+DEFAULT_ZONE = "nova"  # nova's availability zone of every compute host
 
 
 @dataclass(frozen=True)
 class ServerState:
-    """What a poll of a server shows: status, nova's fault (on ERROR), fixed IPv4s."""
+    """What a poll of a server shows: status, nova's fault (on ERROR), fixed IPv4s and
+    the compute host it runs on (shown to admins)."""
 
     status: str
     fault: str
     fixed_ips: tuple[str, ...]
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,19 +106,23 @@ class InstanceCloud:
             self.conn.network.delete_security_group(group_id, ignore_missing=True)
 
     def create_server(self, name: str, *, image_id: str, flavor_id: str, network_id: str,
-                      key_name: str, group: str, config_drive: bool) -> str:
+                      key_name: str, group: str, config_drive: bool,
+                      host: str | None = None) -> str:
+        """A server; with ``host``, on that compute host (an admin's ``nova:<host>``)."""
+        placed = {"availability_zone": f"{DEFAULT_ZONE}:{host}"} if host else {}
         with translated(f"create server {name}"):
             server = self.conn.compute.create_server(
                 name=name, image_id=image_id, flavor_id=flavor_id,
                 networks=[{"uuid": network_id}], key_name=key_name,
-                security_groups=[{"name": group}], config_drive=config_drive)
+                security_groups=[{"name": group}], config_drive=config_drive, **placed)
             return str(server.id)
 
     def server_state(self, server_id: str) -> ServerState:
         with translated(f"show server {server_id}"):
             server = self.conn.compute.get_server(server_id)
             return ServerState(str(server.status), fault_message(getattr(server, "fault", None)),
-                               fixed_ips(server.addresses))
+                               fixed_ips(server.addresses),
+                               str(getattr(server, "compute_host", None) or ""))
 
     def servers_named(self, prefix: str) -> list[str]:
         """Ids of the servers whose name starts with ``prefix`` (left behind by a failed

@@ -8,11 +8,12 @@ after one tag and all deleted at the end, whatever happened:
 1. a key pair made here (the private key only in a 0600 file of a temporary folder)
    and a security group letting ICMP and TCP 22 in;
 2. two servers on ``private`` with a config drive, waited ACTIVE (on ERROR, nova's
-   fault message is the result);
-3. a floating IP of ``public`` on server 1, SSH on it (bounded wait), a login with the
-   key: the hostname must be the server's (its metadata reached the guest);
-   the metadata service (169.254.169.254) answers the guest with its own uuid;
-4. server 1 pings server 2's fixed address (east-west);
+   fault message is the result); on a site of several computes each is forced onto
+   another compute (so their traffic crosses the tunnels between chassis);
+3. a floating IP of ``public`` on each server, SSH on it (bounded wait), a login with
+   the key: the hostname must be the server's (its metadata reached the guest);
+   the metadata service (169.254.169.254) answers each guest with its own uuid;
+4. each server pings the other's fixed address (east-west);
 5. busybox httpd on port 8080 in server 1: no connection through the floating IP while
    the group does not allow it, an answer once a rule does;
 6. cleanup: floating IP, servers, security group, key pair.
@@ -53,6 +54,7 @@ T = TypeVar("T")
 
 PREPARE = "instance keypair/secgroup"
 BOOT = "instances ACTIVE (2 servers)"
+PAIR = 2  # servers: one per compute where there are several
 LOGIN = "instance floating IP + SSH"
 METADATA = "instance metadata service"
 PING = "instance to instance ping"
@@ -90,9 +92,8 @@ class InstanceSettings:
     active_timeout: float = 120.0
     ssh_timeout: float = 180.0  # a TCG guest on a busy 2-core machine boots in ~1 min
     config_drive: bool = True
-    # Why the metadata service is not checked (None: it is): its agent runs on the
-    # controller's chassis only, and a server may land on another compute.
-    no_metadata_service: str | None = None
+    # The compute host of each server (``placement``); empty: the scheduler's choice.
+    computes: tuple[str, ...] = ()
 
 
 class Cloud(Protocol):
@@ -107,7 +108,8 @@ class Cloud(Protocol):
     def allow_ingress(self, group_id: str, protocol: str, port: int | None = None) -> None: ...
     def delete_security_group(self, group_id: str) -> None: ...
     def create_server(self, name: str, *, image_id: str, flavor_id: str, network_id: str,
-                      key_name: str, group: str, config_drive: bool) -> str: ...
+                      key_name: str, group: str, config_drive: bool,
+                      host: str | None = None) -> str: ...
     def server_state(self, server_id: str) -> ServerState: ...
     def servers_named(self, prefix: str) -> list[str]: ...
     def delete_server(self, server_id: str) -> None: ...
@@ -145,7 +147,7 @@ class Created:
     keypair: str | None = None
     group: str | None = None
     servers: list[str] = field(default_factory=list)
-    floating_ip: FloatingIp | None = None
+    floating_ips: list[FloatingIp] = field(default_factory=list)
 
 
 def skip_reason(site: Site) -> str | None:
@@ -163,13 +165,11 @@ def skip_reason(site: Site) -> str | None:
     return None
 
 
-def metadata_skip_reason(site: Site) -> str | None:
-    """Why verify cannot count on the metadata service, or None when it can."""
-    others = [h.name for h in site.computes if h.name != site.controller.name]
-    if others:
-        return (f"the metadata agent runs on {site.controller.name} only; a server may "
-                f"land on {', '.join(others)}")
-    return None
+def placement(site: Site) -> tuple[str, ...]:
+    """The compute host of each server: two different ones where the site has several
+    (east-west traffic then crosses a tunnel), else none forced."""
+    computes = [h.name for h in site.computes]
+    return tuple(computes[:PAIR]) if len(computes) >= PAIR else ()
 
 
 def skipped_row(reason: str) -> CheckResult:
@@ -194,10 +194,10 @@ class InstanceChecks:
         self.made = Created()
         self.ids: dict[str, str] = {}
         self.fixed: list[str] = []
-        self.names = [f"{self.tag}-1", f"{self.tag}-2"]
+        self.names = [f"{self.tag}-{i}" for i in range(1, PAIR + 1)]
         self._stack = ExitStack()
         self._key: GuestKey | None = None
-        self._shell: Shell | None = None
+        self._shells: list[Shell] = []
 
     def run(self) -> list[CheckResult]:
         """Every check in order (one failing marks those after it not run), then the
@@ -216,9 +216,6 @@ class InstanceChecks:
         results: list[CheckResult] = []
         failed: str | None = None
         for name, stage in stages:
-            if name == METADATA and self.settings.no_metadata_service:
-                results.append(not_run(name, self.settings.no_metadata_service, passed=True))
-                continue
             if failed:
                 results.append(not_run(name, f"needs '{failed}'"))
                 continue
@@ -250,21 +247,27 @@ class InstanceChecks:
 
     def _boot(self) -> str:
         s = self.settings
-        for name in self.names:
+        hosts: list[str | None] = list(s.computes[:PAIR]) or [None] * PAIR
+        for name, host in zip(self.names, hosts, strict=True):
             self.made.servers.append(self.cloud.create_server(
                 name, image_id=self.ids[s.image], flavor_id=self.ids[s.flavor],
                 network_id=self.ids[s.network], key_name=self.tag, group=self.tag,
-                config_drive=s.config_drive))
+                config_drive=s.config_drive, host=host))
         t0 = self.clock.now()
         states = [self._wait_active(sid, name) for sid, name in zip(self.made.servers,
                                                                     self.names, strict=True)]
-        for name, state in zip(self.names, states, strict=True):
+        for name, state, host in zip(self.names, states, hosts, strict=True):
             if not state.fixed_ips:
                 raise CheckFailedError(f"server {name}", "ACTIVE without a fixed IPv4 address")
+            if host and state.host != host:
+                raise CheckFailedError(f"server {name}", f"runs on {state.host or '?'}, "
+                                       f"not on {host} where it was placed")
         self.fixed = [state.fixed_ips[0] for state in states]
         drive = "config drive" if s.config_drive else "metadata service"
-        return (f"{self.names[0]} at {self.fixed[0]}, {self.names[1]} at {self.fixed[1]}: "
-                f"ACTIVE after {self.clock.now() - t0:.0f}s ({s.flavor}, {drive})")
+        where = [f"{n} at {ip}" + (f" on {st.host}" if st.host else "")
+                 for n, ip, st in zip(self.names, self.fixed, states, strict=True)]
+        return (f"{', '.join(where)}: ACTIVE after {self.clock.now() - t0:.0f}s "
+                f"({s.flavor}, {drive})")
 
     def _wait_active(self, server_id: str, name: str) -> ServerState:
         def poll() -> tuple[ServerState | None, str]:
@@ -275,12 +278,16 @@ class InstanceChecks:
         return self._wait(f"server {name} ACTIVE", poll, self.settings.active_timeout, 2.0)
 
     def _login(self) -> str:
-        server = self.made.servers[0]
+        return "; ".join(self._login_to(i) for i in range(PAIR))
+
+    def _login_to(self, i: int) -> str:
+        """A floating IP on server ``i``, SSH on it, a shell with the test key."""
+        server, name = self.made.servers[i], self.names[i]
         fip = self.cloud.add_floating_ip(self.ids[self.settings.public_network], server,
-                                         self.fixed[0])
-        self.made.floating_ip = fip
+                                         self.fixed[i])
+        self.made.floating_ips.append(fip)
         t0 = self.clock.now()
-        self._wait(f"SSH on {fip.address} ({self.names[0]})",
+        self._wait(f"SSH on {fip.address} ({name})",
                    lambda: (True if self.access.ssh_answers(fip.address) else None,
                             "no SSH answer"), self.settings.ssh_timeout, 3.0)
         waited = self.clock.now() - t0
@@ -288,55 +295,61 @@ class InstanceChecks:
         assert self._key is not None
         shell = self._stack.enter_context(
             self.access.shell(fip.address, self.settings.ssh_user, self._key, trusted))
-        self._shell = shell
-        kernel, hostname = self._hostname_and_kernel(shell)
+        self._shells.append(shell)
+        kernel, hostname = self._hostname_and_kernel(shell, name)
         checked = "checked against its console" if trusted else \
             "NOT checked (no fingerprint on the console)"
         return (f"SSH on {fip.address} after {waited:.0f}s, host key {checked}; "
                 f"{self.settings.ssh_user}@{hostname}: {kernel}")
 
-    def _hostname_and_kernel(self, shell: Shell) -> tuple[str, str]:
+    def _hostname_and_kernel(self, shell: Shell, name: str) -> tuple[str, str]:
         result = shell.run("hostname; uname -sr")
         lines = result.stdout.splitlines()
         if result.exit_status != 0 or len(lines) < 2:
             raise CheckFailedError("hostname; uname -sr", _said(result))
         hostname, kernel = lines[0].strip(), lines[1].strip()
         # nova's metadata gives "<name>.<dhcp_domain>" (novalocal unless set).
-        if hostname.split(".")[0] != self.names[0]:
-            raise CheckFailedError(f"hostname of {self.names[0]}", f"{hostname!r}: the "
+        if hostname.split(".")[0] != name:
+            raise CheckFailedError(f"hostname of {name}", f"{hostname!r}: the "
                                    "server's metadata did not reach the guest")
         return kernel, hostname
 
     def _metadata(self) -> str:
-        server = self.made.servers[0]
-        result = self._guest().run(FETCH_METADATA, timeout=120)
+        return "; ".join(self._metadata_of(i) for i in range(PAIR))
+
+    def _metadata_of(self, i: int) -> str:
+        server, name = self.made.servers[i], self.names[i]
+        result = self._guest(i).run(FETCH_METADATA, timeout=120)
         if result.exit_status != 0:
-            raise CheckFailedError(f"GET {METADATA_URL} in {self.names[0]}", _said(result))
+            raise CheckFailedError(f"GET {METADATA_URL} in {name}", _said(result))
         try:
             uuid = json.loads(result.stdout).get("uuid")
         except (ValueError, AttributeError):
             uuid = None
         if uuid != server:
-            raise CheckFailedError(f"GET {METADATA_URL} in {self.names[0]}",
+            raise CheckFailedError(f"GET {METADATA_URL} in {name}",
                                    f"uuid {uuid!r}, not the server's {server}")
-        return f"{self.names[0]}: {METADATA_URL} gave its own uuid {server}"
+        return f"{name}: {METADATA_URL} gave its own uuid {server}"
 
     def _ping(self) -> str:
-        target = self.fixed[1]
+        return "; ".join(self._ping_from(i, (i + 1) % PAIR) for i in range(PAIR))
+
+    def _ping_from(self, i: int, j: int) -> str:
+        target = self.fixed[j]
         # The other guest may still be booting (ACTIVE is the hypervisor's view):
         # wait for its first reply (30 tries), then three of three must come back.
         wait_first = (f"i=0; until ping -c 1 -W 1 {target} >/dev/null 2>&1; do "
                       f"i=$((i+1)); [ $i -ge 30 ] && exit 1; done; ")
-        result = self._guest().run(wait_first + f"ping -c 3 -W 2 {target}", timeout=90)
+        result = self._guest(i).run(wait_first + f"ping -c 3 -W 2 {target}", timeout=90)
         if result.exit_status != 0:
-            raise CheckFailedError(f"{self.names[0]} ping {self.names[1]} ({target})",
+            raise CheckFailedError(f"{self.names[i]} ping {self.names[j]} ({target})",
                                    _said(result))
         summary = [line for line in result.stdout.splitlines() if "packets" in line]
-        return f"{self.names[0]} -> {target}: {(summary or ['replies'])[0].strip()}"
+        return f"{self.names[i]} -> {target}: {(summary or ['replies'])[0].strip()}"
 
     def _ports(self) -> str:
-        assert self.made.floating_ip is not None and self.made.group is not None
-        address = self.made.floating_ip.address
+        assert self.made.floating_ips and self.made.group is not None
+        address = self.made.floating_ips[0].address
         started = self._guest().run(START_LISTENER)
         if started.exit_status != 0 or self.names[0] not in started.stdout:
             raise CheckFailedError(f"httpd on port {LISTEN_PORT} in {self.names[0]}",
@@ -356,9 +369,8 @@ class InstanceChecks:
         return (f"port {LISTEN_PORT} on {address}: no connection without a rule, "
                 f"httpd answered {opened:.0f}s after the rule was added")
 
-    def _guest(self) -> Shell:
-        assert self._shell is not None
-        return self._shell
+    def _guest(self, i: int = 0) -> Shell:
+        return self._shells[i]
 
     # --- cleanup --------------------------------------------------------------------
 
@@ -379,10 +391,9 @@ class InstanceChecks:
         return f"deleted {', '.join(done)}" if done else "nothing to delete"
 
     def _delete_floating_ip(self) -> bool:
-        if self.made.floating_ip is None:
-            return False
-        self.cloud.delete_floating_ip(self.made.floating_ip.id)
-        return True
+        for fip in self.made.floating_ips:
+            self.cloud.delete_floating_ip(fip.id)
+        return bool(self.made.floating_ips)
 
     def _delete_servers(self) -> bool:
         # A create whose answer was lost leaves a server only its name finds.

@@ -15,7 +15,7 @@ from onestack.drivers.openstack_instances import InstanceCloud
 from onestack.health.instances import (
     InstanceChecks,
     InstanceSettings,
-    metadata_skip_reason,
+    placement,
     skip_reason,
     skipped_row,
 )
@@ -145,7 +145,7 @@ def run(handle: SiteHandle, timeout: float = 120, *, instances: bool = False,
                     timed("network/subnet/port", tests.network)]
         if instances:
             settings = InstanceSettings(active_timeout=timeout, ssh_timeout=ssh_timeout,
-                                        no_metadata_service=metadata_skip_reason(ctx.site))
+                                        computes=placement(ctx.site))
             results += instance_checks(conn, ctx.site, settings, progress or SilentProgress())
     return {"site": handle.site.name, "passed": all(r.passed for r in results),
             "checks": [asdict(r) for r in results]}

@@ -24,6 +24,7 @@ from onestack.model.site import ComputeDriver, Host, NetworkBackend, Role, Site
 
 TAG = "onestack-verify-1-2"
 FIP = "198.19.0.50"
+FIPS = {"id-1": FIP, "id-2": "198.19.0.51"}  # each server's floating IP
 FIXED = {f"{TAG}-1": "10.0.0.11", f"{TAG}-2": "10.0.0.12"}
 FINGERPRINT = "SHA256:abcDEF123+/x"
 
@@ -58,6 +59,7 @@ class FakeCloud:
         self.orphans: list[str] = []
         self.fail_delete: set[str] = set()
         self.on_create_server: Any = None
+        self.runs_on: dict[str, str] = {}  # server id -> host (where nova put it)
 
     def _lookup(self, name: str) -> str | None:
         return self.content.get(name)
@@ -89,6 +91,8 @@ class FakeCloud:
         self.servers[sid] = name
         self.status[sid] = "BUILD"
         self.calls.append(("create_server", name, kwargs))
+        if kwargs.get("host"):
+            self.runs_on.setdefault(sid, kwargs["host"])
         return sid
 
     def server_state(self, server_id: str) -> ServerState:
@@ -99,7 +103,7 @@ class FakeCloud:
             self.status[server_id] = "ACTIVE"
         name = self.servers[server_id]
         ips = (FIXED[name],) if self.status[server_id] == "ACTIVE" else ()
-        return ServerState(self.status[server_id], "", ips)
+        return ServerState(self.status[server_id], "", ips, self.runs_on.get(server_id, ""))
 
     def servers_named(self, prefix: str) -> list[str]:
         return list(self.servers) + self.orphans
@@ -121,7 +125,7 @@ class FakeCloud:
         if "fip-create" in self.fail_delete:
             raise CloudApiError("floating IP", "no more addresses")
         self.calls.append(("add_floating_ip", public_network_id, server_id, fixed_ip))
-        return FloatingIp("fip-1", FIP)
+        return FloatingIp(f"fip-{server_id[-1]}", FIPS[server_id])
 
     def delete_floating_ip(self, fip_id: str) -> None:
         if "fip" in self.fail_delete:
@@ -133,15 +137,19 @@ class FakeCloud:
 
 
 class FakeShell:
-    def __init__(self, access: FakeAccess) -> None:
-        self.access = access
+    """A login on one server (``server``: its id)."""
+
+    def __init__(self, access: FakeAccess, server: str) -> None:
+        self.access, self.server = access, server
 
     def run(self, command: str, timeout: float = 30.0) -> CommandResult:
-        self.access.commands.append(command)
+        self.access.commands.append(f"{self.server}: {command}")
         if command.startswith("hostname"):
-            return CommandResult(0, f"{self.access.hostname}\nLinux 6.1.0-cloud-amd64\n", "")
+            name = self.access.hostname if self.server == "id-1" else f"{TAG}-2"
+            return CommandResult(0, f"{name}\nLinux 6.1.0-cloud-amd64\n", "")
         if "169.254.169.254" in command:
-            return CommandResult(self.access.metadata_status, self.access.metadata, "")
+            body = self.access.metadata or f'{{"uuid": "{self.server}", "hostname": "x"}}'
+            return CommandResult(self.access.metadata_status, body, "")
         if "ping -c 3" in command:
             return CommandResult(self.access.ping_status,
                                  "3 packets transmitted, 3 packets received, 0% packet loss\n",
@@ -160,7 +168,7 @@ class FakeAccess:
         self.hostname = f"{TAG}-1"
         self.ping_status = 0
         self.metadata_status = 0
-        self.metadata = '{"uuid": "id-1", "hostname": "x"}'
+        self.metadata = ""  # what the metadata service answers ("": the server's own)
         self.listening = False
         self.open_without_rule = False
         self.commands: list[str] = []
@@ -183,11 +191,11 @@ class FakeAccess:
     @contextmanager
     def shell(self, address: str, user: str, key: GuestKey,
               trusted: set[str]) -> Iterator[FakeShell]:
-        assert (address, user) == (FIP, "root")
+        assert address in FIPS.values() and user == "root"
         self.trusted, self.key = trusted, key
         self.key_mode = stat.S_IMODE(key.private_path.stat().st_mode)
         try:
-            yield FakeShell(self)
+            yield FakeShell(self, next(s for s, a in FIPS.items() if a == address))
         finally:
             self.closed = True
 
@@ -233,12 +241,21 @@ def test_every_check_passes_in_order_and_everything_is_deleted(
     created = cloud.made("create_server")
     assert [c[1] for c in created] == [f"{TAG}-1", f"{TAG}-2"]
     assert created[0][2] == {"image_id": "img", "flavor_id": "flv", "network_id": "net",
-                             "key_name": TAG, "group": TAG, "config_drive": True}
-    assert cloud.made("add_floating_ip") == [("add_floating_ip", "pub", "id-1", "10.0.0.11")]
-    assert any("ping -c 3 -W 2 10.0.0.12" in c for c in access.commands)
-    # Cleanup: floating IP, both servers, the group, the key pair (in that order).
+                             "key_name": TAG, "group": TAG, "config_drive": True,
+                             "host": None}
+    assert cloud.made("add_floating_ip") == [("add_floating_ip", "pub", "id-1", "10.0.0.11"),
+                                             ("add_floating_ip", "pub", "id-2", "10.0.0.12")]
+    # Each pings the other; each asks the metadata service from its own guest.
+    assert any(c.startswith("id-1: ") and "ping -c 3 -W 2 10.0.0.12" in c
+               for c in access.commands)
+    assert any(c.startswith("id-2: ") and "ping -c 3 -W 2 10.0.0.11" in c
+               for c in access.commands)
+    assert [c.split(":")[0] for c in access.commands if "169.254.169.254" in c] == \
+        ["id-1", "id-2"]
+    # Cleanup: floating IPs, both servers, the group, the key pair (in that order).
     deletions = [c for c in cloud.calls if c[0].startswith("delete")]
-    assert deletions == [("delete_floating_ip", "fip-1"), ("delete_server", "id-1"),
+    assert deletions == [("delete_floating_ip", "fip-1"), ("delete_floating_ip", "fip-2"),
+                         ("delete_server", "id-1"),
                          ("delete_server", "id-2"), ("delete_security_group", "sg-1"),
                          ("delete_keypair", TAG)]
     assert "host key checked against its console" in _rows(results)[inst.LOGIN].detail
@@ -448,18 +465,37 @@ def test_the_metadata_service_must_answer_with_the_servers_own_uuid(
     assert rows[inst.PING].skipped and rows[inst.CLEANUP].passed
 
 
-def test_the_metadata_check_is_skipped_with_its_reason_where_it_cannot_hold(
+def test_on_several_computes_each_server_is_placed_on_its_own_and_checked_there(
         cloud: FakeCloud, access: FakeAccess) -> None:
-    rows = _rows(_checks(cloud, access, no_metadata_service="agent on aio only").run())
-    assert rows[inst.METADATA].skipped and rows[inst.METADATA].passed
-    assert "agent on aio only" in rows[inst.METADATA].detail
-    assert rows[inst.PING].passed and not any("169.254" in c for c in access.commands)
+    # issue 19: two servers forced onto two computes, so east-west crosses a tunnel.
+    rows = _rows(_checks(cloud, access, computes=("lab1", "lab2")).run())
+    assert all(r.passed and not r.skipped for r in rows.values()), rows
+    assert [c[2]["host"] for c in cloud.made("create_server")] == ["lab1", "lab2"]
+    assert "10.0.0.11 on lab1" in rows[inst.BOOT].detail
+    assert "10.0.0.12 on lab2" in rows[inst.BOOT].detail
 
 
-def test_only_an_all_in_one_counts_on_the_metadata_service() -> None:
+def test_a_server_nova_put_elsewhere_fails_the_placement(
+        cloud: FakeCloud, access: FakeAccess) -> None:
+    cloud.runs_on["id-2"] = "lab1"
+    rows = _rows(_checks(cloud, access, computes=("lab1", "lab2")).run())
+    assert rows[inst.BOOT].detail == (f"CheckFailedError: server {TAG}-2: runs on lab1, not "
+                                      "on lab2 where it was placed")
+    assert rows[inst.CLEANUP].passed
+
+
+def test_the_second_servers_metadata_is_checked_too(cloud: FakeCloud, access: FakeAccess) -> None:
+    access.metadata = '{"uuid": "id-1"}'
+    rows = _rows(_checks(cloud, access).run())
+    assert rows[inst.METADATA].detail.endswith("uuid 'id-1', not the server's id-2")
+
+
+def test_servers_are_placed_on_two_computes_only_where_there_are_several() -> None:
     aio = Site(name="s", release="2026.1", hosts=[Host(name="aio", address="127.0.0.1")])
-    assert inst.metadata_skip_reason(aio) is None
-    two = Site(name="s", release="2026.1", hosts=[
-        Host(name="c1", address="198.18.0.1", roles=[Role.CONTROLLER, Role.COMPUTE]),
-        Host(name="c2", address="198.18.0.2", roles=[Role.COMPUTE])])
-    assert "c2" in (inst.metadata_skip_reason(two) or "")
+    assert inst.placement(aio) == ()
+    three = Site(name="s", release="2026.1", hosts=[
+        Host(name="c1", address="198.18.0.1", roles=[Role.CONTROLLER, Role.NETWORK]),
+        Host(name="lab1", address="198.18.0.2", roles=[Role.COMPUTE]),
+        Host(name="lab2", address="198.18.0.3", roles=[Role.COMPUTE]),
+        Host(name="lab3", address="198.18.0.4", roles=[Role.COMPUTE])])
+    assert inst.placement(three) == ("lab1", "lab2")
