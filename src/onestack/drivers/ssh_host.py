@@ -7,6 +7,15 @@ and translates pyinfra's and paramiko's failures into errors naming the host.
 
 Secrets never reach a command line: file content goes by SFTP into a file created
 0600 first, and an environment travels on the command's standard input.
+
+One SshHost serves many threads at once (a plan runs a host's steps in parallel
+lanes) over one SSH connection: the first thread to need it connects, the others
+wait for that. Every file transfer opens its own SFTP channel, so a large upload
+never blocks a small one (pyinfra keeps one SFTP client per host, and paramiko's
+client hangs when two threads share it). Channels open at once are bounded below
+sshd's MaxSessions: the next command waits for a free one instead of being refused,
+and one sshd refuses all the same (it frees a closed channel a moment later) is
+asked for again: a refused channel never ran anything.
 """
 
 from __future__ import annotations
@@ -17,12 +26,21 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from paramiko import AuthenticationException, BadHostKeyException, SSHException
+from paramiko import (
+    AuthenticationException,
+    BadHostKeyException,
+    ChannelException,
+    SFTPClient,
+    SSHException,
+    Transport,
+)
 from pyinfra.api.command import StringCommand
 from pyinfra.api.config import Config
 from pyinfra.api.exceptions import ConnectError
@@ -49,10 +67,17 @@ from onestack.errors import (
 # own log lines ("Connected", host key warnings) would only repeat them.
 logging.getLogger("pyinfra").addHandler(logging.NullHandler())
 logging.getLogger("pyinfra").propagate = False
+_log = logging.getLogger(__name__)
 
 TIMEOUT_EXIT = 124  # coreutils timeout(1): the command ran out of time
 KILL_GRACE = 5  # seconds between timeout's TERM and its KILL
 LOCAL = "local"
+# Channels (commands, file transfers) open at once on a host's connection: below
+# sshd's MaxSessions (10 unless its sshd_config says otherwise), leaving room for
+# another onestack process on the same host.
+MAX_CHANNELS = 8
+REFUSED_CHANNEL_WAIT = 60.0  # seconds a channel sshd refuses is asked for again
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,13 +149,32 @@ class SshHost:
         self.name = target.name
         self.target = target
         self._host: Host | None = None
+        self._connecting = threading.Lock()  # one thread opens the session
+        # Guards swapping self._host, never held during I/O: a thread that lost the
+        # session forgets it while holding a channel another thread's connect awaits.
+        self._swap = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
 
     # --- connection ------------------------------------------------------------
 
     def connect(self) -> None:
         """Open the SSH session and check the host can run onestack (python3, root)."""
-        if self._host is not None and self._host.connected:
-            return
+        self._session()
+
+    def _session(self) -> Host:
+        """The open session; the first thread to need one opens it, others wait."""
+        host = self._host
+        if host is not None and host.connected:
+            return host
+        with self._connecting:
+            host = self._host
+            if host is None or not host.connected:
+                host = self._open_session()
+                with self._swap:
+                    self._host = host
+            return host
+
+    def _open_session(self) -> Host:
         self._check_files()
         inventory = Inventory(  # type: ignore[no-untyped-call]  # pyinfra's untyped API
             ([(self.name, self.target.pyinfra_data())], {}))
@@ -142,8 +186,12 @@ class SshHost:
             host.connect(show_errors=False, raise_exceptions=True)
         except ConnectError as exc:
             raise self._connect_error(exc) from None
-        self._host = host
-        self._check_host()
+        try:
+            self._check_host(host)
+        except BaseException:
+            _disconnect(host)
+            raise
+        return host
 
     def _check_files(self) -> None:
         """The key and known_hosts files are onestack's own: missing, they are a
@@ -155,21 +203,18 @@ class SshHost:
                                                        f"site file, or create the site's)")
 
     def close(self) -> None:
-        if self._host is not None and self._host.connected:
-            self._host.disconnect()
-            client = getattr(self._host.connector, "client", None)
-            if client is not None:
-                client.close()
-        self._host = None
+        with self._swap:
+            host, self._host = self._host, None
+        if host is not None:
+            _disconnect(host)
 
-    def _check_host(self) -> None:
-        if self._fact_which("python3") is None:
-            self.close()
+    def _check_host(self, host: Host) -> None:
+        if self._fact_which("python3", host) is None:
             raise HostPrerequisiteError(self.name, "python3 not found: onestack needs "
                                                    "Python 3.11 on every host")
-        uid = self.run(["id", "-u"]).strip()
-        if uid != "0":
-            self.close()
+        code, out = self._shell(shell_command(["id", "-u"]), host=host)
+        uid = out.strip()
+        if code != 0 or uid != "0":
             raise HostPrerequisiteError(self.name, f"user {self.target.user} is not root "
                                                    f"(uid {uid}): onestack acts as root")
 
@@ -183,14 +228,17 @@ class SshHost:
             return HostKeyUnknownError(self.name, t.address, str(t.known_hosts))
         return HostUnreachableError(self.name, f"{t.address}:{t.port}", _reason(exc))
 
-    def _session(self) -> Host:
-        self.connect()
-        assert self._host is not None
-        return self._host
-
-    def _lost(self, exc: BaseException) -> HostUnreachableError:
-        """The session broke mid-command (host powered off, network gone)."""
-        self._host = None
+    def _lost(self, exc: BaseException, host: Host) -> HostUnreachableError:
+        """The session broke mid-command (host powered off, network gone): the next
+        call reconnects. Only this session is forgotten, not one another thread has
+        opened since; its connection is closed once it is dead anyway, so the
+        commands of other threads still running on a live one are left alone."""
+        with self._swap:
+            if self._host is host:
+                self._host = None
+        transport = _transport(host)
+        if transport is None or not transport.is_active():
+            _disconnect(host)
         return HostUnreachableError(self.name, f"{self.target.address}:{self.target.port}",
                                     f"connection lost ({type(exc).__name__}: {exc})")
 
@@ -216,20 +264,22 @@ class SshHost:
             raise CommandError(f"{shown} (on {self.name})", code, output)
         return output
 
-    def _shell(self, command: str, stdin: str | None = None) -> tuple[int, str]:
+    def _shell(self, command: str, stdin: str | None = None, *,
+               host: Host | None = None) -> tuple[int, str]:
         """Run a shell command there: (exit status, stdout and stderr in order).
 
         pyinfra reports success as a bool; the status itself comes back as the
         last line of stderr, after the command's own output went to stdout."""
-        host = self._session()
+        host = host if host is not None else self._session()
         kwargs: dict[str, Any] = {"_shell_executable": "sh"}
         if stdin is not None:
             kwargs["_stdin"] = stdin
         wrapped = f"{{ {command}\n}} 2>&1; echo {_EXIT_MARK}$? >&2"
         try:
-            ok, out = host.run_shell_command(StringCommand(wrapped), **kwargs)
+            ok, out = self._on_channel(
+                lambda: host.run_shell_command(StringCommand(wrapped), **kwargs))
         except (SSHException, EOFError, OSError) as exc:
-            raise self._lost(exc) from None
+            raise self._lost(exc, host) from None
         return _split_exit(ok, out.stdout_lines, out.stderr_lines)
 
     def write_file(self, path: Path, content: str, *, mode: int = 0o644,
@@ -261,16 +311,73 @@ class SshHost:
         self.run(["chmod", f"{mode:o}", str(path)])
 
     def _put(self, path: Path, data: bytes | Path) -> None:
+        """Send bytes or a local file's content into an existing file there, on an
+        SFTP channel of its own (opened ``wb``: the file keeps its 0600 mode)."""
         host = self._session()
+
+        def upload() -> None:
+            with self._sftp(host) as sftp:
+                try:
+                    with io.BytesIO(data) if isinstance(data, bytes) else data.open("rb") as src:
+                        sftp.putfo(src, str(path))  # checks the size that arrived
+                except (SSHException, EOFError, OSError) as exc:
+                    raise self._transfer_failed(exc, host, path) from None
+
+        self._on_channel(upload)
+
+    @contextmanager
+    def _sftp(self, host: Host) -> Iterator[SFTPClient]:
+        """A new SFTP channel on the session's connection, closed after use."""
+        transport = _transport(host)
+        if transport is None or not transport.is_active():
+            raise self._lost(EOFError("the SSH connection is closed"), host)
         try:
-            done = host.put_file(io.BytesIO(data) if isinstance(data, bytes) else str(data),
-                                 str(path))
-        except ConnectError as exc:  # no SFTP subsystem
-            raise HostPrerequisiteError(self.name, f"file transfer failed: {exc}") from None
+            channel = transport.open_session()
+        except ChannelException:
+            raise  # refused: asked for again
         except (SSHException, EOFError, OSError) as exc:
-            raise self._lost(exc) from None
-        if not done:
-            raise CommandError(f"put {path} (on {self.name})", 1, "file transfer failed")
+            raise self._lost(exc, host) from None
+        try:
+            channel.invoke_subsystem("sftp")
+            sftp = SFTPClient(channel)
+        except (SSHException, EOFError, OSError) as exc:
+            channel.close()
+            if not transport.is_active():
+                raise self._lost(exc, host) from None
+            raise HostPrerequisiteError(self.name, f"file transfer failed: no SFTP subsystem "
+                                                   f"({type(exc).__name__}: {exc})") from None
+        try:
+            yield sftp
+        finally:
+            sftp.close()
+
+    def _on_channel(self, action: Callable[[], T]) -> T:
+        """Run what needs one channel of the connection once a channel is free, and
+        again while sshd refuses to open it (ChannelException: nothing ran)."""
+        deadline, pause = time.monotonic() + REFUSED_CHANNEL_WAIT, 0.05
+        with self._channels:
+            while True:
+                try:
+                    return action()
+                except ChannelException as exc:
+                    if time.monotonic() >= deadline:
+                        raise HostPrerequisiteError(self.name, (
+                            f"sshd refused a channel for {REFUSED_CHANNEL_WAIT:.0f}s ({exc}): "
+                            f"onestack opens up to {MAX_CHANNELS} at once, is its "
+                            f"MaxSessions lower?")) from None
+                    _log.debug("%s: sshd refused a channel (%s), asking again", self.name, exc)
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
+
+    def _transfer_failed(self, exc: BaseException, host: Host,
+                         path: Path) -> HostError | CommandError:
+        """An error the SFTP server reported (disk full, permission) while the
+        connection stands is the transfer's own; anything else lost the host."""
+        transport = _transport(host)
+        if isinstance(exc, OSError) and transport is not None and transport.is_active():
+            return CommandError(f"put {path} (on {self.name})", 1,
+                                f"file transfer failed: {exc}")
+        return self._lost(exc, host)
 
     def file_digest(self, path: Path) -> str | None:
         code, out = self._shell(shell_command(["sha256sum", str(path)]) + " 2>/dev/null")
@@ -326,12 +433,12 @@ class SshHost:
     def which(self, program: str) -> str | None:
         return self._fact_which(program)
 
-    def _fact_which(self, program: str) -> str | None:
-        host = self._session()
+    def _fact_which(self, program: str, host: Host | None = None) -> str | None:
+        host = host if host is not None else self._session()
         try:
-            found = host.get_fact(Which, command=program)
+            found = self._on_channel(lambda: host.get_fact(Which, command=program))
         except (SSHException, EOFError, OSError) as exc:
-            raise self._lost(exc) from None
+            raise self._lost(exc, host) from None
         return str(found) if found else None
 
 
@@ -360,6 +467,22 @@ def _forget_changed_known_hosts(path: Path) -> None:
             return
         _known_hosts_seen[str(path)] = seen
         getattr(pyinfra_ssh_client.get_host_keys, "cache", {}).clear()
+
+
+def _transport(host: Host) -> Transport | None:
+    """The paramiko transport under pyinfra's SSH connector (its ``client``)."""
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    return transport if isinstance(transport, Transport) else None
+
+
+def _disconnect(host: Host) -> None:
+    """Close a session's connection: pyinfra's disconnect leaves the socket open."""
+    if host.connected:
+        host.disconnect()
+    client = getattr(host.connector, "client", None)
+    if client is not None:
+        client.close()
 
 
 def _split_exit(ok: bool, stdout: list[str], stderr: list[str]) -> tuple[int, str]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from onestack.drivers.host import LocalHost
 from onestack.drivers.ssh_host import (
+    MAX_CHANNELS,
     SshHost,
     SshTarget,
     _split_exit,
@@ -116,14 +121,18 @@ def test_connect_failures_become_errors_naming_the_host(cause: Any, message: str
 
 
 class FakePyinfraHost:
-    """Stands in for pyinfra's Host: records commands and uploads."""
+    """Stands in for pyinfra's Host (and its SFTP channel): records commands and uploads."""
 
     connected = True
+    connector: Any = None  # no paramiko client: the connection counts as gone
 
     def __init__(self) -> None:
         self.commands: list[str] = []
         self.stdins: list[str] = []
         self.uploads: dict[str, bytes] = {}
+
+    def disconnect(self) -> None:
+        self.connected = False
 
     def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, CommandOutput]:
         text = command.get_raw_value()
@@ -132,14 +141,18 @@ class FakePyinfraHost:
         code = 1 if ("mv -f" in text or "nova-manage" in text) else 0
         return code == 0, CommandOutput([OutputLine("stderr", f"__onestack_exit={code}")])
 
-    def put_file(self, fileobj: Any, remote: str) -> bool:
+    def putfo(self, fileobj: Any, remote: str) -> None:
         self.uploads[remote] = fileobj.read()
-        return True
+
+    @contextmanager
+    def sftp(self, host: Any) -> Iterator[FakePyinfraHost]:
+        yield self
 
 
 def _fake_host() -> tuple[SshHost, FakePyinfraHost]:
     host, fake = SshHost(_target()), FakePyinfraHost()
     host._host = fake  # type: ignore[assignment]
+    host._sftp = fake.sftp  # type: ignore[method-assign]
     return host, fake
 
 
@@ -224,3 +237,99 @@ def test_local_host_file_facts(tmp_path: Path) -> None:
     assert local.file_mode(path) == 0o600 and local.read_file(path) == "a\nb"
     assert local.is_dir(tmp_path) and not local.is_dir(path)
     assert local.read_file(tmp_path) is None
+
+
+class SlowPyinfraHost(FakePyinfraHost):
+    """Each command takes a moment; counts how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.running, self.most = threading.Lock(), 0, 0
+
+    def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, CommandOutput]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        return super().run_shell_command(command, **kwargs)
+
+
+def _at_once(count: int, job: Any) -> None:
+    threads = [threading.Thread(target=job) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_channels_open_at_once_stay_below_sshds_max_sessions() -> None:
+    host, fake = SshHost(_target()), SlowPyinfraHost()
+    host._host = fake  # type: ignore[assignment]
+    _at_once(3 * MAX_CHANNELS, lambda: host.run(["true"]))
+    assert len(fake.commands) == 3 * MAX_CHANNELS
+    assert fake.most == MAX_CHANNELS < 10
+
+
+def test_threads_asking_at_once_open_one_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[FakePyinfraHost] = []
+
+    def open_session(self: SshHost) -> FakePyinfraHost:
+        time.sleep(0.1)  # every thread asks while the first still connects
+        opened.append(FakePyinfraHost())
+        return opened[-1]
+
+    monkeypatch.setattr(SshHost, "_open_session", open_session)
+    host = SshHost(_target())
+    _at_once(10, lambda: host.run(["true"]))
+    assert len(opened) == 1 and len(opened[0].commands) == 10
+
+
+def test_a_lost_session_is_forgotten_and_the_next_call_reconnects() -> None:
+    host, fake = _fake_host()
+
+    def broken(command: Any, **kwargs: Any) -> Any:
+        raise EOFError()
+
+    fake.run_shell_command = broken  # type: ignore[method-assign]
+    with pytest.raises(HostUnreachableError, match="connection lost"):
+        host.run(["true"])
+    assert host._host is None and not fake.connected
+
+
+def test_a_channel_sshd_refuses_is_asked_for_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramiko import ChannelException
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    host, fake = _fake_host()
+    answer, refusals = fake.run_shell_command, [ChannelException(2, "Connect failed")] * 3
+
+    def refuse_first(command: Any, **kwargs: Any) -> tuple[bool, CommandOutput]:
+        if refusals:
+            raise refusals.pop()
+        return answer(command, **kwargs)
+
+    fake.run_shell_command = refuse_first  # type: ignore[method-assign]
+    assert host.run(["true"]) == "" and len(fake.commands) == 1
+
+
+def test_a_transfer_the_server_refuses_is_not_a_lost_host(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from onestack.drivers import ssh_host
+
+    class LiveTransport:
+        def is_active(self) -> bool:
+            return True
+
+    host, fake = _fake_host()
+
+    def disk_full(fileobj: Any, remote: str) -> None:
+        raise OSError("Failure")
+
+    fake.putfo = disk_full  # type: ignore[method-assign]
+    monkeypatch.setattr(ssh_host, "_transport", lambda _host: LiveTransport())
+    with pytest.raises(CommandError, match=r"put /etc/x.conf \(on lab1\)"):
+        host.put_file(Path("/dev/null"), Path("/etc/x.conf"))
+    assert host._host is fake  # the session stays
