@@ -26,7 +26,7 @@ from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.errors import ServiceStartError
 from onestack.model.site import Host
-from onestack.services import haproxy, mariadb, nova, registry
+from onestack.services import haproxy, mariadb, neutron, nova, registry
 from onestack.services.base import OpenStackService, ServiceContext, api_probes
 from onestack.steps.actions import (
     CallOnce,
@@ -118,31 +118,69 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     return steps
 
 
+# The OpenStack programs on hosts other than the controller: nova-compute on every
+# other compute, neutron's OVN agent on every other chassis.
+REMOTE_PROGRAMS = ("nova-compute", neutron.AGENT)
+
+
+def remote_hosts(ctx: ServiceContext) -> list[Host]:
+    """Hosts other than the controller that run OpenStack programs, in site order."""
+    names = {h.name for h in [*nova.remote_computes(ctx), *neutron.remote_agents(ctx)]}
+    return [h for h in ctx.site.hosts if h.name in names]
+
+
+def _remote_configs(new: ServiceContext, host: Host) -> list[tuple[str, Path, str]]:
+    """(service, path, text) of each configuration file of ``new`` on ``host``."""
+    files = []
+    if any(h.name == host.name for h in nova.remote_computes(new)):
+        files.append(("nova", *nova.compute_config(new, host)))
+    if any(h.name == host.name for h in neutron.remote_agents(new)):
+        files += [("neutron", path, text) for path, text in neutron.agent_config(new).items()]
+    return files
+
+
 def _prepare_computes(prefix: str, new: ServiceContext, wheelhouse: Path | None) -> list[Step]:
-    """On every compute host but the controller, all at once: the new release (sent
-    from here) and its nova.conf, beside the running ones."""
+    """On every host but the controller that runs OpenStack programs, all at once: the
+    new release (sent from here) and its configuration files, beside the running ones."""
     steps = []
-    for host in nova.remote_computes(new):
-        path, text = nova.compute_config(new, host)
-        steps += [
-            _host_step(prefix, "prepare", "host", "release-env",
-                       f"install release {new.series} side by side", new, host,
-                       ShipReleaseEnv(new.series, new.venv, wheelhouse), fanout="computes"),
-            _host_step(prefix, "prepare", "nova", "config:nova.conf", f"write {path}", new,
-                       host, WriteFile(path, text, mode=0o640, owner="root:nova"),
-                       fanout="computes")]
+    for host in remote_hosts(new):
+        steps.append(_host_step(prefix, "prepare", "host", "release-env",
+                                f"install release {new.series} side by side", new, host,
+                                ShipReleaseEnv(new.series, new.venv, wheelhouse),
+                                fanout="computes"))
+        steps += [_host_step(prefix, "prepare", service, f"config:{path.name}",
+                             f"write {path}", new, host,
+                             WriteFile(path, text, mode=0o640, owner=f"root:{service}"),
+                             fanout="computes")
+                  for service, path, text in _remote_configs(new, host)]
     return steps
 
 
 def _roll_computes(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
     """nova-compute on every compute host but the controller moved to ``dst``, one host
     after the other, each back and reporting (a fresh heartbeat) before the next."""
+    return _roll_remote(prefix, phase, dst, "nova", nova.compute_program(dst),
+                        nova.remote_computes(dst),
+                        lambda host: nova.compute_reports(dst, host.name))
+
+
+def _roll_agents(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
+    """neutron's OVN agent on every chassis but the controller moved to ``dst``, one
+    host after the other, each listening again before the next (a chassis's metadata
+    path is down only while its own agent restarts)."""
+    return _roll_remote(prefix, phase, dst, "neutron", neutron.agent_program(dst),
+                        neutron.remote_agents(dst), lambda host: neutron.agent_probe(dst, host))
+
+
+def _roll_remote(prefix: str, phase: str, dst: ServiceContext, service: str, prog: Program,
+                 hosts: list[Host], probe: Callable[[Host], Probe]) -> list[Step]:
+    """One program on ``hosts`` moved to ``dst``, host after host, each healthy again
+    (``probe``) before the next."""
     steps = []
-    prog = nova.compute_program(dst)
     text = render_program(prog, dst.paths.log)
-    for host in nova.remote_computes(dst):
+    for host in hosts:
         def on(name: str, summary: str, action: object, host: Host = host) -> Step:
-            return _host_step(prefix, phase, "nova", name, summary, dst, host, action)
+            return _host_step(prefix, phase, service, name, summary, dst, host, action)
 
         steps += [
             on(f"program:{prog.name}", f"define program {prog.name} ({dst.series})",
@@ -153,8 +191,7 @@ def _roll_computes(prefix: str, phase: str, dst: ServiceContext) -> list[Step]:
                RunWithDefinition(prog.name, " ".join(supervised_command(prog)))),
             on(f"ready:{prog.name}", f"wait until {prog.name} on {host.name} reports",
                CallOnce(f"wait for {prog.name} on {host.name}",
-                        _waiter(prog.name, nova.compute_reports(dst, host.name)),
-                        inputs=dst.series))]
+                        _waiter(prog.name, probe(host)), inputs=dst.series))]
     return steps
 
 
@@ -162,9 +199,9 @@ def _retire_computes(prefix: str, old: ServiceContext, new: ServiceContext) -> l
     return [_host_step(prefix, "commit", "site", f"retire-{old.series}",
                        f"retire {old.series} configuration", new, host,
                        RetireRelease(old.series, old.paths.etc(old.series),
-                                     new.paths.site / "supervisor", ("nova-compute",)),
+                                     new.paths.site / "supervisor", REMOTE_PROGRAMS),
                        fanout="computes")
-            for host in nova.remote_computes(new)]
+            for host in remote_hosts(new)]
 
 
 def _definitions(ctx: ServiceContext, programs: list[Program]) -> dict[str, str]:
@@ -244,6 +281,8 @@ def _roll_service(prefix: str, module: OpenStackService, old: ServiceContext,
         steps += _agent_ready(prefix, "roll", module, new, prog)
     if module is nova:
         steps += _roll_computes(prefix, "roll", new)
+    if module is neutron:
+        steps += _roll_agents(prefix, "roll", new)
     return steps + _settle(prefix, "roll", module, new)
 
 
@@ -356,6 +395,8 @@ def _roll_back_service(prefix: str, module: OpenStackService, newer: ServiceCont
         steps += _agent_ready(prefix, "rollback", module, older, prog)
     if module is nova:
         steps += _roll_computes(prefix, "rollback", older)
+    if module is neutron:
+        steps += _roll_agents(prefix, "rollback", older)
     return steps + (_settle(prefix, "rollback", module, older) if settle else [])
 
 

@@ -71,7 +71,33 @@ def test_computes_roll_one_after_the_other_after_the_control_plane_then_settle(
 def test_commit_retires_the_old_configuration_on_every_compute(upgrade: list[Step]) -> None:
     retired = [s for s in upgrade if isinstance(s.action, RetireRelease) and s.host != "ctl1"]
     assert [s.host for s in retired] == ["cmp1", "cmp2"]
-    assert all(s.action.keep == ("nova-compute",) for s in retired)
+    # each keeps what runs there: nova-compute and (on a chassis) neutron's OVN agent
+    assert all(s.action.keep == ("nova-compute", "neutron-ovn-agent") for s in retired)
+
+
+def test_the_agents_on_other_chassis_get_their_release_and_roll_after_neutrons_servers(
+        make_service_context: ContextFactory, tmp_path: Path) -> None:
+    # issue 19: every chassis runs neutron's OVN agent; an upgrade moves each of them.
+    site = site_of(2, real=True)
+    old = dataclasses.replace(make_service_context(site, series="2026.1"),
+                              colors={m.name: "blue" for m in registry.OPENSTACK})
+    new = dataclasses.replace(make_service_context(site, series="2026.2"),
+                              colors=flipped(old.colors), secrets=old.secrets)
+    upgrade = upgrade_steps(old, new, tmp_path / "backup", None, _noop, _noop)
+    configs = {(s.host, s.id.rsplit("/", 1)[1]) for s in upgrade
+               if "/prepare/neutron/" in s.id and s.host != "ctl1"}
+    assert configs == {(h, f"config:{f}") for h in ("cmp1", "cmp2")
+                       for f in ("ovn_agent.ini", "rootwrap.conf")}
+    p = "upgrade-2026.2/roll/neutron"
+    local = _index(upgrade, f"{p}/restart:neutron-ovn-agent")
+    cmp1 = [_index(upgrade, f"{p}/cmp1/{n}") for n in
+            ("program:neutron-ovn-agent", "supervisor", "restart:neutron-ovn-agent",
+             "ready:neutron-ovn-agent")]
+    cmp2 = _index(upgrade, f"{p}/cmp2/restart:neutron-ovn-agent")
+    assert local < cmp1[0] and cmp1 == sorted(cmp1) and cmp1[-1] < cmp2
+    back = [s.id for s in rollback_steps(old, new)]
+    assert back.index("rollback-2026.2/rollback/neutron/restart:neutron-ovn-agent") < \
+        back.index("rollback-2026.2/rollback/neutron/cmp1/restart:neutron-ovn-agent")
 
 
 def test_rollback_resets_the_compute_version_and_moves_computes_after_conductor(

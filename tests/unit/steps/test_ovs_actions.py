@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from onestack.core.progress import SilentProgress
+from onestack.errors import HostPrerequisiteError
 from onestack.model.paths import SitePaths
 from onestack.steps.context import HostContext
-from onestack.errors import HostPrerequisiteError
 from onestack.steps.ovs_actions import EnsureBridges, EnsureExternalIds, EnsureTunnelEndpoint
 
 DB = "unix:/s/run/openvswitch/db.sock"
