@@ -1,12 +1,16 @@
-"""A multi-host site over SSH: one controller (this machine, on the lab bridge) and
-compute hosts built with ``onestack lab hosts create`` (namespaces, own sshd).
+"""A multi-host site over SSH with the default drivers (libvirt/QEMU and OVN): one
+controller (this machine, on the lab bridge; the network host, gateway of routers
+and floating IPs) and compute hosts built with ``onestack lab hosts create``
+(namespaces, own sshd), each chassis tunnelling through its own cable (ADR 0023).
 
-Deployed once for the module; the tests run in order: every host in status and
-verify, servers on both computes, a compute's configuration naming the controller,
+Deployed once for the module; the tests run in order: every host in status, verify
+with real instances on two computes (floating IPs, SSH, metadata, ping across the
+tunnel), servers on both computes, a compute's configuration naming the controller,
 a third compute added with no process restarted anywhere else (PIDs compared), a
 fourth powered off in the middle of its ``up`` and finished after power-on.
-Ports shifted by 400, its own bridge and network (ostk-mh0, 198.18.50.0/24), its own
-home: nothing shared with another e2e site or an operator's lab.
+Ports shifted by 400, its own bridge and networks (ostk-mh0, 198.18.50.0/24, tunnels
+198.18.51.0/24), its own home: nothing shared with another e2e site or an operator's
+lab.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from onestack.drivers.lab_layout import LabSpec
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root"),
@@ -37,20 +43,25 @@ BRIDGE = os.environ.get("ONESTACK_TEST_MH_BRIDGE", "ostk-mh0")
 NETWORK = os.environ.get("ONESTACK_TEST_MH_NETWORK", "198.18.50.0/24")
 _NET = NETWORK.rsplit(".", 1)[0]
 CONTROLLER = f"{_NET}.1"  # the bridge's own address: this machine on the lab network
+TUNNELS = os.environ.get("ONESTACK_TEST_MH_TUNNEL_NETWORK", "198.18.51.0/24")
+_TUN = TUNNELS.rsplit(".", 1)[0]
 SITE_FILE = HOME / "mh-site.yaml"
 LAB = HOME / "lab"
+# This machine's tunnel cable into the lab's bridge (``lab hosts create`` makes it).
+CONTROLLER_CABLE = LabSpec(LAB, BRIDGE, NETWORK).tunnel_cable
 
 
 def _site_yaml(computes: int | list[int]) -> str:
     """The site with computes lab1..labN (or the lab hosts numbered in a list)."""
     numbers = list(range(1, computes + 1)) if isinstance(computes, int) else computes
-    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400",
-             "compute_driver: fake", "network: none", "hosts:",
-             "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]"]
+    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400", "hosts:",
+             "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]",
+             f"    tunnel: {{interface: {CONTROLLER_CABLE}, address: {_TUN}.1/24}}"]
     for i in numbers:
         lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",
                   "    connection: ssh", f"    ssh_key: {LAB / 'id_ed25519'}",
-                  f"    failure_domain: rack{i}"]
+                  f"    failure_domain: rack{i}",
+                  f"    tunnel: {{interface: eth1, address: {_TUN}.{10 + i}/24}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -129,12 +140,26 @@ def test_every_host_is_deployed_and_in_status() -> None:
     assert data["healthy"], data
     assert set(data["hosts"]) == {"ctl1", "lab1", "lab2"}
     by = rows(data)
+    on_computes = {"nova-compute", "libvirtd", "virtlogd", "ovsdb-server", "ovs-vswitchd",
+                   "ovn-controller", "neutron-ovn-agent"}
     for host in ("lab1", "lab2"):
-        compute = by[(host, "nova-compute")]
-        assert compute["state"] == "RUNNING" and compute["healthy"], compute
-    assert not [c for c in data["components"] if c["host"] != "ctl1"
-                and c["process"] != "nova-compute"]
-    site_cmd("verify")
+        for process in on_computes:
+            row = by[(host, process)]
+            assert row["state"] == "RUNNING" and row["healthy"], row
+    assert {c["process"] for c in data["components"] if c["host"] != "ctl1"} == on_computes
+
+
+def test_verify_runs_real_instances_across_two_computes() -> None:
+    """Two servers forced onto lab1 and lab2: each reached over SSH through its floating
+    IP (the controller's gateway chassis), each given its metadata by its own chassis's
+    agent, each pinging the other across the Geneve tunnel. Nothing skipped."""
+    proc = site_cmd("verify", "--instances", "--json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert not [c for c in checks.values() if c["skipped"] or not c["passed"]], checks
+    assert " on lab1" in checks["instances ACTIVE (2 servers)"]["detail"]
+    assert " on lab2" in checks["instances ACTIVE (2 servers)"]["detail"]
+    assert checks["instance metadata service"]["detail"].count("gave its own uuid") == 2
+    assert checks["instance to instance ping"]["detail"].count("0% packet loss") == 2
 
 
 def test_servers_land_on_both_computes() -> None:

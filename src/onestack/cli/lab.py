@@ -31,8 +31,6 @@ def _show_changes(changes: list[LabChange], as_json: bool, lab: Lab) -> None:
         return
     for change in changes:
         click.echo(f"{change.host}: {change.change}")
-    click.echo(f"tunnel interfaces (site file `tunnel:`): eth1 on each host, "
-               f"{lab.spec.tunnel_cable} on this machine")
 
 
 @click.group()
@@ -59,6 +57,8 @@ def create(ctx: click.Context, count: int, bridge: str | None, network: str | No
     the_lab = _lab(ctx, bridge, network)
     _show_changes(the_lab.create(count), as_json, the_lab)
     if not as_json:
+        click.echo(f"tunnel interfaces (site file `tunnel:`): eth1 on each host, "
+                   f"{the_lab.spec.tunnel_cable} on this machine")
         click.echo(f"ssh -i {the_lab.spec.key_file} -o UserKnownHostsFile="
                    f"{the_lab.spec.known_hosts} root@ADDRESS")
 

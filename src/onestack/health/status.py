@@ -141,6 +141,7 @@ def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
     rows = []
     for service, program in programs:
         probe = checks.get(program if controller else f"{program}/{name}")
+        probe = _on_its_host(probe, name, host) if probe is not None else None
         info = states.get(program, {})
         row = _row(service, program, info, versions.get(service, "not installed"), probe)
         row.host = name
@@ -148,6 +149,18 @@ def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
                                  parent_of, crashes.get(program, 0), probe,
                                  _up_seconds(info)))
     return rows
+
+
+def _on_its_host(probe: Probe, name: str, host: HostConnection) -> Probe:
+    """A probe that must run on host ``name`` (its ``runs_on``) bound to the host's
+    connection, like the steps bind theirs; unbound it would ask this machine."""
+    if isinstance(probe, AllOf):
+        return AllOf(tuple(_on_its_host(p, name, host) for p in probe.probes))
+    through = getattr(probe, "through", None)
+    if getattr(probe, "runs_on", "") == name and through is not None:
+        bound: Probe = through(host)
+        return bound
+    return probe
 
 
 def _row(service: str, program: str, info: dict[str, Any], version: str,
