@@ -19,7 +19,7 @@ from onestack.drivers.supervisor import (
 from onestack.model.paths import SITE_GROUP
 from onestack.model.site import Host
 from onestack.plans.content import content_steps
-from onestack.services import oslo, registry
+from onestack.services import libvirt, neutron, oslo, ovn, ovs, registry
 from onestack.services.base import ServiceContext, ServiceModule, host_step, step
 from onestack.steps.actions import (
     CallOnce,
@@ -29,6 +29,7 @@ from onestack.steps.actions import (
     EnsureSystemUser,
     InstallPackages,
     RetireCompute,
+    RunOnce,
     ShipReleaseEnv,
     StartProgram,
     StopSiteOnHost,
@@ -141,10 +142,34 @@ def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     return [in_nova("disable", RetireCompute.DISABLE,
                     f"disable compute host {host.name} (it leaves the site)"),
             host_step(ctx, host, "host", "stop", f"stop and remove the site on {host.name}",
-                      StopSiteOnHost(ctx.paths.site)),
+                      _stop_site_on(ctx, host)),
             in_nova("delete-service", RetireCompute.DELETE,
                     f"remove {host.name} from nova (compute node, resource provider, "
-                    "cell mapping)")]
+                    "cell mapping)"),
+            *_forget_chassis(ctx, host)]
+
+
+def _stop_site_on(ctx: ServiceContext, host: Host) -> StopSiteOnHost:
+    """Everything of the site on a leaving host, also outside its folder (as a purge):
+    a chassis's metadata proxies and namespaces, its switch's devices and guest filter,
+    the sudoers drop-ins of its services."""
+    chassis = ovs.in_use(ctx.site) and host.is_chassis
+    cleanup = (neutron.metadata_proxies_script(ctx, purge=True),
+               ovs.remove_ports_argv(ctx)) if chassis else ()
+    files = (*neutron.host_files(ctx), *libvirt.host_files(ctx)) if chassis else ()
+    return StopSiteOnHost(ctx.paths.site, cleanup, files)
+
+
+def _forget_chassis(ctx: ServiceContext, host: Host) -> list[Step]:
+    """A leaving chassis removed from OVN's southbound database (its ovn-controller is
+    gone; the other chassis stop tunnelling to it)."""
+    if not (ovs.in_use(ctx.site) and host.is_chassis):
+        return []
+    argv = ("ovn-sbctl", f"--db=unix:{ovn.sb_socket(ctx)}", "--timeout=30", "--if-exists",
+            "chassis-del", host.name)
+    return [Step(id=f"ovn/{host.name}/forget-chassis", summary=f"remove chassis {host.name} "
+                 "from OVN's southbound database", service="ovn", host=ctx.host,
+                 action=RunOnce(argv, inputs=host.name))]  # type: ignore[arg-type]
 
 
 # Deployed side by side (one lane each, ADR 0017): every host's release with the

@@ -526,13 +526,18 @@ class RetireCompute:
 class StopSiteOnHost:
     """Nothing of the site left running on a host that leaves it: its supervisord (and
     with it every program) stopped, the site's folder removed there. A host that cannot
-    be reached is reported, not waited for (a host that is off runs nothing)."""
+    be reached is reported, not waited for (a host that is off runs nothing). Then
+    what the site left outside its folder: ``cleanup`` commands (metadata proxies and
+    their namespaces, the switch's devices; failures ignored) and ``files`` (sudoers
+    drop-ins)."""
 
     site_dir: Path
+    cleanup: tuple[tuple[str, ...], ...] = ()
+    files: tuple[Path, ...] = ()
     kind: str = "retire"
 
     def fingerprint(self) -> str:
-        return digest(str(self.site_dir))
+        return digest(repr((str(self.site_dir), self.cleanup, [str(f) for f in self.files])))
 
     def probe(self, ctx: HostContext) -> Any:
         from onestack.errors import HostError
@@ -551,6 +556,10 @@ class StopSiteOnHost:
         try:
             if ctx.supervisor.is_running():
                 ctx.supervisor.shutdown()
+            for argv in self.cleanup:
+                ctx.host.run(argv, check=False, timeout=120)
+            for path in self.files:
+                ctx.host.remove(path)
             ctx.host.remove(self.site_dir)
         except HostError as exc:
             ctx.progress.message(f"{ctx.host.name}: cannot be reached ({exc}); nothing of "

@@ -180,3 +180,23 @@ def test_a_host_that_left_is_disabled_stopped_then_deleted_in_that_order(
     assert isinstance(first, RetireCompute) and first.phase == RetireCompute.DISABLE
     assert isinstance(last, RetireCompute) and last.phase == RetireCompute.DELETE
     assert isinstance(tail[1].action, StopSiteOnHost)
+
+
+def test_a_chassis_that_left_leaves_nothing_and_ovn_forgets_it(
+        make_service_context: ContextFactory) -> None:
+    # issue 19: a retired chassis's proxies, switch devices, sudoers and OVN row go too.
+    from support.sites import site_of as sites_of
+
+    from onestack.steps.actions import RunOnce, StopSiteOnHost
+
+    ctx = make_service_context(sites_of(1, real=True))
+    gone = Host(name="cmp9", address=IPv4Address("198.18.20.99"), roles=[Role.COMPUTE])
+    tail = deploy_steps(ctx, retired=(gone,))[-4:]
+    stop, forget = tail[1].action, tail[3]
+    assert isinstance(stop, StopSiteOnHost) and tail[1].host == "cmp9"
+    assert {p.name for p in stop.files} == {"onestack-multi-neutron", "onestack-multi-nova"}
+    assert any("ovnmeta-" in " ".join(argv) for argv in stop.cleanup)  # purge namespaces
+    assert any("nft delete table" in " ".join(argv) for argv in stop.cleanup)
+    assert (forget.id, forget.host) == ("ovn/cmp9/forget-chassis", "ctl1")
+    assert isinstance(forget.action, RunOnce)
+    assert forget.action.argv[-3:] == ("--if-exists", "chassis-del", "cmp9")
