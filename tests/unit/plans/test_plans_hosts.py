@@ -185,9 +185,8 @@ def test_a_host_that_left_is_disabled_stopped_then_deleted_in_that_order(
 def test_a_chassis_that_left_leaves_nothing_and_ovn_forgets_it(
         make_service_context: ContextFactory) -> None:
     # issue 19: a retired chassis's proxies, switch devices, sudoers and OVN row go too.
-    from support.sites import site_of as sites_of
-
     from onestack.steps.actions import RunOnce, StopSiteOnHost
+    from support.sites import site_of as sites_of
 
     ctx = make_service_context(sites_of(1, real=True))
     gone = Host(name="cmp9", address=IPv4Address("198.18.20.99"), roles=[Role.COMPUTE])
