@@ -31,8 +31,17 @@ def kill_if_running(pid: str, pattern: str, signal: str = "TERM") -> str:
 
 
 # Print the environ paths of the processes whose environment holds the marker; the
-# marker is an argument, never spliced into the script.
-_FIND_MARKED = 'grep -lzxF -e "$1" /proc/[0-9]*/environ 2>/dev/null; exit 0'
+# marker is an argument, never spliced into the script. Only this host's processes: a
+# lab host on this machine (its own mount namespace, ADR 0023's multi-host lab) runs the
+# same programs of the same site, with the same markers, and its processes are visible
+# from here; they are not this host's leftovers to kill.
+_FIND_MARKED = ('own=$(readlink /proc/self/ns/mnt); '
+                'for f in $(grep -lzxF -e "$1" /proc/[0-9]*/environ 2>/dev/null); do '
+                '[ "$(readlink "${f%/environ}/ns/mnt" 2>/dev/null)" = "$own" ] && echo "$f"; '
+                'done; exit 0')
+# pkill's option that keeps it to this host's processes (the mount namespace of the
+# shell that runs it), for the same reason.
+THIS_HOST_ONLY = "--ns $$ --nslist mnt"
 
 
 @dataclass(frozen=True)

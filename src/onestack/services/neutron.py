@@ -17,7 +17,7 @@ from onestack.drivers import openstack as cloud
 from onestack.drivers.mysql import HashRingProbe
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import AllOf, CommandProbe
-from onestack.drivers.processes import kill_if_running
+from onestack.drivers.processes import THIS_HOST_ONLY, kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.errors import CheckFailedError, CommandError
 from onestack.model.site import Host, Site
@@ -235,7 +235,7 @@ def metadata_proxies_script(ctx: ServiceContext, purge: bool) -> tuple[str, ...]
     script = (f'for f in "{pids}"/*.pid.haproxy; do [ -f "$f" ] || continue; p=$(cat "$f"); '
               + kill_if_running('"$p"', "haproxy") + 'rm -f "$f"; done; '
               # and any haproxy of this site's proxies that its pid file no longer names
-              f'pkill -f "^haproxy -f {confs}/" 2>/dev/null; ')
+              f'pkill {THIS_HOST_ONLY} -f "^haproxy -f {confs}/" 2>/dev/null; ')
     if purge:
         script += (f'for c in "{confs}"/*.conf; do [ -f "$c" ] || continue; '
                    f'ip netns delete "ovnmeta-$(basename "$c" .conf)" 2>/dev/null; done; ')
