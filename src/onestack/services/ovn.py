@@ -196,7 +196,8 @@ def chassis_ids(ctx: ServiceContext, host: Host) -> tuple[tuple[str, str], ...]:
     """What ovn-controller reads from its switch's database: the southbound database,
     the chassis's name, tunnel type and address, its bridges and whether it may host
     router gateways."""
-    mappings = ",".join(f"{net}:{bridge}" for net, bridge in ovs.PROVIDER_BRIDGES.items())
+    mappings = ",".join(f"{net}:{bridge}"
+                        for net, bridge in ovs.bridge_mappings(ctx.site, host).items())
     return (("hostname", host.name),  # not the machine's: neutron matches nova's host
             ("ovn-bridge", ovs.INTEGRATION_BRIDGE),
             # Should ovn-controller ever recreate br-int, with the userspace datapath.
@@ -281,16 +282,21 @@ def steps(ctx: ServiceContext) -> list[Step]:
 
 def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     """Sections of neutron's ``ml2_conf.ini`` for ML2/OVN (``oslo.render_ini`` input):
-    the OVN mechanism driver, geneve tenant networks, the provider networks of
+    the OVN mechanism driver, tenant networks (Geneve on a site of one chassis, VLANs
+    of ``ovs.TENANT_PHYSNET`` between several: ADR 0023), the provider networks of
     ``services.ovs`` as flat (or VLAN) networks, both databases, OVN's own
     metadata path (``neutron-ovn-metadata-agent`` on each chassis)."""
     physnets = ",".join(ovs.PROVIDER_BRIDGES)
+    vlans, tenant_types = physnets, "geneve"
+    if ovs.tenant_vlans(ctx.site):  # several chassis: tenant networks are VLANs (ADR 0023)
+        first, last = ovs.TENANT_VLANS
+        vlans, tenant_types = f"{physnets},{ovs.TENANT_PHYSNET}:{first}:{last}", "vlan"
     return {
-        "ml2": {"type_drivers": "flat,vlan,geneve", "tenant_network_types": "geneve",
+        "ml2": {"type_drivers": "flat,vlan,geneve", "tenant_network_types": tenant_types,
                 "mechanism_drivers": "ovn", "extension_drivers": "port_security",
                 "overlay_ip_version": "4"},
         "ml2_type_flat": {"flat_networks": physnets},
-        "ml2_type_vlan": {"network_vlan_ranges": physnets},
+        "ml2_type_vlan": {"network_vlan_ranges": vlans},
         # 38 bytes: the geneve header with OVN's options (upstream's required value).
         "ml2_type_geneve": {"vni_ranges": "1:65536", "max_header_size": "38"},
         "securitygroup": {"enable_security_group": "true"},

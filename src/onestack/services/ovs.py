@@ -29,8 +29,13 @@ CHASSIS_FANOUT = "ovs-chassis"  # every chassis other than the controller at onc
 
 INTEGRATION_BRIDGE = "br-int"
 # The tunnel endpoint of a chassis with a ``tunnel`` (ADR 0023): the userspace
-# datapath sends Geneve out of the bridge that holds the tunnel address.
+# datapath sends Geneve out of the bridge that holds the tunnel address. On a site of
+# several chassis it also carries the tenant networks, as VLANs of physical network
+# TENANT_PHYSNET (Open vSwitch 3.1's userspace datapath drops tunnelled packets whose
+# checksum a guest or the host left to offload: TCP could not cross a Geneve tunnel).
 TUNNEL_BRIDGE = "br-phy"
+TENANT_PHYSNET = "tenant"
+TENANT_VLANS = (1000, 1999)  # one VLAN per tenant network, from this range
 # Physical network name -> its bridge. "public" is the provider network of floating
 # IPs; its bridge has no uplink unless the operator adds one.
 PROVIDER_BRIDGES = {"public": "br-ex"}
@@ -45,6 +50,19 @@ _BRIDGE_SETTINGS = {INTEGRATION_BRIDGE: (("datapath_type", DATAPATH_TYPE),
 def is_chassis(host: Host) -> bool:
     """Whether a host forwards instance traffic (runs a switch and ovn-controller)."""
     return host.is_chassis
+
+
+def tenant_vlans(site: Site) -> bool:
+    """Whether the site's tenant networks are VLANs between its chassis (it has
+    several; ADR 0023), not Geneve on one chassis."""
+    return len(site.chassis) > 1
+
+
+def bridge_mappings(site: Site, host: Host) -> dict[str, str]:
+    """Physical network -> bridge on a chassis: ``public`` on br-ex everywhere, the
+    tenant networks on br-phy where it has a tunnel on a site of several chassis."""
+    tenant = {TENANT_PHYSNET: TUNNEL_BRIDGE} if tenant_vlans(site) and host.tunnel else {}
+    return {**PROVIDER_BRIDGES, **tenant}
 
 
 def tunnel_address(host: Host) -> str:

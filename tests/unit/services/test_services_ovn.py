@@ -13,7 +13,7 @@ import pytest
 from onestack.core.step import Step, batches
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
-from onestack.model.site import Host, HostTunnel, Role, Site
+from onestack.model.site import Host, HostTunnel, Role, Site, default_lab_site
 from onestack.services import network, oslo, ovn, ovs, registry
 from onestack.services.base import ServiceContext
 from onestack.steps.actions import EnsureDirs, InstallPackages, RunOnce, StartProgram
@@ -277,8 +277,13 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     ini = configparser.ConfigParser(interpolation=None)
     ini.read_string(oslo.render_ini(ovn.ml2_settings(ctx)))
     assert ini["ml2"]["mechanism_drivers"] == "ovn"
-    assert ini["ml2"]["tenant_network_types"] == "geneve"
+    # two chassis (the controller is the network host): tenant VLANs (ADR 0023)
+    assert ini["ml2"]["tenant_network_types"] == "vlan"
+    assert ini["ml2_type_vlan"]["network_vlan_ranges"] == "public,tenant:1000:1999"
     assert "geneve" in ini["ml2"]["type_drivers"].split(",")
+    aio = ovn.ml2_settings(make_service_context(default_lab_site()))
+    assert aio["ml2"]["tenant_network_types"] == "geneve"  # one chassis: no VLANs
+    assert aio["ml2_type_vlan"]["network_vlan_ranges"] == "public"
     assert ini["ml2_type_flat"]["flat_networks"] == "public"  # br-ex's network
     assert ini["ml2_type_geneve"]["max_header_size"] == "38"
     assert ini["ovn"]["ovn_nb_connection"] == "tcp:198.18.20.10:16641"
@@ -341,6 +346,11 @@ def test_a_chassis_with_a_tunnel_gets_its_endpoint_and_tunnels_from_its_address(
            if isinstance(s.action, EnsureExternalIds)}
     assert {h: i["ovn-encap-ip"] for h, i in ids.items()} == {
         "ctl1": "198.18.51.10", "cmp1": "198.18.51.11", "cmp2": "198.18.51.12"}
+    # Tenant networks are VLANs through br-phy between several chassis (ADR 0023).
+    assert {i["ovn-bridge-mappings"] for i in ids.values()} == {"public:br-ex,tenant:br-phy"}
+    ml2 = ovn.ml2_settings(ctx)
+    assert ml2["ml2"]["tenant_network_types"] == "vlan"
+    assert ml2["ml2_type_vlan"]["network_vlan_ranges"] == "public,tenant:1000:1999"
     # The endpoint comes after the switch runs, before ovn-controller tunnels from it.
     order = [s.id for s in steps if s.host == "cmp1"]
     assert order.index("ovs/cmp1/start:ovs-vswitchd") < order.index("ovs/cmp1/tunnel") \
