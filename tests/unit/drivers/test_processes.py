@@ -142,3 +142,24 @@ def test_flapping_is_crashing_again_and_again_not_having_crashed() -> None:
     assert flapping(3, 0)  # crashed and not running (BACKOFF)
     assert not flapping(5, 120)  # crashed often, steady for two minutes since
     assert not flapping(2, 1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace needs root")
+def test_a_process_of_another_host_on_this_machine_is_not_this_hosts(tmp_path: Path) -> None:
+    # issue 19: a lab host (its own mount namespace) runs the same site's programs with
+    # the same markers; the controller counted them as its own leftovers.
+    marker = program_marker(SitePaths(tmp_path, "lab").log, "ovsdb-server")
+    env = {**os.environ, processes.MARKER_VARIABLE: marker}
+    here = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    there = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"],
+                             env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{there.pid}/exe").endswith("unshare") \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)  # until unshare has become sleep in its namespace
+        assert processes.marked_pids(LocalHost(), marker) == {here.pid}
+    finally:
+        for proc in (here, there):
+            proc.kill()
+            proc.wait()
