@@ -290,7 +290,9 @@ def ml2_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     vlans, tenant_types = physnets, "geneve"
     if ovs.tenant_vlans(ctx.site):  # several chassis: tenant networks are VLANs (ADR 0023)
         first, last = ovs.TENANT_VLANS
-        vlans, tenant_types = f"{physnets},{ovs.TENANT_PHYSNET}:{first}:{last}", "vlan"
+        # Only the tenant physnet: neutron gives tenant networks VLANs of every physnet
+        # listed, and one listed without a range offers all 4094 (public was taken).
+        vlans, tenant_types = f"{ovs.TENANT_PHYSNET}:{first}:{last}", "vlan"
     return {
         "ml2": {"type_drivers": "flat,vlan,geneve", "tenant_network_types": tenant_types,
                 "mechanism_drivers": "ovn", "extension_drivers": "port_security",

@@ -279,7 +279,7 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     assert ini["ml2"]["mechanism_drivers"] == "ovn"
     # two chassis (the controller is the network host): tenant VLANs (ADR 0023)
     assert ini["ml2"]["tenant_network_types"] == "vlan"
-    assert ini["ml2_type_vlan"]["network_vlan_ranges"] == "public,tenant:1000:1999"
+    assert ini["ml2_type_vlan"]["network_vlan_ranges"] == "tenant:1000:1999"
     assert "geneve" in ini["ml2"]["type_drivers"].split(",")
     aio = ovn.ml2_settings(make_service_context(default_lab_site()))
     assert aio["ml2"]["tenant_network_types"] == "geneve"  # one chassis: no VLANs
@@ -350,7 +350,7 @@ def test_a_chassis_with_a_tunnel_gets_its_endpoint_and_tunnels_from_its_address(
     assert {i["ovn-bridge-mappings"] for i in ids.values()} == {"public:br-ex,tenant:br-phy"}
     ml2 = ovn.ml2_settings(ctx)
     assert ml2["ml2"]["tenant_network_types"] == "vlan"
-    assert ml2["ml2_type_vlan"]["network_vlan_ranges"] == "public,tenant:1000:1999"
+    assert ml2["ml2_type_vlan"]["network_vlan_ranges"] == "tenant:1000:1999"
     # The endpoint comes after the switch runs, before ovn-controller tunnels from it.
     order = [s.id for s in steps if s.host == "cmp1"]
     assert order.index("ovs/cmp1/start:ovs-vswitchd") < order.index("ovs/cmp1/tunnel") \
