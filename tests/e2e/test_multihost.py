@@ -304,6 +304,39 @@ def _under_load(*args: str, fault: str | None = None) -> tuple[subprocess.Comple
     return proc, {api: f for api, f in load.failures.items() if f}
 
 
+def _ssh_banner(address: str, wait: float = 120) -> str:
+    """The first bytes a guest's SSH server sends on its floating IP (bounded wait)."""
+    import socket
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection((address, 22), timeout=5) as sock:
+                return sock.recv(64).decode(errors="replace")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+
+def _reachable_server(conn: Any) -> tuple[Any, str]:
+    """A server of the test image on lab2, with a floating IP and SSH allowed."""
+    group = conn.network.create_security_group(name="mh-kept")
+    conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                            protocol="tcp", port_range_min=22,
+                                            port_range_max=22, ether_type="IPv4")
+    server = conn.compute.create_server(
+        name="mh-reached", flavor_id=conn.compute.find_flavor("m1.nano").id,
+        image_id=conn.image.find_image("onestack-guest").id,
+        networks=[{"uuid": conn.network.find_network("private").id}],
+        security_groups=[{"name": "mh-kept"}], availability_zone="nova:lab2")
+    server = conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
+    port = next(conn.network.ports(device_id=server.id))
+    fip = conn.network.create_ip(floating_network_id=conn.network.find_network("public").id,
+                                 port_id=port.id)
+    return server, str(fip.floating_ip_address)
+
+
 @pytest.mark.long  # about 15 min: make test-long (docs/benchmarks.md)
 def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     conn = cloud()
@@ -313,6 +346,9 @@ def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     kept = conn.compute.create_server(name="mh-kept", flavor_id=flavor.id, image_id=image.id,
                                       networks="none")
     kept = conn.compute.wait_for_server(kept, status="ACTIVE", wait=120)
+    # A real guest on a lab-host compute, reached through the gateway: it stays so.
+    reached, address = _reachable_server(conn)
+    assert _ssh_banner(address).startswith("SSH-2.0-")
     # A failure after every compute moved: the upgrade rolls back by itself.
     proc, failures = _under_load("upgrade", "apply", "--to", "2026.2",
                                  fault="fail:upgrade-2026.2/verify/site/smoke-tests")
@@ -323,6 +359,7 @@ def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     assert set(_versions_by_host().values()) == {"33.0.2"}  # nova 2026.1 everywhere
     data = status()
     assert data["healthy"], data
+    assert _ssh_banner(address).startswith("SSH-2.0-")
     # Now for real: every host on 2026.2, nothing lost, and a new server still lands.
     proc, failures = _under_load("upgrade", "apply", "--to", "2026.2")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -332,8 +369,11 @@ def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
     assert set(_versions_by_host().values()) == {"34.0.0"}
     conn = cloud()
     assert conn.compute.get_server(kept.id).status == "ACTIVE"
+    assert conn.compute.get_server(reached.id).status == "ACTIVE"
+    assert _ssh_banner(address).startswith("SSH-2.0-")  # reached, on every agent's 2026.2
     assert conn.image.get_image(image.id).status == "active"
     after = conn.compute.create_server(name="mh-after", flavor_id=flavor.id,
                                        image_id=image.id, networks="none")
     assert conn.compute.wait_for_server(after, status="ACTIVE", wait=180).compute_host
     assert json.loads(site_cmd("plan", "--json").stdout)["changes"] == 0
+    site_cmd("verify")  # real instances across the computes, on 2026.2

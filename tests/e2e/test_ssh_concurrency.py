@@ -1,7 +1,7 @@
 """One SSH host used by many threads at once, as the deploy plan's parallel lanes do.
 
 A lab host (its own sshd, MaxSessions at its default of 10) gets, all at the same
-moment and through ONE fresh SshHost: two uploads of a 200 MiB file, several small
+moment and through ONE fresh SshHost: two uploads of a 300 MiB file, several small
 file writes and more concurrent commands than sshd allows channels on a connection.
 Everything must finish within a deadline, both uploads must arrive intact, every
 small file must have its content and mode, and the host must have been reached over
@@ -33,7 +33,7 @@ pytestmark = [
 HOME = Path(os.environ.get("ONESTACK_E2E_SSHC_HOME", "/var/tmp/onestack-e2e-sshc"))
 BRIDGE = os.environ.get("ONESTACK_TEST_SSHC_BRIDGE", "ostk-sshc0")
 NETWORK = os.environ.get("ONESTACK_TEST_SSHC_NETWORK", "198.18.92.0/24")
-BIG_MIB = 200
+BIG_MIB = 300  # two of them: more than paramiko's former 512 MiB between key renewals
 DEADLINE = 120.0  # seconds for everything at once; it takes well under a minute
 SLEEPERS = 12  # more than sshd's MaxSessions (10) channels on one connection
 WRITES = 6

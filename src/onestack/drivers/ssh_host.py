@@ -186,6 +186,7 @@ class SshHost:
             host.connect(show_errors=False, raise_exceptions=True)
         except ConnectError as exc:
             raise self._connect_error(exc) from None
+        _rekey_as_openssh(_transport(host))
         try:
             self._check_host(host)
         except BaseException:
@@ -474,6 +475,21 @@ def _transport(host: Host) -> Transport | None:
     client = getattr(host.connector, "client", None)
     transport = client.get_transport() if client is not None else None
     return transport if isinstance(transport, Transport) else None
+
+
+# paramiko renews the session's keys every 512 MiB; every other channel of the
+# connection then waits for the exchange, at most 30 s. A release (528 MiB) sent while
+# the host's other steps ran broke the connection so ("Key-exchange timed out waiting
+# for key negotiation"). OpenSSH renews after 1 to 4 GiB depending on the cipher.
+REKEY_BYTES = 4 * 2**30
+KEX_WAIT = 120.0  # seconds a channel waits for a key exchange (either side's)
+
+
+def _rekey_as_openssh(transport: Transport | None) -> None:
+    if transport is None:
+        return
+    transport.packetizer.REKEY_BYTES = REKEY_BYTES
+    transport.clear_to_send_timeout = KEX_WAIT
 
 
 def _disconnect(host: Host) -> None:
