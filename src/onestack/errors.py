@@ -326,6 +326,12 @@ class HostUnreachableError(HostError):
 
 
 @dataclass
+class HostConnectionLostError(HostUnreachableError):
+    """An open session broke in the middle of a command or transfer: the step may be
+    tried again on a new one (the runner does, once)."""
+
+
+@dataclass
 class HostKeyChangedError(HostError):
     """The host presented a key other than the one recorded for it."""
 

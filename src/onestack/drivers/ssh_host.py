@@ -56,6 +56,7 @@ from onestack.drivers.host import LocalHost, chown_spec, holder_from_ss
 from onestack.errors import (
     CommandError,
     HostAuthError,
+    HostConnectionLostError,
     HostError,
     HostKeyChangedError,
     HostKeyUnknownError,
@@ -229,7 +230,7 @@ class SshHost:
             return HostKeyUnknownError(self.name, t.address, str(t.known_hosts))
         return HostUnreachableError(self.name, f"{t.address}:{t.port}", _reason(exc))
 
-    def _lost(self, exc: BaseException, host: Host) -> HostUnreachableError:
+    def _lost(self, exc: BaseException, host: Host) -> HostConnectionLostError:
         """The session broke mid-command (host powered off, network gone): the next
         call reconnects. Only this session is forgotten, not one another thread has
         opened since; its connection is closed once it is dead anyway, so the
@@ -240,8 +241,9 @@ class SshHost:
         transport = _transport(host)
         if transport is None or not transport.is_active():
             _disconnect(host)
-        return HostUnreachableError(self.name, f"{self.target.address}:{self.target.port}",
-                                    f"connection lost ({type(exc).__name__}: {exc})")
+        return HostConnectionLostError(self.name,
+                                       f"{self.target.address}:{self.target.port}",
+                                       f"connection lost ({type(exc).__name__}: {exc})")
 
     # --- HostConnection --------------------------------------------------------
 

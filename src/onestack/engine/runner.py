@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, PlannedStep, Step, batches
-from onestack.errors import HostStepsFailed, OnestackError, StepFailed
+from onestack.errors import HostConnectionLostError, HostStepsFailed, OnestackError, StepFailed
 from onestack.state.journal import Journal
 
 _T = TypeVar("_T")
@@ -149,6 +149,25 @@ def _needed_now(step: Step, ctx: Any) -> bool:
     return bool(recheck(ctx)) if callable(recheck) else False
 
 
+# A step whose host's SSH session broke under it is applied once more, on a new
+# session, as `up` run again would resume it (steps are made to be applied again).
+LOST_RETRIES = 1
+LOST_PAUSE = 3.0  # seconds before the new session
+
+
+def _apply_once_more_if_lost(step: Step, ctx: Any, progress: Progress) -> None:
+    for attempt in range(LOST_RETRIES + 1):
+        try:
+            step.action.apply(ctx)
+            return
+        except HostConnectionLostError as exc:
+            if attempt == LOST_RETRIES:
+                raise
+            progress.message(f"{step.host}: {exc.reason}; {step.summary}: once more on a "
+                             "new connection")
+            time.sleep(LOST_PAUSE)
+
+
 def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
                 run_id: int, progress: Progress) -> None:
     journal.step_started(run_id, step.id, step.service, step.summary, step.host)
@@ -156,7 +175,7 @@ def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
     t0 = time.monotonic()
     try:
         inject_fault(step.id)
-        step.action.apply(ctx)
+        _apply_once_more_if_lost(step, ctx, progress)
     except OnestackError as exc:
         progress.step_failed(step, time.monotonic() - t0, str(exc))
         journal.step_failed(run_id, step.id, str(exc), step.host)

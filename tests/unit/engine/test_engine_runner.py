@@ -11,7 +11,13 @@ import pytest
 from onestack.core.step import Step, make_plan
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan
-from onestack.errors import CommandError, OnestackError, SiteLockedError, StepFailed
+from onestack.errors import (
+    CommandError,
+    HostConnectionLostError,
+    OnestackError,
+    SiteLockedError,
+    StepFailed,
+)
 from onestack.state.journal import Journal
 
 
@@ -209,3 +215,35 @@ def test_nothing_is_rechecked_when_no_step_ran(tmp_path: Path) -> None:
     apply_plan(make_plan("up", [step], {"s/b": "running"}, {}), None, journal,
                RecordingProgress())
     assert world == {"b": "stopped"}  # the plan said nothing to do: nothing done
+
+
+@dataclass(frozen=True)
+class LosesConnection(FakeAction):
+    """Its host's session breaks under the first ``losses`` applies."""
+
+    losses: list[int] = field(default_factory=lambda: [1], compare=False)
+
+    def apply(self, ctx: Any) -> None:
+        self.log.append(self.name)
+        if self.losses[0] > 0:
+            self.losses[0] -= 1
+            raise HostConnectionLostError("lab3", "198.18.50.13:22",
+                                          "connection lost (SSHException: dropped)")
+
+
+def test_a_step_whose_connection_broke_is_applied_once_more(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19: a lost connection is retried, and says so, before the run fails.
+    monkeypatch.setattr("onestack.engine.runner.LOST_PAUSE", 0)
+    log: list[str] = []
+    progress = RecordingProgress()
+    step = Step("s/a", "step a", "s", "lab3", LosesConnection("a", log))
+    assert _run(Journal(tmp_path / "state.db"), [step], progress) == 1
+    assert log == ["a", "a"]
+    assert ("message", "lab3: connection lost (SSHException: dropped); step a: once more "
+            "on a new connection") in progress.events
+    log.clear()
+    twice = Step("s/b", "step b", "s", "lab3", LosesConnection("b", log, losses=[2]))
+    with pytest.raises(HostConnectionLostError):
+        _run(Journal(tmp_path / "other.db"), [twice])
+    assert log == ["b", "b"]  # once more only
