@@ -276,7 +276,9 @@ def test_a_compute_with_a_server_is_refused_removal_then_leaves_cleanly() -> Non
     SITE_FILE.write_text(_site_yaml([1, 2, 4]))  # the operator's file follows
     data = status()
     assert data["healthy"] and "lab3" not in data["hosts"], data
-    assert json.loads(site_cmd("plan", "--json").stdout)["changes"] == 0
+    planned = json.loads(site_cmd("plan", "--json").stdout)
+    assert planned["changes"] == 0, [(s["host"], s["id"]) for s in planned["steps"]
+                                     if s["needed"]]
 
 
 def _versions_by_host() -> dict[tuple[str, str], str]:
