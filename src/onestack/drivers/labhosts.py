@@ -172,8 +172,7 @@ class Lab:
             _kill_namespace_holder(pid)
         host.pid_file.unlink(missing_ok=True)
         for cable in (host.veth, host.tunnel_veth):  # unplugged now (a netns dies later)
-            if self._link_exists(cable):
-                self._ip("link", "del", cable, host=host.name)
+            self._delete_link(cable, host.name)
         if self._netns_exists(host):
             # Anything still in the host's network namespace is the host's (a holder
             # whose pid file was lost, say): it goes down with the host.
@@ -313,8 +312,7 @@ class Lab:
         if self._netns_exists(host):
             self._ip("netns", "del", host.netns, host=host.name)  # a stale one
         for cable in (host.veth, host.tunnel_veth):
-            if self._link_exists(cable):
-                self._ip("link", "del", cable, host=host.name)
+            self._delete_link(cable, host.name)
         self._ip("netns", "add", host.netns, host=host.name)
         self._ip("link", "add", host.veth, "type", "veth", "peer", "name", "eth0",
                  "address", host.mac, "netns", host.netns, host=host.name)
@@ -332,6 +330,18 @@ class Lab:
         self._ip("link", "set", host.tunnel_veth, "master", self.spec.bridge, "up",
                  host=host.name)
         self._ip(*inside, "link", "set", TUNNEL_NIC, "up", host=host.name)
+
+    def _delete_link(self, name: str, host: str) -> None:
+        """Remove a cable's end if it is there. A cable whose other end was in a
+        namespace that is going away disappears by itself, at any moment: gone between
+        the check and the deletion is as good as deleted."""
+        if not self._link_exists(name):
+            return
+        try:
+            self.local.run(["ip", "link", "del", name], timeout=60)
+        except CommandError as exc:
+            if self._link_exists(name):
+                raise LabHostError(host, f"{exc.command} failed: {exc.output.strip()}") from None
 
     def _netns_exists(self, host: LabHostSpec) -> bool:
         return Path("/run/netns", host.netns).exists()
