@@ -344,7 +344,7 @@ class SshHost:
             channel.invoke_subsystem("sftp")
             sftp = SFTPClient(channel)
         except (SSHException, EOFError, OSError) as exc:
-            channel.close()
+            _quietly_close(channel)
             if not transport.is_active():
                 raise self._lost(exc, host) from None
             raise HostPrerequisiteError(self.name, f"file transfer failed: no SFTP subsystem "
@@ -352,7 +352,7 @@ class SshHost:
         try:
             yield sftp
         finally:
-            sftp.close()
+            _quietly_close(sftp)
 
     def _on_channel(self, action: Callable[[], T]) -> T:
         """Run what needs one channel of the connection once a channel is free, and
@@ -492,6 +492,15 @@ def _rekey_as_openssh(transport: Transport | None) -> None:
         return
     transport.packetizer.REKEY_BYTES = REKEY_BYTES
     transport.clear_to_send_timeout = KEX_WAIT
+
+
+def _quietly_close(closable: Any) -> None:
+    """Close an SFTP client or channel whose connection may be gone already: what the
+    transfer raised is the error, not the close's EOFError."""
+    try:
+        closable.close()
+    except (SSHException, EOFError, OSError) as exc:
+        _log.debug("closing %r: %s", closable, exc)
 
 
 def _disconnect(host: Host) -> None:

@@ -287,9 +287,13 @@ class InstanceChecks:
                                          self.fixed[i])
         self.made.floating_ips.append(fip)
         t0 = self.clock.now()
-        self._wait(f"SSH on {fip.address} ({name})",
-                   lambda: (True if self.access.ssh_answers(fip.address) else None,
-                            "no SSH answer"), self.settings.ssh_timeout, 3.0)
+        try:
+            self._wait(f"SSH on {fip.address} ({name})",
+                       lambda: (True if self.access.ssh_answers(fip.address) else None,
+                                "no SSH answer"), self.settings.ssh_timeout, 3.0)
+        except WaitTimeout as exc:
+            raise CheckFailedError(str(exc), f"its console's last lines: "
+                                   f"{_console_tail(self.cloud, server)}") from None
         waited = self.clock.now() - t0
         trusted = console_fingerprints(self.cloud.console_output(server))
         assert self._key is not None
@@ -456,6 +460,16 @@ class InstanceChecks:
                                       f"{limit:.0f}s)")
                 report += REPORT_EVERY
             self.clock.sleep(min(interval, max(0.0, start + limit - now)))
+
+
+def _console_tail(cloud: Cloud, server: str, lines: int = 6) -> str:
+    """The end of a server's console (what its boot got to), on one line."""
+    try:
+        text = cloud.console_output(server)
+    except Exception as exc:  # noqa: BLE001 (a diagnosis must not hide the failure)
+        return f"unavailable ({type(exc).__name__}: {exc})"
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-600:] or "empty"
 
 
 def _said(result: CommandResult) -> str:
