@@ -205,6 +205,9 @@ class LabHostSpec:
             (self.run_dir, Path("/run")),
             # libvirt's definitions and guests' state: each host's libvirtd its own.
             (self.dir / "etc" / "libvirt", Path("/etc/libvirt")),
+            # sudo's drop-ins: a host's services' rules are its own (a host that
+            # leaves a site removes its files, which must not be the others').
+            (self.dir / "etc" / "sudoers.d", Path("/etc/sudoers.d")),
             (self.dir / "var" / "lib" / "libvirt", Path("/var/lib/libvirt")),
             # Its own home and /tmp too: root's shell start-up files of this machine
             # are not the host's, and two hosts never share a temporary file.
