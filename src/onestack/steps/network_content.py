@@ -23,7 +23,7 @@ from onestack.drivers import ovsdb
 from onestack.errors import ContentConflictError, HostPrerequisiteError
 from onestack.steps.content_actions import CloudLogin, cloud_for_facts
 from onestack.steps.context import HostContext
-from onestack.steps.ovs_actions import json_list
+from onestack.steps.ovs_actions import link_state, others_in_network
 
 Shape = tuple[tuple[str, Any], ...]  # (field as `openstack ... show` names it, value)
 
@@ -268,13 +268,7 @@ class EnsureBridgeAddress:
         return digest(json.dumps([self.bridge, self.address, self.ovsdb]))
 
     def probe(self, ctx: HostContext) -> Any:
-        out = ctx.host.run(("ip", "-j", "addr", "show", "dev", self.bridge), check=False)
-        links = json_list(out)
-        if not links:
-            return None  # no such bridge (yet): the switch's steps come first
-        return {"up": "UP" in links[0].get("flags", []),
-                "addresses": [f"{a['local']}/{a['prefixlen']}"
-                              for a in links[0].get("addr_info", []) if a.get("family") == "inet"]}
+        return link_state(ctx, self.bridge)  # None: no bridge yet (the switch's steps first)
 
     def needed(self, fact: Any, done: str | None) -> bool:
         return not isinstance(fact, dict) or not fact.get("up") or \
@@ -294,9 +288,7 @@ class EnsureBridgeAddress:
                 f"{self.bridge} has an uplink ({', '.join(uplinks)}): onestack gives it the "
                 f"test address {self.address} only on a bridge that has none"))
         network = str(ip_interface(self.address).network)
-        out = ctx.host.run(("ip", "-j", "-4", "addr", "show", "to", network), check=False)
-        others = [link.get("ifname", "?") for link in json_list(out)
-                  if link.get("ifname") != self.bridge and link.get("addr_info")]
+        others = others_in_network(ctx, network, self.bridge)
         if others:
             raise HostPrerequisiteError(ctx.host.name, (
                 f"{', '.join(others)} already holds an address in {network}: "

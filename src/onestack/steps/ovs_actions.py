@@ -115,8 +115,8 @@ class EnsureTunnelEndpoint:
 
     def probe(self, ctx: HostContext) -> Any:
         ports = ctx.host.run(ovsdb.vsctl(self.db, "list-ports", self.bridge), check=False)
-        return {"ports": ports.split(), "bridge": _link(ctx, self.bridge),
-                "interface": _link(ctx, self.interface)}
+        return {"ports": ports.split(), "bridge": link_state(ctx, self.bridge),
+                "interface": link_state(ctx, self.interface)}
 
     def needed(self, fact: Any, done: str | None) -> bool:
         if not isinstance(fact, dict):
@@ -140,7 +140,7 @@ class EnsureTunnelEndpoint:
     def _refuse_misfits(self, ctx: HostContext) -> None:
         """The interface exists and holds no IPv4 address; no other interface holds an
         address of the tunnel's network (tunnels would be routed there)."""
-        link = _link(ctx, self.interface)
+        link = link_state(ctx, self.interface)
         if link is None:
             raise HostPrerequisiteError(ctx.host.name, (
                 f"no interface {self.interface}: the site file's tunnel.interface names the "
@@ -151,16 +151,21 @@ class EnsureTunnelEndpoint:
                 f"is given whole to the switch (its address is tunnel.address, on "
                 f"{self.bridge}); use a NIC without an address"))
         network = str(ip_interface(self.address).network)
-        out = ctx.host.run(("ip", "-j", "-4", "addr", "show", "to", network), check=False)
-        others = [link.get("ifname", "?") for link in json_list(out)
-                  if link.get("ifname") != self.bridge and link.get("addr_info")]
+        others = others_in_network(ctx, network, self.bridge)
         if others:
             raise HostPrerequisiteError(ctx.host.name, (
                 f"{', '.join(others)} already holds an address in {network}: tunnels to "
                 f"that network would leave through it, not through {self.bridge}"))
 
 
-def _link(ctx: HostContext, name: str) -> dict[str, Any] | None:
+def others_in_network(ctx: HostContext, network: str, bridge: str) -> list[str]:
+    """Interfaces other than ``bridge`` holding an IPv4 address of ``network``."""
+    out = ctx.host.run(("ip", "-j", "-4", "addr", "show", "to", network), check=False)
+    return [link.get("ifname", "?") for link in json_list(out)
+            if link.get("ifname") != bridge and link.get("addr_info")]
+
+
+def link_state(ctx: HostContext, name: str) -> dict[str, Any] | None:
     """An interface's state (up, IPv4 addresses with prefix), None if there is none."""
     links = json_list(ctx.host.run(("ip", "-j", "addr", "show", "dev", name), check=False))
     if not links:
