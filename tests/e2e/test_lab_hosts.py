@@ -266,6 +266,10 @@ def test_power_off_kills_every_process_and_power_on_keeps_the_disk(
     assert again.run(["cat", str(MARK)]) == "kept across power cycles\n"
     assert "sleep" not in again.run(["ps", "-e", "-o", "comm="])
     peer.run(["python3", "-c", REACH, ADDRESSES["lab2"]])  # same MAC: no stale ARP entry
+    # ... and the MAC is eth0's: the second cable (eth1, same bridge) never answers
+    # ARP for eth0's address (it did, and its MAC was new at each boot).
+    learned = peer.run(["ip", "neigh", "show", ADDRESSES["lab2"], "dev", "eth0"])
+    assert lab.host_named("lab2").mac in learned, learned
 
 
 def test_delete_leaves_nothing_behind(home: Path, lab: LabSpec) -> None:

@@ -151,8 +151,17 @@ class LabHostSpec:
     def mac(self) -> str:
         """The host's own MAC address, the same at every boot (locally administered),
         so the other hosts' ARP caches stay right across a power cycle."""
+        return self._own_mac(0x02)
+
+    @property
+    def tunnel_mac(self) -> str:
+        """The MAC address of the host's second cable (``eth1``), the same at every
+        boot for the same reason."""
+        return self._own_mac(0x06)
+
+    def _own_mac(self, first: int) -> str:
         tag = self.lab.tag
-        return (f"02:{tag[0:2]}:{tag[2:4]}:{tag[4:6]}:"
+        return (f"{first:02x}:{tag[0:2]}:{tag[2:4]}:{tag[4:6]}:"
                 f"{self.index >> 8 & 0xff:02x}:{self.index & 0xff:02x}")
 
     @property

@@ -285,6 +285,7 @@ class Lab:
             if self._link_exists(port):
                 self._ip("link", "del", port, host=name)
             self._ip("link", "add", cable, "type", "veth", "peer", "name", port, host=name)
+        self._answer_arp_for_own_addresses_only(cable, name)
         self._ip("link", "set", port, "master", self.spec.bridge, "up", host=name)
         self._ip("link", "set", cable, "up", host=name)
 
@@ -325,11 +326,23 @@ class Lab:
         self._ip(*inside, "link", "set", "lo", "up", host=host.name)
         self._ip(*inside, "link", "set", "eth0", "up", host=host.name)
         # The second cable: no address, for a site's tunnel endpoint (ADR 0023).
+        # Fixed MAC, and it answers ARP only for its own addresses: the kernel's
+        # default answers for eth0's address on eth1 too (both on one bridge), and
+        # the other hosts then learn a MAC that changes at the next power-on.
         self._ip("link", "add", host.tunnel_veth, "type", "veth", "peer", "name",
-                 TUNNEL_NIC, "netns", host.netns, host=host.name)
+                 TUNNEL_NIC, "address", host.tunnel_mac, "netns", host.netns, host=host.name)
         self._ip("link", "set", host.tunnel_veth, "master", self.spec.bridge, "up",
                  host=host.name)
+        self._answer_arp_for_own_addresses_only(TUNNEL_NIC, host.name, netns=host.netns)
         self._ip(*inside, "link", "set", TUNNEL_NIC, "up", host=host.name)
+
+    def _answer_arp_for_own_addresses_only(self, nic: str, host: str,
+                                           netns: str | None = None) -> None:
+        """arp_ignore=1 on one interface: a second cable into the same bridge must
+        not answer ARP for the addresses of the first (ARP flux)."""
+        inside = ["ip", "netns", "exec", netns] if netns else []
+        self._run([*inside, "sh", "-c", 'echo 1 > "$0"',
+                   f"/proc/sys/net/ipv4/conf/{nic}/arp_ignore"], host=host)
 
     def _delete_link(self, name: str, host: str) -> None:
         """Remove a cable's end if it is there. A cable whose other end was in a

@@ -66,6 +66,8 @@ def test_veth_and_netns_names_fit_and_differ_between_labs() -> None:
     assert one.host(1).netns == "onestack-lab0-lab1"
     macs = {lab.host(i).mac for lab in (one, two) for i in (1, 2, 244)}
     assert len(macs) == 6 and all(m.startswith("02:") and len(m) == 17 for m in macs)
+    tunnel = {lab.host(i).tunnel_mac for lab in (one, two) for i in (1, 2, 244)}
+    assert len(tunnel) == 6 and not tunnel & macs
 
 
 def test_host_files_live_under_the_lab_home() -> None:
