@@ -9,12 +9,14 @@ import click
 from onestack.cli.common import CliContext, emit_json, json_option
 from onestack.drivers.lab_layout import DEFAULT_BRIDGE, DEFAULT_NETWORK
 from onestack.drivers.labhosts import Lab, LabChange
+from onestack.services import registry
 
 
 def _lab(ctx: click.Context, bridge: str | None = None, network: str | None = None) -> Lab:
     cli: CliContext = ctx.find_root().obj
     return Lab.open(lab_home(cli.home_path), bridge, network,
-                    say=lambda msg: click.echo(msg, err=True))
+                    say=lambda msg: click.echo(msg, err=True),
+                    packages=registry.remote_host_packages())
 
 
 def lab_home(home: Path) -> Path:

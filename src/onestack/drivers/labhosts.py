@@ -78,28 +78,33 @@ class LabChange:
 class Lab:
     """The lab hosts of one onestack home, acted on through the local machine."""
 
-    def __init__(self, spec: LabSpec, say: Say | None = None) -> None:
+    def __init__(self, spec: LabSpec, say: Say | None = None,
+                 packages: Sequence[str] = ()) -> None:
+        """``packages``: the Debian packages a site's roles install on its hosts
+        (``services.registry.remote_host_packages``): lab hosts share this machine's
+        /usr and have no uplink, so this machine installs them for them."""
         self.spec = spec
         self.local = LocalHost("lab")
         self.say = say or (lambda _msg: None)
+        self.packages = tuple(dict.fromkeys((*HOST_PACKAGES, *packages)))
 
     @classmethod
     def open(cls, home: Path, bridge: str | None = None, network: str | None = None,
-             say: Say | None = None) -> Lab:
+             say: Say | None = None, packages: Sequence[str] = ()) -> Lab:
         """The lab recorded under home, or a new one with the given bridge and network.
 
         A lab keeps the bridge and network it was created with; asking for others
         while it exists is refused rather than silently ignored."""
         recorded = _read_state(home)
         if recorded is None:
-            return cls(_spec(home, bridge, network), say)
+            return cls(_spec(home, bridge, network), say, packages)
         spec = _spec(home, recorded["bridge"], recorded["network"])
         for asked, have, what in ((bridge, spec.bridge, "bridge"),
                                   (network, spec.network, "network")):
             if asked is not None and asked != have:
                 raise LabHostError(LAB, f"this lab uses {what} {have}, not {asked} "
                                         "(delete it first to change)")
-        return cls(spec, say)
+        return cls(spec, say, packages)
 
     # --- queries -------------------------------------------------------------
 
@@ -205,9 +210,10 @@ class Lab:
                                     "run onestack lab ... as root")
         # The lab's own tools, and (lab hosts share this machine's /usr and have no
         # uplink) what a onestack host needs from Debian (sshd, supervisor, the program
-        # wrappers, Python), as a real host's OS image would have them.
+        # wrappers, Python), as a real host's OS image would have them, and what a
+        # site's roles install on them (a lab host's apt-get has no mirror to reach).
         tools = {REQUIRED_COMMANDS[c] for c in REQUIRED_COMMANDS if self.local.which(c) is None}
-        wanted = apt.missing(self.local, HOST_PACKAGES) | tools
+        wanted = apt.missing(self.local, self.packages) | tools
         if wanted:
             apt.install(self.local, sorted(wanted), say=self.say)
         missing = [c for c in REQUIRED_COMMANDS if self.local.which(c) is None]

@@ -48,6 +48,15 @@ def system_packages(site: Site) -> tuple[str, ...]:
     return tuple(dict.fromkeys(WRAPPER_PACKAGES + RELEASE_PYTHON + infra + bindings))
 
 
+def remote_host_packages() -> tuple[str, ...]:
+    """Debian packages a host other than the controller installs, whatever its roles:
+    the switch, ovn-controller, the OVN agent's tools, libvirt and QEMU with the
+    bindings. The lab installs them on this machine for its hosts (they share its /usr
+    and have no uplink, drivers.labhosts)."""
+    return tuple(dict.fromkeys(ovs.PACKAGES + ovn.CHASSIS_PACKAGES + neutron.AGENT_PACKAGES
+                               + libvirt.PACKAGES + libvirt.BINDINGS))
+
+
 def by_name(name: str) -> OpenStackService:
     """An OpenStack service module by name."""
     for module in OPENSTACK:

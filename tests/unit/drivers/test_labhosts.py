@@ -84,3 +84,12 @@ def test_the_labs_known_hosts_is_written_0600(tmp_path: Path, before: int | None
     assert lab.spec.known_hosts.read_text() == "198.18.10.11 ssh-ed25519 AAAA\n"
     assert lab.spec.known_hosts.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in lab.spec.home.iterdir()) == ["hosts", "known_hosts"]
+
+
+def test_the_lab_installs_what_a_sites_roles_install_on_its_hosts(tmp_path: Path) -> None:
+    from onestack.services import registry  # the CLI's list (lab hosts have no uplink)
+    lab = Lab.open(tmp_path / "lab", packages=registry.remote_host_packages())
+    for package in ("openssh-server", "openvswitch-switch", "ovn-host", "qemu-system-x86",
+                    "libvirt-daemon", "python3-libvirt", "haproxy"):
+        assert package in lab.packages
+    assert len(set(lab.packages)) == len(lab.packages)
