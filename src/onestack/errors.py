@@ -62,6 +62,21 @@ class PrerequisiteError(OnestackError):
 
 
 @dataclass
+class NotDeployableError(OnestackError):
+    """The site's architecture is one this version of onestack does not deploy yet."""
+
+    architecture: str
+
+    def __post_init__(self) -> None:
+        self.hint = (f"`onestack plan` shows architecture {self.architecture}'s placement and "
+                     "single points of failure; use architecture aio to deploy now")
+
+    def __str__(self) -> str:
+        return (f"this version of onestack cannot deploy architecture {self.architecture} "
+                "yet; nothing was changed")
+
+
+@dataclass
 class PortInUseError(OnestackError):
     """A port onestack needs is already taken by another process."""
 

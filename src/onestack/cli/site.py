@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from onestack.core.progress import JsonProgress, PlainProgress, Progress, Silent
 from onestack.core.step import Plan
 from onestack.drivers.secrets import MAX_SECRET, check_secret_name
 from onestack.engine import operations
+from onestack.model.architecture import ArchitectureReport
 from onestack.plans.deploy import CLOUD_NAME
 from onestack.state.site import SiteHandle
 
@@ -64,13 +66,43 @@ def up(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def plan(obj: CliContext, site_file: Path | None, as_json: bool) -> None:
-    """Show every step `up` would take on this host, changing nothing."""
+    """Show the architecture's placement and single points of failure, then every step
+    `up` would take, changing nothing."""
     handle = _handle(obj, site_file, must_exist=False)
-    result = operations.plan_site(handle, SilentProgress())
+    architecture = operations.architecture_report(handle)
+    result = operations.plan_site(handle, SilentProgress()) if architecture.deployable \
+        else Plan("up", ())
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), "architecture": architecture.to_dict()})
+        return
+    _render_architecture(architecture)
+    if not architecture.deployable:
+        click.echo(f"no steps: this version of onestack cannot deploy architecture "
+                   f"{architecture.architecture} yet (up refuses it)")
         return
     _render_plan(result)
+
+
+def _render_architecture(report: ArchitectureReport) -> None:
+    click.echo(f"architecture {report.architecture}: {report.summary}")
+    click.echo("placement:")
+    width = max(len(host) for host in report.placement)
+    for host, components in report.placement.items():
+        lines = textwrap.wrap(", ".join(components) or "(nothing)", 88 - width,
+                              break_on_hyphens=False) or [""]
+        click.echo(f"  {host:<{width}}  {lines[0]}")
+        for more in lines[1:]:
+            click.echo(f"  {'':<{width}}  {more}")
+    points = report.single_points
+    if not points:
+        click.echo("single points of failure: none")
+        return
+    click.echo(f"single points of failure ({len(points)}):")
+    name_width = max(len(p.what) for p in points)
+    for point in points:
+        hosts = f" on {', '.join(point.hosts)}" if point.hosts else " (none deployed)"
+        click.echo(f"  {point.severity.value:<8}  {point.what:<{name_width}}{hosts}: "
+                   f"{point.takes_down}")
 
 
 def _render_plan(result: Plan) -> None:

@@ -13,8 +13,10 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
+from onestack.catalog.architectures import architecture_documents
 from onestack.drivers import tls
 from onestack.errors import SiteFileError
+from onestack.model.architecture import Architecture, parse_architectures
 from onestack.model.loader import MAX_BYTES, parse_site
 from onestack.model.site import Site
 
@@ -80,16 +82,35 @@ def read_site_file(path: Path, releases: Collection[str] | None = None, *,
     ``home``: the onestack home its ``known_hosts`` must be in (None only for a caller
     that uses none of the site's files, e.g. only its host names)."""
     text = decode_site_text(read_site_bytes(path), str(path))
-    site = parse_site(text, str(path), releases)
+    architectures = shipped_architectures()
+    site = parse_site(text, str(path), releases, architectures)
     _check_known_hosts(site, text, path, home)
     _check_tls(site, text, path)
     _check_tunnels(site, text, path)
     controller = site.controller
-    if not controller.is_local:
+    # An architecture this version cannot deploy is still read: `plan` shows its
+    # placement and single points of failure, `up` refuses it.
+    if not controller.is_local and architectures[site.architecture].deployable:
         index = site.hosts.index(controller)
         raise SiteFileError(str(path), _line_of(text, f"name: {controller.name}"),
                             f"hosts.{index}.connection", NOT_YET_REMOTE_CONTROLLER)
     return site
+
+
+def shipped_architectures() -> dict[str, Architecture]:
+    """The reference architectures of the catalog, by name (ADR 0024)."""
+    return parse_architectures(architecture_documents())
+
+
+def architecture_of(site: Site) -> Architecture:
+    """The site's architecture (a site not read from a file: the default's)."""
+    architectures = shipped_architectures()
+    try:
+        return architectures[site.architecture]
+    except KeyError:
+        raise SiteFileError("(site)", None, "architecture",
+                            f"unknown architecture {site.architecture} "
+                            f"(known: {', '.join(sorted(architectures))})") from None
 
 
 def _check_known_hosts(site: Site, text: str, path: Path, home: Path | None) -> None:

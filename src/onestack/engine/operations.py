@@ -17,11 +17,13 @@ from typing import Any
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
+from onestack.drivers.site_file import architecture_of
 from onestack.drivers.ssh_host import SshHost
 from onestack.drivers.supervisor import SiteSupervisor
 from onestack.engine.lock import site_lock
 from onestack.engine.runner import apply_plan, context_of, per_host
-from onestack.errors import HostError, PortInUseError, PrerequisiteError
+from onestack.errors import HostError, NotDeployableError, PortInUseError, PrerequisiteError
+from onestack.model.architecture import ArchitectureReport, report
 from onestack.model.loader import dump_site
 from onestack.model.ports import API_PORTS, Ports
 from onestack.model.site import Host
@@ -138,6 +140,18 @@ def plan_site(handle: SiteHandle, progress: Progress) -> Plan:
         return plan_up(handle, contexts, generate_secrets=False)
 
 
+def architecture_report(handle: SiteHandle) -> ArchitectureReport:
+    """What ``plan`` shows first, from the site file alone: placement, broken rules,
+    single points of failure (ADR 0024)."""
+    return report(handle.site, architecture_of(handle.site))
+
+
+def refuse_undeployable(handle: SiteHandle) -> None:
+    """Before anything runs: the site's architecture is one this version deploys."""
+    if not architecture_of(handle.site).deployable:
+        raise NotDeployableError(handle.site.architecture)
+
+
 def check_prerequisites() -> None:
     """Root, Debian with apt, a usable Python: or a clear error."""
     if os.geteuid() != 0:
@@ -176,6 +190,7 @@ def check_ports(handle: SiteHandle, hctx: HostContext) -> None:
 def up(handle: SiteHandle, progress: Progress) -> Plan:
     """Bring the site to its declared state. Idempotent; resumes after interruption.
     Hosts that left the site file leave the cloud (``retired_hosts``)."""
+    refuse_undeployable(handle)
     check_prerequisites()
     with site_lock(handle.paths.site, handle.site.name, "up"):
         if ensure_site_key(handle):

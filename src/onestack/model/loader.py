@@ -11,7 +11,7 @@ not plain values, duplicate keys, several documents, nesting deeper than
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from onestack.errors import SiteFileError, shown
+from onestack.model.architecture import Architecture, breaches
 from onestack.model.site import Site
 
 MAX_BYTES = 1024 * 1024  # a site file with 10,000 nodes fits; /dev/zero does not
@@ -209,11 +210,33 @@ def _check_release(site: Site, doc: _Document, releases: Collection[str]) -> Non
                        f"unknown release bundle {site.release} (known: {known})")
 
 
-def parse_site(text: str, path: str, releases: Collection[str] | None = None) -> Site:
+def _check_architecture(site: Site, doc: _Document,
+                        architectures: Mapping[str, Architecture]) -> None:
+    """The site's architecture is in the catalog and the site keeps its rules: else
+    every broken rule, with its hosts, on the line of the first host concerned."""
+    loc: Loc = ("architecture",)
+    architecture = architectures.get(site.architecture)
+    if architecture is None:
+        known = ", ".join(sorted(architectures)) or "none"
+        raise doc.fail(_line_of(doc.lines, loc), loc,
+                       f"unknown architecture {site.architecture} (known: {known})")
+    broken = breaches(site, architecture)
+    if not broken:
+        return
+    first = broken[0].hosts[0] if broken[0].hosts else None
+    index = next((i for i, h in enumerate(site.hosts) if h.name == first), None)
+    line = _line_of(doc.lines, ("hosts", index, "name") if index is not None else
+                    loc if loc in doc.lines else ("hosts",))
+    raise doc.fail(line, loc, "; ".join(f"rule {b.rule}: {b.problem}" for b in broken))
+
+
+def parse_site(text: str, path: str, releases: Collection[str] | None = None,
+               architectures: Mapping[str, Architecture] | None = None) -> Site:
     """Validate site-file text. Raises SiteFileError with file, line and field.
 
     ``releases``: the release series the catalog ships; when given, the site's
-    ``release`` must be one of them.
+    ``release`` must be one of them. ``architectures``: the catalog's; when given, the
+    site's ``architecture`` must be one of them, and the site must keep its rules.
     """
     if len(text) > MAX_BYTES:
         raise SiteFileError(path, None, "(file)", f"larger than {MAX_BYTES // 1024} KiB")
@@ -231,6 +254,8 @@ def parse_site(text: str, path: str, releases: Collection[str] | None = None) ->
         raise doc.fail(_line_of(doc.lines, loc), loc, err["msg"] + more) from None
     if releases is not None:
         _check_release(site, doc, releases)
+    if architectures is not None:
+        _check_architecture(site, doc, architectures)
     return site
 
 

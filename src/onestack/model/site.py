@@ -158,7 +158,9 @@ class Site(Strict):
 
     name: SiteName
     release: Series = Field(description="Release bundle series, e.g. 2026.1")
-    architecture: Label = "all-in-one"
+    # A reference architecture of the catalog (catalog/architectures, ADR 0024); its
+    # rules are checked where the catalog is read (drivers.site_file).
+    architecture: Label = "aio"
     region: Label = "RegionOne"
     hosts: list[Host] = Field(min_length=1, max_length=MAX_HOSTS)
     nodes: list[Node] = Field(default_factory=list, max_length=MAX_NODES)
@@ -178,6 +180,12 @@ class Site(Strict):
     # and the test image built from Debian packages (onestack image build).
     flavors: list[Flavor] | None = Field(default=None, max_length=100)
     test_image: bool = Field(default=True, strict=True)
+
+    @field_validator("architecture")
+    @classmethod
+    def _former_architecture_name(cls, name: str) -> str:
+        # Sites recorded before architectures were data say "all-in-one".
+        return "aio" if name == "all-in-one" else name
 
     @field_validator("virt_type")
     @classmethod

@@ -43,8 +43,13 @@ def test_plan_text_lists_steps(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    first = result.output.splitlines()[0]
-    assert first.endswith("steps to apply:")
+    lines = result.output.splitlines()
+    assert lines[0].startswith("architecture aio: One controller runs the whole control")
+    assert "single points of failure (" in result.output
+    assert any(line.startswith("  critical  mariadb") and line.endswith(
+        "on aio: every service's database (no API call that reads or writes the cloud's "
+        "state)") for line in lines)
+    assert any(line.endswith("steps to apply:") for line in lines)
     assert "keystone   migrate the keystone database" in result.output
 
 
@@ -134,3 +139,68 @@ def test_verify_shows_skipped_rows_and_passes_its_options(
     asked.clear()
     CliRunner().invoke(cli, ["--home", str(tmp_path), "verify"])
     assert asked[0]["instances"] is True and asked[0]["ssh_timeout"] == 180.0
+
+
+HA_SITE = """\
+name: hax
+release: "2026.1"
+architecture: ha
+hosts:
+  - {name: ctl1, address: 198.18.60.11, connection: ssh, roles: [controller, network],
+     failure_domain: r1, tunnel: {interface: eth1, address: 198.18.61.11/24}}
+  - {name: ctl2, address: 198.18.60.12, connection: ssh, roles: [controller, network],
+     failure_domain: r2, tunnel: {interface: eth1, address: 198.18.61.12/24}}
+  - {name: ctl3, address: 198.18.60.13, connection: ssh, roles: [controller],
+     failure_domain: r3}
+  - {name: cmp1, address: 198.18.60.21, connection: ssh, roles: [compute],
+     failure_domain: r1, tunnel: {interface: eth1, address: 198.18.61.21/24}}
+  - {name: cmp2, address: 198.18.60.22, connection: ssh, roles: [compute],
+     failure_domain: r2, tunnel: {interface: eth1, address: 198.18.61.22/24}}
+"""
+
+
+def test_plan_of_an_ha_site_shows_placement_and_no_spof_without_reaching_hosts(
+        tmp_path: Path) -> None:
+    site = tmp_path / "ha.yaml"
+    site.write_text(HA_SITE)
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan", "--json",
+                                      "--site-file", str(site)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    architecture = data["architecture"]
+    assert architecture["name"] == "ha" and architecture["deployable"] is False
+    assert architecture["single_points_of_failure"] == [] and architecture["breaches"] == []
+    assert "mariadb" in architecture["placement"]["ctl3"]
+    assert data["steps"] == []  # nothing reached: these hosts do not exist
+    text = CliRunner().invoke(cli, ["--home", str(tmp_path), "plan", "--site-file", str(site)],
+                              catch_exceptions=False).output
+    assert "single points of failure: none" in text
+    assert "cannot deploy architecture ha yet" in text
+    assert not (tmp_path / "sites").exists()
+
+
+def test_up_refuses_an_architecture_it_cannot_deploy_before_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "ha.yaml"
+    site.write_text(HA_SITE)
+    code, out, err = _main(monkeypatch, capsys, "--home", str(tmp_path), "up",
+                           "--site-file", str(site))
+    assert code == 1, err
+    assert "cannot deploy architecture ha yet; nothing was changed" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "sites").exists()
+
+
+def test_a_site_breaking_its_architecture_is_refused_naming_rule_line_and_hosts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "ha.yaml"
+    site.write_text(HA_SITE.replace("failure_domain: r2, tunnel: {interface: eth1, "
+                                    "address: 198.18.61.12", "failure_domain: r1, tunnel: "
+                                    "{interface: eth1, address: 198.18.61.12"))
+    code, _out, err = _main(monkeypatch, capsys, "--home", str(tmp_path), "plan",
+                            "--site-file", str(site))
+    assert code == 1
+    assert (f"error: {site}:5: architecture: rule controller failure domains: architecture "
+            "ha needs each controller in a failure domain of its own; ctl1, ctl2 share r1") in err

@@ -160,3 +160,22 @@ def test_compute_driver_is_libvirt_unless_asked_and_virt_type_needs_libvirt() ->
     assert "needs compute_driver: libvirt" in err.value.problem
     with pytest.raises(SiteFileError, match="compute_driver: Input should be 'libvirt' or"):
         parse_site(base + "compute_driver: xen\n", "s.yaml")
+
+
+def test_architecture_from_the_catalog_and_its_former_name() -> None:
+    from onestack.drivers.site_file import shipped_architectures
+    catalog = shipped_architectures()
+    assert parse_site(VALID, "/etc/site.yaml", architectures=catalog).architecture == "aio"
+    former = VALID.replace("port_offset: 100", "architecture: all-in-one")
+    assert parse_site(former, "/etc/site.yaml", architectures=catalog).architecture == "aio"
+    with pytest.raises(SiteFileError) as info:
+        parse_site(VALID.replace("port_offset: 100", "architecture: galaxy"),
+                   "/etc/site.yaml", architectures=catalog)
+    assert str(info.value) == ("/etc/site.yaml:3: architecture: unknown architecture galaxy "
+                               "(known: aio, ha)")
+    with pytest.raises(SiteFileError) as info:
+        parse_site(VALID.replace("roles: [controller, compute]", "roles: [controller]"),
+                   "/etc/site.yaml", architectures=catalog)
+    assert str(info.value) == ("/etc/site.yaml:5: architecture: rule compute count: "
+                               "architecture aio needs at least 1 compute; the site has 0 "
+                               "computes")
