@@ -9,12 +9,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from onestack.core.activity import doing
 from onestack.core.digest import digest
 from onestack.errors import CommandError
 
@@ -34,9 +36,10 @@ class LocalHost:
         full_env = {**os.environ, **(env or {})}
         stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         try:
-            proc = subprocess.run(list(argv), env=full_env, cwd=cwd, timeout=timeout,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, **stdin)
+            with doing(f"`{shlex.join(argv)}` on {self.name}"):
+                proc = subprocess.run(list(argv), env=full_env, cwd=cwd, timeout=timeout,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, **stdin)
         except FileNotFoundError:
             if not check:
                 return f"{argv[0]}: not found"

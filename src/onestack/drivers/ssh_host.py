@@ -50,6 +50,7 @@ from pyinfra.api.state import State
 from pyinfra.connectors.sshuserclient import client as pyinfra_ssh_client
 from pyinfra.facts.server import Which
 
+from onestack.core.activity import doing
 from onestack.core.digest import digest
 from onestack.core.host import HostConnection
 from onestack.drivers.host import LocalHost, chown_spec, holder_from_ss
@@ -167,7 +168,8 @@ class SshHost:
         host = self._host
         if host is not None and host.connected:
             return host
-        with self._connecting:
+        with doing(f"the SSH connection to {self.name} ({self.target.address}:"
+                   f"{self.target.port})"), self._connecting:
             host = self._host
             if host is None or not host.connected:
                 host = self._open_session()
@@ -258,8 +260,9 @@ class SshHost:
         command = shell_command(argv, cwd=cwd, with_env=bool(env), timeout=timeout,
                                 env_bytes=len(script.encode()) if input is not None else None)
         stdin = script + (input or "") if env or input is not None else None
-        code, output = self._shell(command, stdin=stdin)
         shown = shlex.join(argv)
+        with doing(f"`{shown}` on {self.name}"):
+            code, output = self._shell(command, stdin=stdin)
         if code == TIMEOUT_EXIT:
             raise CommandError(f"{shown} (on {self.name})", -1, f"timed out after {timeout}s\n"
                                + output)
@@ -326,7 +329,8 @@ class SshHost:
                 except (SSHException, EOFError, OSError) as exc:
                     raise self._transfer_failed(exc, host, path) from None
 
-        self._on_channel(upload)
+        with doing(f"sending {path} to {self.name}"):
+            self._on_channel(upload)
 
     @contextmanager
     def _sftp(self, host: Host) -> Iterator[SFTPClient]:
@@ -358,7 +362,9 @@ class SshHost:
         """Run what needs one channel of the connection once a channel is free, and
         again while sshd refuses to open it (ChannelException: nothing ran)."""
         deadline, pause = time.monotonic() + REFUSED_CHANNEL_WAIT, 0.05
-        with self._channels:
+        with doing(f"a free SSH channel to {self.name} (at most {MAX_CHANNELS} at once)"):
+            self._channels.acquire()
+        try:
             while True:
                 try:
                     return action()
@@ -371,6 +377,8 @@ class SshHost:
                     _log.debug("%s: sshd refused a channel (%s), asking again", self.name, exc)
                 time.sleep(pause)
                 pause = min(2 * pause, 1.0)
+        finally:
+            self._channels.release()
 
     def _transfer_failed(self, exc: BaseException, host: Host,
                          path: Path) -> HostError | CommandError:

@@ -7,12 +7,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from onestack.core.activity import activity_of
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, PlannedStep, Step, batches
 from onestack.errors import HostConnectionLostError, HostStepsFailed, OnestackError, StepFailed
@@ -168,6 +170,33 @@ def _apply_once_more_if_lost(step: Step, ctx: Any, progress: Progress) -> None:
             time.sleep(LOST_PAUSE)
 
 
+# A step still running after this long says so, and what it waits for, then again
+# at each further interval (a hung host is seen, not guessed).
+STILL_RUNNING_EVERY = 30.0
+
+
+@contextmanager
+def _reporting_while_long(step: Step, progress: Progress) -> Iterator[None]:
+    """Around a step's work in this thread: every ``STILL_RUNNING_EVERY`` seconds, a
+    progress line naming the step and what this thread waits for (``core.activity``)."""
+    worker, finished, t0 = threading.get_ident(), threading.Event(), time.monotonic()
+
+    def report() -> None:
+        while not finished.wait(STILL_RUNNING_EVERY):
+            what = activity_of(worker)
+            progress.message(f"{step.host}: {step.summary}: still running after "
+                             f"{time.monotonic() - t0:.0f}s"
+                             + (f", waiting for {what}" if what else ""))
+
+    reporter = threading.Thread(target=report, name=f"report {step.id}", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        reporter.join()
+
+
 def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
                 run_id: int, progress: Progress) -> None:
     journal.step_started(run_id, step.id, step.service, step.summary, step.host)
@@ -175,7 +204,8 @@ def _apply_step(step: Step, index: int, total: int, ctx: Any, journal: Journal,
     t0 = time.monotonic()
     try:
         inject_fault(step.id)
-        _apply_once_more_if_lost(step, ctx, progress)
+        with _reporting_while_long(step, progress):
+            _apply_once_more_if_lost(step, ctx, progress)
     except OnestackError as exc:
         progress.step_failed(step, time.monotonic() - t0, str(exc))
         journal.step_failed(run_id, step.id, str(exc), step.host)

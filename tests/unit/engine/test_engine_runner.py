@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,32 @@ def test_a_step_whose_connection_broke_is_applied_once_more(
     with pytest.raises(HostConnectionLostError):
         _run(Journal(tmp_path / "other.db"), [twice])
     assert log == ["b", "b"]  # once more only
+
+
+@dataclass(frozen=True)
+class RunsACommand(FakeAction):
+    """Runs a real command on this machine (LocalHost), which takes a while."""
+
+    def apply(self, ctx: Any) -> None:
+        from onestack.drivers.host import LocalHost
+        self.log.append(self.name)
+        LocalHost("lab2").run(["sleep", "0.5"])
+
+
+def test_a_long_step_says_what_it_waits_for_while_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19: a step that waits on a host reports it instead of hanging silently.
+    monkeypatch.setattr("onestack.engine.runner.STILL_RUNNING_EVERY", 0.2)
+    progress = RecordingProgress()
+    log: list[str] = []
+    step = Step("s/a", "install libvirt", "s", "lab2", RunsACommand("a", log))
+    _run(Journal(tmp_path / "state.db"), [step], progress)
+    said = [text for kind, text in progress.events if kind == "message"]
+    assert said, progress.events
+    assert re.fullmatch(r"lab2: install libvirt: still running after [01]s, waiting for "
+                        r"`sleep 0\.5` on lab2", said[0]), said
+    assert progress.events[-1] == ("done", "s/a")  # nothing said after it ended
+    quick: list[str] = []
+    quiet = RecordingProgress()
+    _run(Journal(tmp_path / "quick.db"), _steps(quick), quiet)
+    assert not [e for e in quiet.events if e[0] == "message"]
