@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -86,6 +86,18 @@ def _alt_names(names: Sequence[str]) -> list[x509.GeneralName]:
 def issue_server(ca: Authority, names: Sequence[str]) -> str:
     """A server certificate for ``names`` (addresses or host names), then its key,
     PEM (what HAProxy's ``crt`` takes)."""
+    return _issue(ca, names, [ExtendedKeyUsageOID.SERVER_AUTH])
+
+
+def issue_host(ca: Authority, host: str, address: str) -> str:
+    """A host's certificate for TLS between hosts (ADR 0025), then its key, PEM: its
+    common name is the host's name (OVN's RBAC matches a chassis by it), its
+    alternative names the name and address; it serves and it is a client."""
+    return _issue(ca, [host, address],
+                  [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+def _issue(ca: Authority, names: Sequence[str], usages: list[x509.ObjectIdentifier]) -> str:
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.encode())
     ca_key = serialization.load_pem_private_key(ca.key_pem.encode(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -99,12 +111,38 @@ def issue_server(ca: Authority, names: Sequence[str]) -> str:
             .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
             .add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM).decode() + _key_pem(key)
+
+
+@dataclass(frozen=True)
+class HostCertificate:
+    """A host's certificate and key for TLS between hosts, PEM ("" not made yet)."""
+
+    cert_pem: str = ""
+    key_pem: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class InternalTls:
+    """The site's internal CA (what hosts trust of each other) and the certificates it
+    issued, by host (ADR 0025). Empty on a site whose traffic stays on one host."""
+
+    ca_pem: str = ""
+    hosts: Mapping[str, HostCertificate] = field(default_factory=dict, repr=False)
+
+    def of(self, host: str) -> HostCertificate:
+        return self.hosts.get(host, HostCertificate())
+
+
+def split_certificate(pem: str) -> HostCertificate:
+    """A certificate-then-key PEM (``issue_host``'s) as its two parts."""
+    marker = "-----BEGIN PRIVATE KEY-----"
+    cert, found, key = pem.partition(marker)
+    return HostCertificate(cert, found + key) if found else HostCertificate(pem, "")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,19 @@ class SitePaths:
         return self.tls / "api.pem"
 
     @property
+    def internal_tls(self) -> Path:
+        """The internal CA (TLS between hosts, ADR 0025) and the certificates it issued,
+        each host's ``<host>.pem`` (certificate and key), 0600, only where onestack
+        runs: they reach their host in the plan."""
+        return self.tls / "internal"
+
+    @property
+    def internal_ca_cert(self) -> Path:
+        """The internal CA's certificate, what hosts trust of each other (on every host
+        that talks to another)."""
+        return self.tls / "internal-ca.pem"
+
+    @property
     def site_file(self) -> Path:
         return self.site / "site.yaml"
 

@@ -135,7 +135,7 @@ def _remote_configs(new: ServiceContext, host: Host) -> list[tuple[str, Path, st
     if any(h.name == host.name for h in nova.remote_computes(new)):
         files.append(("nova", *nova.compute_config(new, host)))
     if any(h.name == host.name for h in neutron.remote_agents(new)):
-        files += [("neutron", path, text) for path, text in neutron.agent_config(new).items()]
+        files += [("neutron", path, text) for path, text in neutron.agent_config(new, host).items()]
     return files
 
 

@@ -17,6 +17,7 @@ from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
+from onestack.drivers.tls import InternalTls
 from onestack.model.paths import SITE_GROUP, SitePaths
 from onestack.model.ports import API_HEALTH_PATHS, Ports
 from onestack.model.site import Host, Site
@@ -43,6 +44,9 @@ class ServiceContext:
     # none was made yet, e.g. ``plan`` of a new site): ``state.tls``.
     ca_pem: str = field(default="", repr=False)
     api_pem: str = field(default="", repr=False)
+    # The internal CA and each host's certificate for TLS between hosts (ADR 0025):
+    # ``state.tls.internal_tls``; empty on a site whose traffic stays on one host.
+    internal_tls: InternalTls = field(default_factory=InternalTls, repr=False)
     # The site's first controller, found once: every step asks for it (a 500-host
     # site otherwise searched its host list once per step).
     controller: Host = field(init=False, repr=False, compare=False)

@@ -193,8 +193,21 @@ def host_files(ctx: ServiceContext) -> tuple[Path, ...]:
     return (sudoers_path(ctx, name),) if agent_hosts(ctx.site) else ()
 
 
-def _agent_conf(ctx: ServiceContext) -> str:
+def agent_tls_files(ctx: ServiceContext, host: Host) -> dict[Path, str]:
+    """The agent's copy of its chassis's certificate and key and the internal CA, for
+    the southbound database's TLS from a host other than the controller (ADR 0025):
+    neutron's, like its configuration (the chassis's own copy is root's)."""
+    if host.name == ctx.controller.name:
+        return {}
+    own, etc = ctx.internal_tls.of(host.name), ctx.etc(name)
+    return {etc / "ovn-sb-key.pem": own.key_pem, etc / "ovn-sb-cert.pem": own.cert_pem,
+            etc / "ovn-ca.pem": ctx.internal_tls.ca_pem}
+
+
+def _agent_conf(ctx: ServiceContext, host: Host) -> str:
     helper = _sudo_helper(ctx)
+    tls = tuple(agent_tls_files(ctx, host))
+    files = (tls[0], tls[1], tls[2]) if tls else None
     return oslo.render_ini(oslo.merged({
         "DEFAULT": {"debug": "false", "log_dir": "", "use_stderr": "true",
                     "state_path": str(agent_state(ctx)),
@@ -207,7 +220,7 @@ def _agent_conf(ctx: ServiceContext) -> str:
         "agent": {"extensions": "metadata", "root_helper": _sudo_rootwrap(ctx)},
         "oslo_concurrency": oslo.lock_path(ctx, name),
         **{section: {"helper_command": helper} for section in PRIVSEP_SECTIONS},
-    }, ovn.metadata_agent_settings(ctx)))
+    }, ovn.metadata_agent_settings(ctx, host, files)))
 
 
 def agent_program(ctx: ServiceContext) -> Program:
@@ -255,14 +268,15 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
              uwsgi.ini_path(ctx, name, ctx.color(name)):
                  uwsgi.ini(ctx, name, API_MODULE, processes=1, extra={"start-time": "%t"})}
     if _agent_here(ctx):
-        files.update(agent_config(ctx))
+        files.update(agent_config(ctx, ctx.controller))
     return files
 
 
-def agent_config(ctx: ServiceContext) -> dict[Path, str]:
-    """The agent's files (the same on every chassis: it finds its chassis by the
-    switch's ``system-id``)."""
-    return {agent_conf_path(ctx): _agent_conf(ctx), rootwrap_conf_path(ctx): _rootwrap_conf(ctx)}
+def agent_config(ctx: ServiceContext, host: Host) -> dict[Path, str]:
+    """The agent's files on ``host`` (it finds its chassis by the switch's
+    ``system-id``; on a host other than the controller with its TLS files)."""
+    return {agent_conf_path(ctx): _agent_conf(ctx, host),
+            rootwrap_conf_path(ctx): _rootwrap_conf(ctx), **agent_tls_files(ctx, host)}
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -340,7 +354,7 @@ def agent_steps(ctx: ServiceContext, host: Host) -> list[Step]:
     def on(step_name: str, summary: str, action: object) -> Step:
         return host_step(ctx, host, name, step_name, summary, action, fanout=fanout)
 
-    conf = agent_config(ctx)
+    conf = agent_config(ctx, host)
     path = sudoers_path(ctx, name)
     return [
         on("packages", "install the metadata path's tools (Debian)",

@@ -24,7 +24,13 @@ from onestack.model.paths import SITE_GROUP
 from onestack.model.site import Host, Role, Site
 from onestack.services import oslo, ovs
 from onestack.services.base import Check, ServiceContext, host_step, program_steps
-from onestack.steps.actions import EnsureDirs, EnsureSystemUser, InstallPackages, RunOnce
+from onestack.steps.actions import (
+    EnsureDirs,
+    EnsureSystemUser,
+    InstallPackages,
+    RunOnce,
+    WriteFile,
+)
 from onestack.steps.ovs_actions import EnsureExternalIds
 
 name = "ovn"
@@ -76,18 +82,66 @@ def remote_chassis(site: Site) -> list[Host]:
     return [h for h in ovs.hosts(site) if h.name != site.controller.name]
 
 
+def tls_hosts(site: Site) -> list[Host]:
+    """The hosts that talk TLS to another (ADR 0025): on a site with chassis on other
+    hosts, the controller (the southbound database's server) and each of them."""
+    remote = remote_chassis(site)
+    return [site.controller, *remote] if remote else []
+
+
 def nb_connection(ctx: ServiceContext) -> str:
-    """The northbound database as neutron reaches it."""
-    if not remote_chassis(ctx.site):
-        return f"unix:{nb_socket(ctx)}"
-    return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-nb')}"
+    """The northbound database as neutron's server reaches it on the controller: its
+    socket. No other host needs it (neutron's OVN agent reads the southbound only), so
+    it never listens on the network."""
+    return f"unix:{nb_socket(ctx)}"
 
 
-def sb_connection(ctx: ServiceContext) -> str:
-    """The southbound database as neutron and every ovn-controller reach it."""
-    if not remote_chassis(ctx.site):
+def sb_connection(ctx: ServiceContext, host: Host | None = None) -> str:
+    """The southbound database as a client on ``host`` reaches it: on the controller
+    its socket; from another chassis TLS to the controller, with that host's own
+    certificate, under OVN's RBAC role for chassis (ADR 0025)."""
+    if host is None or host.name == ctx.controller.name:
         return f"unix:{sb_socket(ctx)}"
-    return f"tcp:{ctx.address}:{ctx.ports.infra('ovn-sb')}"
+    return f"ssl:{ctx.address}:{ctx.ports.infra('ovn-sb')}"
+
+
+def sb_listener(ctx: ServiceContext) -> str:
+    """Where the southbound database takes other hosts' chassis: TLS on the
+    controller's address (its Connection row, role ``ovn-controller``)."""
+    return f"pssl:{ctx.ports.infra('ovn-sb')}:{ctx.address}"
+
+
+# RBAC: a chassis that connects over the network may change its own rows only
+# (Chassis, Chassis_Private, Encap by its certificate's common name; its ports'
+# bindings), never another chassis's or the logical flows.
+CHASSIS_ROLE = "ovn-controller"
+
+
+def tls_dir(ctx: ServiceContext) -> Path:
+    """OVN's certificate, key (0600) and the internal CA on a host, root's."""
+    return ctx.etc_infra(name) / "tls"
+
+
+def tls_files(ctx: ServiceContext, host: Host) -> dict[Path, str]:
+    """The host's certificate and key (``state.tls.internal_tls``) and the internal
+    CA, for the southbound database's TLS (none on a site of one chassis host)."""
+    if not any(h.name == host.name for h in tls_hosts(ctx.site)):
+        return {}
+    own, folder = ctx.internal_tls.of(host.name), tls_dir(ctx)
+    return {folder / "cert.pem": own.cert_pem, folder / "key.pem": own.key_pem,
+            folder / "ca.pem": ctx.internal_tls.ca_pem}
+
+
+def _ssl_options(ctx: ServiceContext) -> list[str]:
+    folder = tls_dir(ctx)
+    return [f"--private-key={folder / 'key.pem'}", f"--certificate={folder / 'cert.pem'}",
+            f"--ca-cert={folder / 'ca.pem'}"]
+
+
+def _tls_steps(ctx: ServiceContext, host: Host, fanout: str = "") -> list[Step]:
+    return [host_step(ctx, host, name, f"tls:{path.name}", f"install {path} (TLS between hosts)",
+                      WriteFile(path, text, mode=0o600, owner="root"), fanout=fanout)
+            for path, text in tls_files(ctx, host).items()]
 
 
 def environment(ctx: ServiceContext) -> dict[str, str]:
@@ -99,15 +153,13 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
             "OVN_LOGDIR": str(ctx.paths.log)}
 
 
-def _db_server(ctx: ServiceContext, program: str, base: str, port: str) -> Program:
-    """A central database server: its file, the unix socket (and TCP on the
-    controller's address when other hosts have chassis), in the foreground, with
+def _db_server(ctx: ServiceContext, program: str, base: str, network: list[str]) -> Program:
+    """A central database server: its file, the unix socket (and ``network``: the
+    southbound's TLS listener when other hosts have chassis), in the foreground, with
     neutron's group and sockets rw for it."""
     run = run_dir(ctx)
-    tcp = ([f"--remote=ptcp:{ctx.ports.infra(port)}:{ctx.address}"]
-           if remote_chassis(ctx.site) else [])
     command = ["/usr/sbin/ovsdb-server", str(data_dir(ctx) / f"{base}.db"),
-               f"--remote=punix:{run / base}.sock", *tcp,
+               f"--remote=punix:{run / base}.sock", *network,
                f"--pidfile={run / base}.pid", f"--unixctl={run / base}.ctl",
                *ovs.DAEMON_OPTIONS]
     return replace(ovs.daemon_program(program, command, environment(ctx)),
@@ -120,16 +172,22 @@ def central_programs(ctx: ServiceContext) -> list[Program]:
     northd = ["/usr/bin/ovn-northd", f"--ovnnb-db=unix:{nb_socket(ctx)}",
               f"--ovnsb-db=unix:{sb_socket(ctx)}", f"--pidfile={run}/ovn-northd.pid",
               f"--unixctl={run}/ovn-northd.ctl", *ovs.DAEMON_OPTIONS]
-    return [_db_server(ctx, "ovn-nb-db", "ovnnb_db", "ovn-nb"),
-            _db_server(ctx, "ovn-sb-db", "ovnsb_db", "ovn-sb"),
+    # The listener is the database's Connection row (it carries the RBAC role), set
+    # by the sb-connection step once the server runs.
+    network = (["--remote=db:OVN_Southbound,SB_Global,connections", *_ssl_options(ctx)]
+               if remote_chassis(ctx.site) else [])
+    return [_db_server(ctx, "ovn-nb-db", "ovnnb_db", []),
+            _db_server(ctx, "ovn-sb-db", "ovnsb_db", network),
             ovs.daemon_program("ovn-northd", northd, environment(ctx))]
 
 
-def controller_program(ctx: ServiceContext) -> Program:
-    """ovn-controller against the chassis's own switch database. (OVN 23.03's
+def controller_program(ctx: ServiceContext, host: Host) -> Program:
+    """ovn-controller against the chassis's own switch database (on another host than
+    the controller with its certificate for the southbound's TLS). (OVN 23.03's
     ovn-controller takes no --unixctl: its control socket is
     ``<OVN_RUNDIR>/ovn-controller.<pid>.ctl``.)"""
-    command = ["/usr/bin/ovn-controller", ovs.ovsdb_connection(ctx),
+    ssl = _ssl_options(ctx) if host.name != ctx.controller.name else []
+    command = ["/usr/bin/ovn-controller", ovs.ovsdb_connection(ctx), *ssl,
                f"--pidfile={run_dir(ctx)}/ovn-controller.pid", *ovs.DAEMON_OPTIONS]
     return ovs.daemon_program("ovn-controller", command, environment(ctx))
 
@@ -139,7 +197,7 @@ def programs(ctx: ServiceContext) -> list[Program]:
     chassis too."""
     if not ovs.in_use(ctx.site):
         return []
-    own = [controller_program(ctx)] if ovs.is_chassis(ctx.controller) else []
+    own = [controller_program(ctx, ctx.controller)] if ovs.is_chassis(ctx.controller) else []
     return central_programs(ctx) + own
 
 
@@ -206,7 +264,7 @@ def chassis_ids(ctx: ServiceContext, host: Host) -> tuple[tuple[str, str], ...]:
             ("ovn-cms-options", GATEWAY_OPTION if Role.NETWORK in host.roles else ""),
             ("ovn-encap-ip", ovs.tunnel_address(host)),
             ("ovn-encap-type", ENCAP_TYPE),
-            ("ovn-remote", sb_connection(ctx)),
+            ("ovn-remote", sb_connection(ctx, host)),
             ("system-id", host.name))
 
 
@@ -229,7 +287,7 @@ def _dirs(ctx: ServiceContext, *, central: bool = False) -> EnsureDirs:
 
 def _chassis(ctx: ServiceContext, host: Host, fanout: str) -> Step:
     return host_step(ctx, host, name, "chassis",
-                     f"configure chassis {host.name} (southbound {sb_connection(ctx)}, "
+                     f"configure chassis {host.name} (southbound {sb_connection(ctx, host)}, "
                      f"{ENCAP_TYPE} at {ovs.tunnel_address(host)})",
                      EnsureExternalIds(ovs.ovsdb_connection(ctx), chassis_ids(ctx, host)),
                      fanout=fanout)
@@ -253,8 +311,23 @@ def controller_steps(ctx: ServiceContext) -> list[Step]:
             host_step(ctx, ctx.controller, name, "dirs", "create OVN data and run directories",
                       _dirs(ctx, central=True)),
             *_central_steps(ctx),
+            *_tls_steps(ctx, ctx.controller),
             *([_chassis(ctx, ctx.controller, "")] if chassis else []),
-            *program_steps(ctx, name, programs(ctx), {}, probes, 60)]
+            *program_steps(ctx, name, programs(ctx), tls_files(ctx, ctx.controller), probes, 60),
+            *_sb_connection_steps(ctx)]
+
+
+def _sb_connection_steps(ctx: ServiceContext) -> list[Step]:
+    """The southbound's listener for other hosts' chassis: TLS, role ovn-controller."""
+    if not remote_chassis(ctx.site):
+        return []
+    listener = sb_listener(ctx)
+    return [host_step(ctx, ctx.controller, name, "sb-connection",
+                      f"let other hosts' chassis reach the southbound database at {listener} "
+                      f"(TLS, RBAC role {CHASSIS_ROLE})",
+                      RunOnce(("ovn-sbctl", f"--db=unix:{sb_socket(ctx)}", "--timeout=10",
+                               "set-connection", f"role={CHASSIS_ROLE}", listener),
+                              inputs=f"{CHASSIS_ROLE} {listener}"))]
 
 
 def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
@@ -266,9 +339,10 @@ def chassis_steps(ctx: ServiceContext, host: Host) -> list[Step]:
 
     return [on("packages", "install ovn-controller (Debian)", InstallPackages(CHASSIS_PACKAGES)),
             on("dirs", "create OVN run directory", _dirs(ctx)),
+            *_tls_steps(ctx, host, fanout),
             _chassis(ctx, host, fanout),
-            *program_steps(ctx, name, [controller_program(ctx)], {}, _probes(ctx, host), 60,
-                           on=host, fanout=fanout)]
+            *program_steps(ctx, name, [controller_program(ctx, host)], tls_files(ctx, host),
+                           _probes(ctx, host), 60, on=host, fanout=fanout)]
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
@@ -320,10 +394,15 @@ def neutron_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
     return {"DEFAULT": {"service_plugins": "ovn-router"}}
 
 
-def metadata_agent_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
-    """The OVN and OVS part of neutron's OVN agent's ini on a chassis: both databases
-    and the chassis's own switch database (the site's socket, not
-    /var/run/openvswitch)."""
-    return {"ovn": {"ovn_nb_connection": nb_connection(ctx),
-                    "ovn_sb_connection": sb_connection(ctx)},
-            "ovs": {"ovsdb_connection": ovs.ovsdb_connection(ctx)}}
+def metadata_agent_settings(ctx: ServiceContext, host: Host,
+                            tls: tuple[Path, Path, Path] | None) -> dict[str, dict[str, str]]:
+    """The OVN and OVS part of neutron's OVN agent's ini on ``host``: the southbound
+    database (the only one it reads; over TLS with ``tls``: key, certificate and CA
+    files, from another host than the controller) and the chassis's own switch
+    database (the site's socket, not /var/run/openvswitch)."""
+    ovn = {"ovn_sb_connection": sb_connection(ctx, host)}
+    if tls is not None:
+        key, cert, ca = tls
+        ovn.update({"ovn_sb_private_key": str(key), "ovn_sb_certificate": str(cert),
+                    "ovn_sb_ca_cert": str(ca)})
+    return {"ovn": ovn, "ovs": {"ovsdb_connection": ovs.ovsdb_connection(ctx)}}

@@ -178,3 +178,39 @@ def test_haproxy_restarts_with_a_new_certificate_and_clients_trust_the_site_ca(
     assert (cert.path, cert.mode, cert.owner) == (ctx.paths.api_cert, 0o600, "root")
     assert start_and_cert("two")[0] != first  # a renewed certificate restarts HAProxy
     assert "one" not in cert.fingerprint()  # the key never reaches the journal
+
+
+def test_each_host_gets_a_certificate_of_the_internal_ca_named_after_it(
+        tmp_path: Path) -> None:
+    # issue 21 (ADR 0025): TLS between hosts with the site's own internal CA.
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from onestack.model.site import Host, Role
+    from onestack.state.tls import internal_tls
+    paths = SitePaths(tmp_path, "lab")
+    hosts = [Host(name="ctl1", address="198.18.20.10"),
+             Host(name="cmp1", address="198.18.20.11", roles=[Role.COMPUTE])]
+    assert internal_tls(paths, [], generate=True) == tls.InternalTls()  # one host: none
+    assert not paths.internal_tls.exists()
+    assert internal_tls(paths, hosts, generate=False).of("cmp1") == tls.HostCertificate()
+    made = internal_tls(paths, hosts, generate=True)
+    assert oct(paths.internal_tls.stat().st_mode & 0o777) == "0o700"
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in paths.internal_tls.iterdir()} == {
+        "ca.key": "0o600", "ca.pem": "0o600", "ctl1.pem": "0o600", "cmp1.pem": "0o600"}
+    ca = x509.load_pem_x509_certificate(made.ca_pem.encode())
+    assert "internal" in ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    own = made.of("cmp1")
+    assert "PRIVATE KEY" in own.key_pem and "PRIVATE KEY" not in own.cert_pem
+    cert = x509.load_pem_x509_certificate(own.cert_pem.encode())
+    cert.verify_directly_issued_by(ca)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "cmp1"
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert internal_tls(paths, hosts, generate=True) == made  # nothing to do
+    moved = [hosts[0], Host(name="cmp1", address="198.18.20.21", roles=[Role.COMPUTE])]
+    again = internal_tls(paths, moved, generate=True)
+    assert again.ca_pem == made.ca_pem and again.of("ctl1") == made.of("ctl1")
+    assert again.of("cmp1") != made.of("cmp1")  # its new address
+    # Not the APIs' CA: an operator's certificate for the APIs changes nothing here.
+    assert again.ca_pem != site_tls(paths, _site(), generate=True)[0]

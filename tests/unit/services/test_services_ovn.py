@@ -4,6 +4,7 @@ programs, listeners and ports, chassis settings, neutron's ML2/OVN settings."""
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import re
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
@@ -13,6 +14,7 @@ import pytest
 from onestack.core.step import Step, batches
 from onestack.drivers.probes import CommandProbe
 from onestack.drivers.supervisor import Program
+from onestack.drivers.tls import HostCertificate, InternalTls
 from onestack.model.site import Host, HostTunnel, Role, Site, default_lab_site
 from onestack.services import network, oslo, ovn, ovs, registry
 from onestack.services.base import ServiceContext
@@ -133,18 +135,57 @@ def test_all_in_one_databases_listen_on_their_sockets_only(
 
 
 @pytest.mark.parametrize("offset", [0, 700, 3000])
-def test_central_databases_listen_on_the_controllers_port_for_other_chassis(
+def test_only_the_southbound_listens_for_other_chassis_and_only_over_tls_with_rbac(
         make_service_context: ContextFactory, offset: int) -> None:
+    # issue 21: between hosts over TLS with the internal CA, chassis under RBAC; the
+    # northbound (neutron's server only, on the controller) never on the network.
     site = site_of(1).model_copy(update={"port_offset": offset})
     ctx = make_service_context(site)
     nb, sb, *_ = ovn.central_programs(ctx)
     assert [a for a in nb.command if a.startswith("--remote")] == [
-        f"--remote=punix:{ctx.paths.run}/ovn/ovnnb_db.sock",
-        f"--remote=ptcp:{16641 + offset}:198.18.20.10"]
-    assert f"--remote=ptcp:{16642 + offset}:198.18.20.10" in sb.command
-    assert ovn.nb_connection(ctx) == f"tcp:198.18.20.10:{16641 + offset}"
-    assert ovn.sb_connection(ctx) == f"tcp:198.18.20.10:{16642 + offset}"
+        f"--remote=punix:{ctx.paths.run}/ovn/ovnnb_db.sock"]
+    tls = ctx.paths.site / "etc" / "infra" / "ovn" / "tls"
+    assert [a for a in sb.command if a.startswith(("--remote", "--private", "--cert", "--ca"))] \
+        == [f"--remote=punix:{ctx.paths.run}/ovn/ovnsb_db.sock",
+            "--remote=db:OVN_Southbound,SB_Global,connections",
+            f"--private-key={tls}/key.pem", f"--certificate={tls}/cert.pem",
+            f"--ca-cert={tls}/ca.pem"]
+    assert not any("ptcp" in a or "tcp:" in a for a in nb.command + sb.command)
+    assert ovn.nb_connection(ctx) == f"unix:{ctx.paths.run}/ovn/ovnnb_db.sock"
+    controller, compute = site.hosts
+    assert ovn.sb_connection(ctx, controller) == f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock"
+    assert ovn.sb_connection(ctx, compute) == f"ssl:198.18.20.10:{16642 + offset}"
+    listener = next(s.action for s in _steps(ctx) if s.id == "ovn/sb-connection")
+    assert isinstance(listener, RunOnce)
+    assert listener.argv[-3:] == ("set-connection", "role=ovn-controller",
+                                  f"pssl:{16642 + offset}:198.18.20.10")
     assert ctx.ports.all_listening()["ovn-sb"] == 16642 + offset < 32768
+
+
+def test_each_host_gets_its_own_certificate_root_only_and_restarts_on_a_new_one(
+        make_service_context: ContextFactory) -> None:
+    internal = InternalTls("CA", {"ctl1": HostCertificate("C-ctl1", "K-ctl1"),
+                                  "cmp1": HostCertificate("C-cmp1", "K-cmp1")})
+    ctx = dataclasses.replace(make_service_context(site_of(1)), internal_tls=internal)
+    steps = {s.id: s for s in _steps(ctx)}
+    tls = ctx.paths.site / "etc" / "infra" / "ovn" / "tls"
+    for host, prefix in (("ctl1", "ovn/"), ("cmp1", "ovn/cmp1/")):
+        written = {s.action.path.name: s.action for s in steps.values()  # type: ignore[attr-defined]
+                   if s.host == host and s.id.startswith(f"{prefix}tls:")}
+        assert {n: (a.content, a.mode, a.owner) for n, a in written.items()} == {
+            "cert.pem": (f"C-{host}", 0o600, "root"), "key.pem": (f"K-{host}", 0o600, "root"),
+            "ca.pem": ("CA", 0o600, "root")}
+        assert all(a.path.parent == tls for a in written.values())
+    compute = next(p for p in [ovn.controller_program(ctx, site_of(1).hosts[1])])
+    assert f"--private-key={tls}/key.pem" in compute.command
+    assert not any(a.startswith("--private-key") for a in
+                   ovn.controller_program(ctx, site_of(1).hosts[0]).command)
+    renewed = dataclasses.replace(ctx, internal_tls=InternalTls("CA", {
+        "ctl1": HostCertificate("C-ctl1", "K-ctl1"), "cmp1": HostCertificate("C2", "K2")}))
+    before, after = ({s.id: s.action for s in _steps(c)} for c in (ctx, renewed))
+    changed = sorted(i for i in before if isinstance(before[i], StartProgram)
+                     and before[i] != after[i])
+    assert changed == ["ovn/cmp1/start:ovn-controller"]
 
 
 def test_databases_are_created_once_from_the_packaged_schemas(
@@ -202,7 +243,7 @@ def test_one_controller_and_two_computes(make_service_context: ContextFactory) -
     groups = [{s.host for s in group} for group in batches(steps) if len(group) > 1]
     assert groups == [{"cmp1", "cmp2"}, {"cmp1", "cmp2"}]
     assert [s.fanout for s in steps if s.host == "cmp1"] == \
-        ["ovs-chassis"] * 11 + ["ovn-chassis"] * 6
+        ["ovs-chassis"] * 11 + ["ovn-chassis"] * 9  # its TLS files among them
 
 
 def test_each_chassis_names_itself_and_reaches_the_controller(
@@ -215,7 +256,8 @@ def test_each_chassis_names_itself_and_reaches_the_controller(
                           ("cmp2", "198.18.20.12")):
         assert ids[host]["system-id"] == ids[host]["hostname"] == host
         assert ids[host]["ovn-encap-ip"] == address
-        assert ids[host]["ovn-remote"] == "tcp:198.18.20.10:16642"
+        assert ids[host]["ovn-remote"] == ("ssl:198.18.20.10:16642" if host != "ctl1" else
+                                           f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock")
     # Router gateways only on the network host.
     assert [h for h, i in ids.items() if i["ovn-cms-options"]] == ["ctl1"]
 
@@ -253,7 +295,7 @@ def test_starts_wait_on_real_probes_where_they_must_run(
     assert (db.argv[-2:], db.expect, db.runs_on) == (
         ("list-dbs", f"unix:{ctx.paths.run}/openvswitch/db.sock"), "Open_vSwitch", "cmp1")
     (nb,) = probes("ovn/start:ovn-nb-db")
-    assert (nb.argv[-1], nb.expect, nb.runs_on) == ("tcp:198.18.20.10:16641",
+    assert (nb.argv[-1], nb.expect, nb.runs_on) == (f"unix:{ctx.paths.run}/ovn/ovnnb_db.sock",
                                                     "OVN_Northbound", "ctl1")
     connected, registered = probes("ovn/cmp1/start:ovn-controller")
     assert (connected.expect, connected.runs_on) == ("connected", "cmp1")
@@ -286,14 +328,21 @@ def test_neutron_ml2_ovn_settings(make_service_context: ContextFactory) -> None:
     assert aio["ml2_type_vlan"]["network_vlan_ranges"] == "public"
     assert ini["ml2_type_flat"]["flat_networks"] == "public"  # br-ex's network
     assert ini["ml2_type_geneve"]["max_header_size"] == "38"
-    assert ini["ovn"]["ovn_nb_connection"] == "tcp:198.18.20.10:16641"
-    assert ini["ovn"]["ovn_sb_connection"] == "tcp:198.18.20.10:16642"
+    # neutron's server is on the controller: both databases' sockets
+    assert ini["ovn"]["ovn_nb_connection"] == f"unix:{ctx.paths.run}/ovn/ovnnb_db.sock"
+    assert ini["ovn"]["ovn_sb_connection"] == f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock"
     assert ini["ovn"]["ovn_metadata_enabled"] == "true"  # metadata ports, DHCP without gateway
     assert ovn.neutron_settings(ctx) == {"DEFAULT": {"service_plugins": "ovn-router"}}
-    assert ovn.metadata_agent_settings(ctx) == {
-        "ovn": {"ovn_nb_connection": "tcp:198.18.20.10:16641",
-                "ovn_sb_connection": "tcp:198.18.20.10:16642"},
+    compute = ctx.site.hosts[1]
+    files = (ctx.paths.site / "k", ctx.paths.site / "c", ctx.paths.site / "a")
+    assert ovn.metadata_agent_settings(ctx, compute, files) == {
+        "ovn": {"ovn_sb_connection": "ssl:198.18.20.10:16642",
+                "ovn_sb_private_key": f"{ctx.paths.site}/k",
+                "ovn_sb_certificate": f"{ctx.paths.site}/c",
+                "ovn_sb_ca_cert": f"{ctx.paths.site}/a"},
         "ovs": {"ovsdb_connection": f"unix:{ctx.paths.run}/openvswitch/db.sock"}}
+    assert ovn.metadata_agent_settings(ctx, ctx.site.hosts[0], None)["ovn"] == {
+        "ovn_sb_connection": f"unix:{ctx.paths.run}/ovn/ovnsb_db.sock"}
     assert ovs.os_vif_settings(ctx) == {
         "os_vif_ovs": {"ovsdb_connection": f"unix:{ctx.paths.run}/openvswitch/db.sock"},
         "neutron": {"ovs_bridge": "br-int"}}
