@@ -198,6 +198,36 @@ def test_a_computes_configuration_names_the_controller_not_loopback() -> None:
     assert "[database]" not in conf  # computes reach the database through conductor
 
 
+def test_a_chassis_reaches_the_southbound_only_over_tls_and_changes_only_its_own_rows(
+        ) -> None:
+    """issue 21 (ADR 0025): from lab1, plain TCP to either OVN database gets nothing;
+    TLS with lab1's certificate may change lab1's chassis, never lab2's nor the
+    database's global settings (RBAC role ovn-controller)."""
+    from onestack.drivers.ssh_host import SshHost, SshTarget
+    from onestack.errors import CommandError
+
+    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+                             HOME / "sites" / SITE / "known_hosts"))
+    tls = HOME / "sites" / SITE / "etc" / "infra" / "ovn" / "tls"
+    ssl = [f"--db=ssl:{CONTROLLER}:{16642 + 400}", f"--private-key={tls}/key.pem",
+           f"--certificate={tls}/cert.pem", f"--ca-cert={tls}/ca.pem", "--timeout=20"]
+    try:
+        for tool, port in (("ovn-sbctl", 16642), ("ovn-nbctl", 16641)):
+            with pytest.raises(CommandError):
+                host.run([tool, f"--db=tcp:{CONTROLLER}:{port + 400}", "--timeout=5",
+                          "--no-leader-only", "list", "Connection"], timeout=60)
+        host.run(["ovn-sbctl", *ssl, "set", "Chassis", "lab1", "external_ids:rbac-check=1"])
+        host.run(["ovn-sbctl", *ssl, "remove", "Chassis", "lab1", "external_ids", "rbac-check"])
+        for target in (["Chassis", "lab2"], ["SB_Global", "."]):
+            with pytest.raises(CommandError) as refused:
+                host.run(["ovn-sbctl", *ssl, "set", *target, "external_ids:rbac-check=1"])
+            assert "RBAC" in refused.value.output, refused.value.output
+        chassis = host.run(["ovn-sbctl", *ssl, "--bare", "--columns=name", "list", "Chassis"])
+        assert set(chassis.split()) == {"ctl1", "lab1", "lab2"}  # reading is allowed
+    finally:
+        host.close()
+
+
 def _pids(data: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int]]:
     return {key: (c["pid"], c["supervised_pid"]) for key, c in rows(data).items()}
 
