@@ -26,6 +26,7 @@ from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.errors import ServiceStartError
 from onestack.model.site import Host
+from onestack.plans.deploy import placed_programs
 from onestack.services import haproxy, mariadb, neutron, nova, registry
 from onestack.services.base import OpenStackService, ServiceContext, api_probes
 from onestack.steps.actions import (
@@ -118,11 +119,6 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
     return steps
 
 
-# The OpenStack programs on hosts other than the controller: nova-compute on every
-# other compute, neutron's OVN agent on every other chassis.
-REMOTE_PROGRAMS = ("nova-compute", neutron.AGENT)
-
-
 def remote_hosts(ctx: ServiceContext) -> list[Host]:
     """Hosts other than the controller that run OpenStack programs, in site order."""
     names = {h.name for h in [*nova.remote_computes(ctx), *neutron.remote_agents(ctx)]}
@@ -196,10 +192,17 @@ def _roll_remote(prefix: str, phase: str, dst: ServiceContext, service: str, pro
 
 
 def _retire_computes(prefix: str, old: ServiceContext, new: ServiceContext) -> list[Step]:
+    """On every other host, the older release's configuration goes; its programs stay:
+    every program the site places there (the switch, OVN, libvirt beside nova-compute
+    and the agent: keeping only the latter once removed the others' definitions)."""
+    placed: dict[str, list[str]] = {}
+    for host, _service, program in placed_programs(new):
+        placed.setdefault(host, []).append(program)
     return [_host_step(prefix, "commit", "site", f"retire-{old.series}",
                        f"retire {old.series} configuration", new, host,
                        RetireRelease(old.series, old.paths.etc(old.series),
-                                     new.paths.site / "supervisor", REMOTE_PROGRAMS),
+                                     new.paths.site / "supervisor",
+                                     tuple(sorted(placed.get(host.name, ())))),
                        fanout="computes")
             for host in remote_hosts(new)]
 

@@ -68,11 +68,22 @@ def test_computes_roll_one_after_the_other_after_the_control_plane_then_settle(
     assert not [s.id for s in upgrade if s.host == "ctl1" and s.id.endswith(":nova-compute")]
 
 
-def test_commit_retires_the_old_configuration_on_every_compute(upgrade: list[Step]) -> None:
+def test_commit_retires_the_old_configuration_on_every_compute(
+        make_service_context: ContextFactory, tmp_path: Path) -> None:
+    # issue 19: with the default drivers, commit once removed the switch's, OVN's and
+    # libvirt's programs from every compute (it kept nova-compute and the agent only).
+    site = site_of(2, real=True)
+    old = dataclasses.replace(make_service_context(site, series="2026.1"),
+                              colors={m.name: "blue" for m in registry.OPENSTACK})
+    new = dataclasses.replace(make_service_context(site, series="2026.2"),
+                              colors=flipped(old.colors), secrets=old.secrets)
+    upgrade = upgrade_steps(old, new, tmp_path / "backup", None, _noop, _noop)
     retired = [s for s in upgrade if isinstance(s.action, RetireRelease) and s.host != "ctl1"]
     assert [s.host for s in retired] == ["cmp1", "cmp2"]
-    # each keeps what runs there: nova-compute and (on a chassis) neutron's OVN agent
-    assert all(s.action.keep == ("nova-compute", "neutron-ovn-agent") for s in retired)
+    for step in retired:  # each keeps every program the site places there
+        assert step.action.keep == (  # type: ignore[attr-defined]
+            "libvirtd", "neutron-ovn-agent", "nova-compute", "ovn-controller",
+            "ovs-vswitchd", "ovsdb-server", "virtlogd")
 
 
 def test_the_agents_on_other_chassis_get_their_release_and_roll_after_neutrons_servers(
