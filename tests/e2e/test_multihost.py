@@ -196,6 +196,39 @@ def test_a_computes_configuration_names_the_controller_not_loopback() -> None:
     assert conf is not None and f"@{CONTROLLER}:" in conf  # the broker
     assert "127.0.0.1" not in conf and "localhost" not in conf
     assert "[database]" not in conf  # computes reach the database through conductor
+    # issue 21 (ADR 0025): the broker over TLS only, its certificate the internal CA's
+    assert "ssl = true" in conf and "internal-ca.pem" in conf
+
+
+AMQP_PROBE = """import socket, ssl, sys
+address, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+plain = socket.create_connection((address, port), 5)
+plain.sendall(b"AMQP\\x00\\x00\\x09\\x01")
+try:
+    print("plain:", plain.recv(7).hex() or "closed")
+except OSError as exc:
+    print("plain:", type(exc).__name__)
+context = ssl.create_default_context(cafile=ca)
+with context.wrap_socket(socket.create_connection((address, port), 5),
+                         server_hostname=address) as tls:
+    tls.sendall(b"AMQP\\x00\\x00\\x09\\x01")
+    print("tls:", tls.recv(7).hex())
+"""
+
+
+def test_a_compute_reaches_the_broker_over_tls_only() -> None:
+    from onestack.drivers.ssh_host import SshHost, SshTarget
+
+    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+                             HOME / "sites" / SITE / "known_hosts"))
+    try:
+        out = host.run(["python3", "-c", AMQP_PROBE, CONTROLLER, str(5682 + 400),
+                        str(HOME / "sites" / SITE / "tls" / "internal-ca.pem")])
+    finally:
+        host.close()
+    said = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert not said["plain"].startswith("01"), out  # no AMQP frame without TLS
+    assert said["tls"].startswith("010000"), out  # connection.start, through TLS
 
 
 def test_a_chassis_reaches_the_southbound_only_over_tls_and_changes_only_its_own_rows(

@@ -113,6 +113,10 @@ def _base_steps(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> lis
                        (programs_dir, None, 0o700)), recursive=False)),
         on("ca", f"trust the site CA ({p.ca_cert}: the APIs' certificate chains to it)",
            WriteFile(p.ca_cert, ctx.ca_pem, mode=0o644)),
+        *([on("internal-ca", f"trust the site's internal CA ({p.internal_ca_cert}: TLS "
+                                 "between hosts, ADR 0025)",
+              WriteFile(p.internal_ca_cert, ctx.internal_tls.ca_pem, mode=0o644))]
+          if any(h.name == host.name for h in registry.tls_hosts(ctx.site)) else []),
         on("supervisord-conf", "write supervisord configuration",
            WriteFile(p.run / "supervisord.conf",
                      render_supervisord_conf(p.run, p.log, programs_dir))),

@@ -7,7 +7,7 @@ from pathlib import Path
 from onestack.core.step import Step
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.supervisor import Program
-from onestack.services import mariadb, oslo, uwsgi
+from onestack.services import mariadb, oslo, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -36,7 +36,7 @@ def _stores(ctx: ServiceContext) -> dict[str, Path]:
 
 def _conf(ctx: ServiceContext) -> str:
     stores = _stores(ctx)
-    return oslo.render_ini({
+    return oslo.render_ini(oslo.merged({
         "DEFAULT": {**oslo.common_default(ctx, name), "enabled_backends": "fs:file",
                     "bind_host": ctx.address, "bind_port": str(ctx.backend_port(name)),
                     "workers": "1"},
@@ -49,7 +49,7 @@ def _conf(ctx: ServiceContext) -> str:
         "os_glance_tasks_store": {"filesystem_store_datadir": str(stores["tasks"])},
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
-    })
+    }, rabbitmq.client_settings(ctx)))
 
 
 def paste_ini(ctx: ServiceContext) -> Path:

@@ -21,7 +21,7 @@ from onestack.drivers.processes import THIS_HOST_ONLY, kill_if_running
 from onestack.drivers.supervisor import Program
 from onestack.errors import CheckFailedError, CommandError
 from onestack.model.site import Host, Site
-from onestack.services import mariadb, nova, oslo, ovn, ovs, uwsgi
+from onestack.services import mariadb, nova, oslo, ovn, ovs, rabbitmq, uwsgi
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -86,7 +86,7 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"report_interval": "30"},
-    }, _back_end_settings(ctx)))
+    }, _back_end_settings(ctx), rabbitmq.client_settings(ctx)))
 
 
 def _back_end_settings(ctx: ServiceContext) -> oslo.Ini:

@@ -124,7 +124,7 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
-    }, _compute_settings(ctx), _metadata_settings(ctx)))
+    }, _compute_settings(ctx), _metadata_settings(ctx), rabbitmq.client_settings(ctx)))
 
 
 def config(ctx: ServiceContext) -> dict[Path, str]:
@@ -156,7 +156,7 @@ def _compute_conf(ctx: ServiceContext, host: Host) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
-    }, _compute_settings(ctx)))
+    }, _compute_settings(ctx), rabbitmq.client_settings(ctx)))
 
 
 def compute_config(ctx: ServiceContext, host: Host) -> tuple[Path, str]:

@@ -9,6 +9,7 @@ from onestack.core.step import Step
 from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.errors import CommandError
+from onestack.model.site import Host, Site
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -27,6 +28,39 @@ hosts = on_controller  # the control plane
 PACKAGES = ("rabbitmq-server",)
 USER = "openstack"
 DEFAULT_USER = "guest"
+
+
+def remote_clients(site: Site) -> list[Host]:
+    """Hosts other than the controller that reach the broker: the other computes
+    (nova-compute). With any, the broker speaks TLS only (ADR 0025)."""
+    return [h for h in site.computes if h.name != site.controller.name]
+
+
+def uses_tls(ctx: ServiceContext) -> bool:
+    return bool(remote_clients(ctx.site))
+
+
+def tls_dir(ctx: ServiceContext) -> Path:
+    return ctx.etc_infra(name) / "tls"
+
+
+def _tls_files(ctx: ServiceContext) -> dict[Path, str]:
+    """The controller's certificate and key (the internal CA's) as the broker reads
+    them, and the internal CA (none when no other host reaches it)."""
+    if not uses_tls(ctx):
+        return {}
+    own, folder = ctx.internal_tls.of(ctx.controller.name), tls_dir(ctx)
+    return {folder / "cert.pem": own.cert_pem, folder / "key.pem": own.key_pem,
+            folder / "ca.pem": ctx.internal_tls.ca_pem}
+
+
+def client_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
+    """``[oslo_messaging_rabbit]`` of every service that uses the broker: TLS, checked
+    against the internal CA, when other hosts reach it; nothing to add otherwise."""
+    if not uses_tls(ctx):
+        return {}
+    return {"oslo_messaging_rabbit": {"ssl": "true",
+                                      "ssl_ca_file": str(ctx.paths.internal_ca_cert)}}
 
 
 def node_name(ctx: ServiceContext) -> str:
@@ -57,13 +91,16 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
     """What the broker and ``rabbitmqctl`` share: node, ports, the site's own epmd
     (loopback only) and, through ``HOME``, the site's own cookie."""
     base = _base(ctx)
+    # AMQP on the controller's address; over TLS only (rabbitmq.conf's listeners)
+    # when other hosts reach it.
+    plain = {} if uses_tls(ctx) else {"RABBITMQ_NODE_IP_ADDRESS": ctx.address,
+                                      "RABBITMQ_NODE_PORT": str(ctx.ports.infra("rabbitmq"))}
     return {
         "HOME": str(base),
         "ERL_EPMD_PORT": str(ctx.ports.infra("rabbitmq-epmd")),
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODENAME": node_name(ctx),
-        "RABBITMQ_NODE_IP_ADDRESS": ctx.address,  # computes connect to it
-        "RABBITMQ_NODE_PORT": str(ctx.ports.infra("rabbitmq")),
+        **plain,
         "RABBITMQ_DIST_PORT": str(ctx.ports.infra("rabbitmq-dist")),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(_log_base(ctx)),
@@ -76,9 +113,27 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
 def _config(ctx: ServiceContext) -> dict[Path, str]:
     return {
         ctx.etc_infra(name) / "rabbitmq.conf": ("disk_free_limit.absolute = 200MB\n"
-                                                "vm_memory_high_watermark.relative = 0.2\n"),
+                                                "vm_memory_high_watermark.relative = 0.2\n"
+                                                + _tls_config(ctx)),
         ctx.etc_infra(name) / "enabled_plugins": "[].\n",
     }
+
+
+def _tls_config(ctx: ServiceContext) -> str:
+    """No plain AMQP listener; TLS on the controller's address with its certificate.
+    Clients authenticate with their password (no client certificate asked)."""
+    if not uses_tls(ctx):
+        return ""
+    folder = tls_dir(ctx)
+    return (f"listeners.tcp = none\n"
+            f"listeners.ssl.default = {ctx.address}:{ctx.ports.infra('rabbitmq')}\n"
+            f"ssl_options.cacertfile = {folder / 'ca.pem'}\n"
+            f"ssl_options.certfile = {folder / 'cert.pem'}\n"
+            f"ssl_options.keyfile = {folder / 'key.pem'}\n"
+            "ssl_options.verify = verify_none\n"
+            "ssl_options.fail_if_no_peer_cert = false\n"
+            "ssl_options.versions.1 = tlsv1.3\n"
+            "ssl_options.versions.2 = tlsv1.2\n")
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -131,7 +186,7 @@ def _ensure_user(ctx: ServiceContext) -> CallOnce:
 
 
 def steps(ctx: ServiceContext) -> list[Step]:
-    config = _config(ctx)
+    config, tls = _config(ctx), _tls_files(ctx)
     return [
         site_member_step(ctx, name, "rabbitmq"),
         step(ctx, name, "dirs", "create data and log directories",
@@ -141,7 +196,10 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "cookie", "write the node's own Erlang cookie",
              WriteFile(cookie_path(ctx), ctx.secret("rabbitmq.cookie"), mode=0o400,
                        owner="rabbitmq")),
-        *program_steps(ctx, name, programs(ctx), config,
+        *[step(ctx, name, f"tls:{path.name}", f"install {path} (TLS between hosts)",
+               WriteFile(path, text, mode=0o600, owner="rabbitmq"))
+          for path, text in tls.items()],
+        *program_steps(ctx, name, programs(ctx), {**config, **tls},
                        {"rabbitmq": TcpProbe(ctx.address, ctx.ports.infra("rabbitmq"))}, 120),
         step(ctx, name, "user", f"create messaging user {USER}", _ensure_user(ctx)),
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from onestack.drivers.supervisor import WRAPPER_PACKAGES
-from onestack.model.site import Site
+from onestack.model.site import Host, Site
 from onestack.services import (
     glance,
     haproxy,
@@ -46,6 +46,14 @@ def system_packages(site: Site) -> tuple[str, ...]:
                   for p in module.PACKAGES)
     bindings = libvirt.BINDINGS if libvirt.hosts(site) else ()
     return tuple(dict.fromkeys(WRAPPER_PACKAGES + RELEASE_PYTHON + infra + bindings))
+
+
+def tls_hosts(site: Site) -> list[Host]:
+    """The hosts with a certificate of the site's internal CA (ADR 0025): every host of
+    a site where another host than the controller reaches it (OVN's southbound
+    database, the message broker); none where all traffic stays on one host."""
+    return list(site.hosts) if ovn.remote_chassis(site) or rabbitmq.remote_clients(site) \
+        else []
 
 
 def remote_host_packages() -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from onestack.model.paths import SitePaths
 from onestack.model.ports import Ports
 from onestack.model.site import SITE_NAME_PATTERN, Host, Site, default_lab_site
 from onestack.plans.deploy import required_secrets
-from onestack.services import ovn
+from onestack.services import registry
 from onestack.services.base import ServiceContext
 from onestack.state.journal import Journal
 from onestack.state.tls import internal_tls, site_tls
@@ -170,7 +170,7 @@ def service_context(handle: SiteHandle, series: str | None = None,
               else {n: store.get(n) or "" for n in names})
     chosen = series or series_of(handle)
     ca_pem, api_pem = site_tls(handle.paths, handle.site, generate)
-    internal = internal_tls(handle.paths, ovn.tls_hosts(handle.site), generate)
+    internal = internal_tls(handle.paths, registry.tls_hosts(handle.site), generate)
     return ServiceContext(site=handle.site, series=chosen, paths=handle.paths, secrets=values,
                           venv=handle.paths.venv(chosen), ports=Ports(handle.site.port_offset),
                           colors=colors_of(handle) if colors is None else colors,

@@ -52,12 +52,14 @@ def test_step_counts_per_host(site: Site, steps: list[Step]) -> None:
     per_host = Counter(s.host for s in steps)
     remote = [h for h in site.computes if h.name != site.controller.name]
     for host in remote:
-        assert per_host[host.name] == len(PER_HOST) + len(PER_COMPUTE)
+        assert per_host[host.name] == len(PER_HOST) + len(PER_COMPUTE) + 1  # internal CA
     # The controller: the same steps whatever the number of computes (97 in the fast
     # all-in-one, whose controller also runs nova-compute; no Day-1 network content
     # without a network back end), plus one "map into the cell" step per remote compute.
+    # With other hosts: the internal CA, and the broker's certificate, key and CA.
     own_compute = 3 if remote else 0  # program, start, map of its own nova-compute
-    assert per_host[site.controller.name] == 97 - own_compute + len(remote)
+    tls = 4 if remote else 0
+    assert per_host[site.controller.name] == 97 - own_compute + len(remote) + tls
     mapped = [s for s in steps if s.id.endswith("/discover-hosts")]
     assert {s.host for s in mapped} == {site.controller.name}
     assert len(mapped) == len(site.computes)

@@ -404,3 +404,34 @@ def test_a_chassis_with_a_tunnel_gets_its_endpoint_and_tunnels_from_its_address(
     order = [s.id for s in steps if s.host == "cmp1"]
     assert order.index("ovs/cmp1/start:ovs-vswitchd") < order.index("ovs/cmp1/tunnel") \
         < order.index("ovn/cmp1/chassis")
+
+
+def test_the_broker_speaks_tls_only_once_other_hosts_reach_it(
+        make_service_context: ContextFactory) -> None:
+    # issue 21 (ADR 0025): AMQP from the computes over TLS with the internal CA.
+    from onestack.services import glance, nova, rabbitmq
+    aio = make_service_context()
+    assert "listeners" not in next(iter(rabbitmq._config(aio).values()))
+    assert rabbitmq.environment(aio)["RABBITMQ_NODE_IP_ADDRESS"] == "127.0.0.1"
+    assert rabbitmq.client_settings(aio) == {}
+    internal = InternalTls("CA", {"ctl1": HostCertificate("C-ctl1", "K-ctl1")})
+    ctx = dataclasses.replace(make_service_context(site_of(1)), internal_tls=internal)
+    conf = next(iter(rabbitmq._config(ctx).values()))
+    folder = ctx.paths.site / "etc" / "infra" / "rabbitmq" / "tls"
+    assert "listeners.tcp = none\n" in conf
+    assert "listeners.ssl.default = 198.18.20.10:5682\n" in conf
+    assert f"ssl_options.keyfile = {folder}/key.pem\n" in conf
+    env = rabbitmq.environment(ctx)
+    assert "RABBITMQ_NODE_PORT" not in env and "RABBITMQ_NODE_IP_ADDRESS" not in env
+    written = {s.id: s.action for s in rabbitmq.steps(ctx) if s.id.startswith("rabbitmq/tls:")}
+    assert {i: (a.content, a.mode, a.owner) for i, a in written.items()} == {  # type: ignore[attr-defined]
+        "rabbitmq/tls:cert.pem": ("C-ctl1", 0o600, "rabbitmq"),
+        "rabbitmq/tls:key.pem": ("K-ctl1", 0o600, "rabbitmq"),
+        "rabbitmq/tls:ca.pem": ("CA", 0o600, "rabbitmq")}
+    clients = [glance._conf(ctx), nova._conf(ctx), nova.compute_config(ctx, ctx.site.hosts[1])[1]]
+    for text in clients:
+        ini = configparser.ConfigParser(interpolation=None)
+        ini.read_string(text)
+        section = ini["oslo_messaging_rabbit"]
+        assert (section["ssl"], section["ssl_ca_file"]) == (
+            "true", f"{ctx.paths.site}/tls/internal-ca.pem")
