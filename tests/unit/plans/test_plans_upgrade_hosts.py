@@ -22,11 +22,18 @@ ContextFactory = Callable[..., ServiceContext]
 
 @pytest.fixture
 def contexts(make_service_context: ContextFactory) -> tuple[ServiceContext, ServiceContext]:
-    site = site_of(2)
-    old = make_service_context(site, series="2026.1")
-    new = make_service_context(site, series="2026.2")
-    old = dataclasses.replace(old, colors={m.name: "blue" for m in registry.OPENSTACK})
-    new = dataclasses.replace(new, colors=flipped(old.colors), secrets=old.secrets)
+    return _releases(make_service_context, real=False)
+
+
+def _releases(make_service_context: ContextFactory, *, real: bool
+              ) -> tuple[ServiceContext, ServiceContext]:
+    """The releases before and after an upgrade of a controller and two computes (on
+    libvirt and OVN when ``real``, else the fake driver without a network back end)."""
+    site = site_of(2, real=real)
+    old = dataclasses.replace(make_service_context(site, series="2026.1"),
+                              colors={m.name: "blue" for m in registry.OPENSTACK})
+    new = dataclasses.replace(make_service_context(site, series="2026.2"),
+                              colors=flipped(old.colors), secrets=old.secrets)
     return old, new
 
 
@@ -72,11 +79,7 @@ def test_commit_retires_the_old_configuration_on_every_compute(
         make_service_context: ContextFactory, tmp_path: Path) -> None:
     # issue 19: with the default drivers, commit once removed the switch's, OVN's and
     # libvirt's programs from every compute (it kept nova-compute and the agent only).
-    site = site_of(2, real=True)
-    old = dataclasses.replace(make_service_context(site, series="2026.1"),
-                              colors={m.name: "blue" for m in registry.OPENSTACK})
-    new = dataclasses.replace(make_service_context(site, series="2026.2"),
-                              colors=flipped(old.colors), secrets=old.secrets)
+    old, new = _releases(make_service_context, real=True)
     upgrade = upgrade_steps(old, new, tmp_path / "backup", None, _noop, _noop)
     retired = [s for s in upgrade if isinstance(s.action, RetireRelease) and s.host != "ctl1"]
     assert [s.host for s in retired] == ["cmp1", "cmp2"]
@@ -89,11 +92,7 @@ def test_commit_retires_the_old_configuration_on_every_compute(
 def test_the_agents_on_other_chassis_get_their_release_and_roll_after_neutrons_servers(
         make_service_context: ContextFactory, tmp_path: Path) -> None:
     # issue 19: every chassis runs neutron's OVN agent; an upgrade moves each of them.
-    site = site_of(2, real=True)
-    old = dataclasses.replace(make_service_context(site, series="2026.1"),
-                              colors={m.name: "blue" for m in registry.OPENSTACK})
-    new = dataclasses.replace(make_service_context(site, series="2026.2"),
-                              colors=flipped(old.colors), secrets=old.secrets)
+    old, new = _releases(make_service_context, real=True)
     upgrade = upgrade_steps(old, new, tmp_path / "backup", None, _noop, _noop)
     configs = {(s.host, s.id.rsplit("/", 1)[1]) for s in upgrade
                if "/prepare/neutron/" in s.id and s.host != "ctl1"}
