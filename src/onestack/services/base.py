@@ -251,6 +251,23 @@ def config_steps(ctx: ServiceContext, service: str, files: Mapping[Path, str],
             for path, content in files.items()]
 
 
+def host_tls_files(ctx: ServiceContext, host: Host, folder: Path) -> dict[Path, str]:
+    """A host's certificate and key of the internal CA, and that CA, as files of
+    ``folder`` (``cert.pem``, ``key.pem``, ``ca.pem``; ADR 0025)."""
+    own = ctx.internal_tls.of(host.name)
+    return {folder / "cert.pem": own.cert_pem, folder / "key.pem": own.key_pem,
+            folder / "ca.pem": ctx.internal_tls.ca_pem}
+
+
+def tls_steps(ctx: ServiceContext, service: str, host: Host, files: Mapping[Path, str],
+              owner: str, fanout: str = "") -> list[Step]:
+    """One step per TLS file of a service on ``host``, 0600 for the user that reads it."""
+    return [host_step(ctx, host, service, f"tls:{path.name}",
+                      f"install {path} (TLS between hosts)",
+                      WriteFile(path, text, mode=0o600, owner=owner), fanout=fanout)
+            for path, text in files.items()]
+
+
 def program_steps(ctx: ServiceContext, service: str, programs: list[Program],
                   configs: Mapping[Path, str], probes: Mapping[str, Probe | tuple[Probe, ...]],
                   start_timeout: float = 180, *, on: Host | None = None,

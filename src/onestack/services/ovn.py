@@ -23,13 +23,19 @@ from onestack.drivers.supervisor import Program
 from onestack.model.paths import SITE_GROUP
 from onestack.model.site import Host, Role, Site
 from onestack.services import oslo, ovs
-from onestack.services.base import Check, ServiceContext, host_step, program_steps
+from onestack.services.base import (
+    Check,
+    ServiceContext,
+    host_step,
+    host_tls_files,
+    program_steps,
+    tls_steps,
+)
 from onestack.steps.actions import (
     EnsureDirs,
     EnsureSystemUser,
     InstallPackages,
     RunOnce,
-    WriteFile,
 )
 from onestack.steps.ovs_actions import EnsureExternalIds
 
@@ -127,9 +133,7 @@ def tls_files(ctx: ServiceContext, host: Host) -> dict[Path, str]:
     CA, for the southbound database's TLS (none on a site of one chassis host)."""
     if not any(h.name == host.name for h in tls_hosts(ctx.site)):
         return {}
-    own, folder = ctx.internal_tls.of(host.name), tls_dir(ctx)
-    return {folder / "cert.pem": own.cert_pem, folder / "key.pem": own.key_pem,
-            folder / "ca.pem": ctx.internal_tls.ca_pem}
+    return host_tls_files(ctx, host, tls_dir(ctx))
 
 
 def _ssl_options(ctx: ServiceContext) -> list[str]:
@@ -139,9 +143,7 @@ def _ssl_options(ctx: ServiceContext) -> list[str]:
 
 
 def _tls_steps(ctx: ServiceContext, host: Host, fanout: str = "") -> list[Step]:
-    return [host_step(ctx, host, name, f"tls:{path.name}", f"install {path} (TLS between hosts)",
-                      WriteFile(path, text, mode=0o600, owner="root"), fanout=fanout)
-            for path, text in tls_files(ctx, host).items()]
+    return tls_steps(ctx, name, host, tls_files(ctx, host), "root", fanout)
 
 
 def environment(ctx: ServiceContext) -> dict[str, str]:

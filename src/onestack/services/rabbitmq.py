@@ -14,10 +14,12 @@ from onestack.services.base import (
     Check,
     ServiceContext,
     config_steps,
+    host_tls_files,
     on_controller,
     program_steps,
     site_member_step,
     step,
+    tls_steps,
 )
 from onestack.steps.actions import CallOnce, EnsureDirs, WriteFile
 from onestack.steps.context import HostContext
@@ -49,9 +51,7 @@ def _tls_files(ctx: ServiceContext) -> dict[Path, str]:
     them, and the internal CA (none when no other host reaches it)."""
     if not uses_tls(ctx):
         return {}
-    own, folder = ctx.internal_tls.of(ctx.controller.name), tls_dir(ctx)
-    return {folder / "cert.pem": own.cert_pem, folder / "key.pem": own.key_pem,
-            folder / "ca.pem": ctx.internal_tls.ca_pem}
+    return host_tls_files(ctx, ctx.controller, tls_dir(ctx))
 
 
 def client_settings(ctx: ServiceContext) -> dict[str, dict[str, str]]:
@@ -196,9 +196,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
         step(ctx, name, "cookie", "write the node's own Erlang cookie",
              WriteFile(cookie_path(ctx), ctx.secret("rabbitmq.cookie"), mode=0o400,
                        owner="rabbitmq")),
-        *[step(ctx, name, f"tls:{path.name}", f"install {path} (TLS between hosts)",
-               WriteFile(path, text, mode=0o600, owner="rabbitmq"))
-          for path, text in tls.items()],
+        *tls_steps(ctx, name, ctx.controller, tls, "rabbitmq"),
         *program_steps(ctx, name, programs(ctx), {**config, **tls},
                        {"rabbitmq": TcpProbe(ctx.address, ctx.ports.infra("rabbitmq"))}, 120),
         step(ctx, name, "user", f"create messaging user {USER}", _ensure_user(ctx)),
