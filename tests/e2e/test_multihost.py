@@ -261,6 +261,50 @@ def test_a_chassis_reaches_the_southbound_only_over_tls_and_changes_only_its_own
         host.close()
 
 
+METADATA_PROBE = """import socket, ssl, sys
+address, port, etc = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+request = b"GET / HTTP/1.0\\r\\nHost: metadata\\r\\n\\r\\n"
+def answer(sock):
+    try:
+        sock.sendall(request)
+        text = sock.recv(4096).decode(errors="replace")
+        return " ".join(text.split()) or "closed"
+    except (OSError, ssl.SSLError) as exc:
+        return type(exc).__name__
+print("plain:", answer(socket.create_connection((address, port), 5)))
+context = ssl.create_default_context(cafile=etc + "/internal-ca.pem")
+try:
+    with context.wrap_socket(socket.create_connection((address, port), 5),
+                             server_hostname=address) as anonymous:
+        print("no certificate:", answer(anonymous))
+except (OSError, ssl.SSLError) as exc:
+    print("no certificate:", type(exc).__name__)
+context.load_cert_chain(etc + "/host-cert.pem", etc + "/host-key.pem")
+with context.wrap_socket(socket.create_connection((address, port), 5),
+                         server_hostname=address) as tls:
+    print("certificate:", answer(tls))
+"""
+
+
+def test_a_chassis_reaches_the_metadata_api_only_over_tls_with_its_certificate() -> None:
+    """issue 21 (ADR 0025): nova's metadata API is on the controller's loopback; other
+    hosts' agents reach it through HAProxy, which wants a certificate of the internal
+    CA. Plain HTTP and TLS without a client certificate get no answer from nova."""
+    from onestack.drivers.ssh_host import SshHost, SshTarget
+
+    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+                             HOME / "sites" / SITE / "known_hosts"))
+    etc = HOME / "sites" / SITE / "etc" / "2026.1" / "neutron"
+    try:
+        out = host.run(["python3", "-c", METADATA_PROBE, CONTROLLER, str(18775 + 400),
+                        str(etc)])
+    finally:
+        host.close()
+    said = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert "latest" not in said["plain"] and "latest" not in said["no certificate"], out
+    assert said["certificate"].startswith("HTTP/1.") and "latest" in said["certificate"], out
+
+
 def _pids(data: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int]]:
     return {key: (c["pid"], c["supervised_pid"]) for key, c in rows(data).items()}
 

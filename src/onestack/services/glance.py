@@ -49,6 +49,7 @@ def _conf(ctx: ServiceContext) -> str:
         "os_glance_tasks_store": {"filesystem_store_datadir": str(stores["tasks"])},
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
+        "oslo_middleware": oslo.behind_proxy(),
     }, rabbitmq.client_settings(ctx)))
 
 

@@ -11,6 +11,7 @@ from onestack.drivers.probes import TcpProbe
 from onestack.drivers.supervisor import Program
 from onestack.drivers.tls import CertificateProbe
 from onestack.model.ports import API_HEALTH_PATHS, API_PORTS
+from onestack.services import nova
 from onestack.services.base import (
     Check,
     ServiceContext,
@@ -50,6 +51,8 @@ def _backend(ctx: ServiceContext, api: str) -> str:
     return f"""
 frontend {api}
     bind {ctx.address}:{ctx.ports.frontend(api)} ssl crt {ctx.paths.api_cert}
+    # The APIs write links (version documents, pagination) with the client's scheme.
+    http-request set-header X-Forwarded-Proto https
     http-request lua.wait_for_server {api} {HOLD_MS}
     default_backend {api}
 
@@ -71,6 +74,35 @@ def _server(ctx: ServiceContext, api: str, color: str) -> str:
     """A backend server line; only the live color takes traffic after a (re)start."""
     disabled = "" if ctx.color(api) == color else " disabled"
     return f"    server {api}-{color} {ctx.address}:{ctx.ports.backend(api, color)} check{disabled}"
+
+
+def _metadata_frontend(ctx: ServiceContext) -> str:
+    """nova's metadata API for the agents of other hosts: mutual TLS with the internal
+    CA (a host without the CA's certificate gets no answer), then the API's loopback
+    listener (ADR 0025)."""
+    if not nova.metadata_over_tls(ctx.site):
+        return ""
+    port, ca = ctx.ports.infra("nova-metadata"), ctx.paths.internal_ca_cert
+    return f"""
+frontend nova-metadata
+    bind {ctx.address}:{port} ssl crt {internal_pem_path(ctx)} ca-file {ca} verify required
+    default_backend nova-metadata
+
+backend nova-metadata
+    server nova-metadata {nova.METADATA_LISTEN}:{port}
+"""
+
+
+def internal_pem_path(ctx: ServiceContext) -> Path:
+    """The controller's certificate and key of the internal CA, for HAProxy."""
+    return ctx.etc_infra(name) / "internal.pem"
+
+
+def _internal_certificate(ctx: ServiceContext) -> dict[Path, str]:
+    if not nova.metadata_over_tls(ctx.site):
+        return {}
+    own = ctx.internal_tls.of(ctx.controller.name)
+    return {internal_pem_path(ctx): own.cert_pem + own.key_pem}
 
 
 def config_path(ctx: ServiceContext) -> Path:
@@ -110,7 +142,7 @@ listen stats
     stats uri /
     stats auth {STATS_USER}:{ctx.secret("haproxy.stats")}
 """
-    return head + "".join(_backend(ctx, api) for api in API_PORTS)
+    return head + "".join(_backend(ctx, api) for api in API_PORTS) + _metadata_frontend(ctx)
 
 
 def programs(ctx: ServiceContext) -> list[Program]:
@@ -135,7 +167,7 @@ def steps(ctx: ServiceContext) -> list[Step]:
     """Its folder, the certificate (the site CA's, made by ``state.tls`` where onestack
     runs) and configuration, then HAProxy (restarted when either changes)."""
     config = {hold_script_path(ctx): HOLD_LUA, config_path(ctx): render(ctx)}
-    certificate = {ctx.paths.api_cert: ctx.api_pem}
+    certificate = {ctx.paths.api_cert: ctx.api_pem, **_internal_certificate(ctx)}
     probe = TcpProbe(ctx.address, ctx.ports.infra("haproxy-stats"))
     return [step(ctx, name, "dirs", "create HAProxy's empty root",
                  EnsureDirs(((chroot_dir(ctx), "root", 0o755),))),
@@ -143,6 +175,10 @@ def steps(ctx: ServiceContext) -> list[Step]:
                  f"{ctx.paths.api_cert} ({_issuer(ctx)}; "
                  f"{', '.join(tls.certificate_names(ctx.site))})",
                  WriteFile(ctx.paths.api_cert, ctx.api_pem, mode=0o600, owner="root")),
+            *[step(ctx, name, "certificate:internal", f"install {path} (the controller's "
+                   f"certificate of the internal CA: nova's metadata API for other hosts)",
+                   WriteFile(path, text, mode=0o600, owner="root"))
+              for path, text in _internal_certificate(ctx).items()],
             *config_steps(ctx, name, config, mode=CONFIG_MODE),
             *program_steps(ctx, name, programs(ctx), {**config, **certificate},
                            {"haproxy": probe}, 30)]

@@ -42,6 +42,7 @@ def _conf(ctx: ServiceContext) -> str:
         "credential": {"key_repository": str(data / "credential-keys")},
         "cache": oslo.cache(ctx),
         "oslo_messaging_notifications": {"driver": "noop"},
+        "oslo_middleware": oslo.behind_proxy(),
     })
 
 

@@ -86,6 +86,7 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"report_interval": "30"},
+        "oslo_middleware": oslo.behind_proxy(),
     }, _back_end_settings(ctx), rabbitmq.client_settings(ctx)))
 
 
@@ -195,13 +196,27 @@ def host_files(ctx: ServiceContext) -> tuple[Path, ...]:
 
 def agent_tls_files(ctx: ServiceContext, host: Host) -> dict[Path, str]:
     """The agent's copy of its chassis's certificate and key and the internal CA, for
-    the southbound database's TLS from a host other than the controller (ADR 0025):
-    neutron's, like its configuration (the chassis's own copy is root's)."""
+    mutual TLS from a host other than the controller to the southbound database and
+    to nova's metadata API (ADR 0025): neutron's, like its configuration (the chassis's
+    own copy is root's)."""
     if host.name == ctx.controller.name:
         return {}
     own, etc = ctx.internal_tls.of(host.name), ctx.etc(name)
-    return {etc / "ovn-sb-key.pem": own.key_pem, etc / "ovn-sb-cert.pem": own.cert_pem,
-            etc / "ovn-ca.pem": ctx.internal_tls.ca_pem}
+    return {etc / "host-key.pem": own.key_pem, etc / "host-cert.pem": own.cert_pem,
+            etc / "internal-ca.pem": ctx.internal_tls.ca_pem}
+
+
+def _metadata_api(ctx: ServiceContext, host: Host,
+                  tls: tuple[Path, Path, Path] | None) -> dict[str, str]:
+    """Where the agent reaches nova's metadata API: on the controller, its loopback
+    listener; from another host, HAProxy on the controller over mutual TLS."""
+    port = str(ctx.ports.infra("nova-metadata"))
+    if tls is None:
+        return {"nova_metadata_host": nova.METADATA_LISTEN, "nova_metadata_port": port}
+    key, cert, ca = tls
+    return {"nova_metadata_host": str(ctx.controller.address), "nova_metadata_port": port,
+            "nova_metadata_protocol": "https", "auth_ca_cert": str(ca),
+            "nova_client_cert": str(cert), "nova_client_priv_key": str(key)}
 
 
 def _agent_conf(ctx: ServiceContext, host: Host) -> str:
@@ -210,9 +225,7 @@ def _agent_conf(ctx: ServiceContext, host: Host) -> str:
     files = (tls[0], tls[1], tls[2]) if tls else None
     return oslo.render_ini(oslo.merged({
         "DEFAULT": {"debug": "false", "log_dir": "", "use_stderr": "true",
-                    "state_path": str(agent_state(ctx)),
-                    "nova_metadata_host": ctx.address,
-                    "nova_metadata_port": str(ctx.ports.infra("nova-metadata")),
+                    "state_path": str(agent_state(ctx)), **_metadata_api(ctx, host, files),
                     "metadata_proxy_shared_secret": ctx.secret(nova.METADATA_SECRET),
                     "metadata_proxy_socket": str(metadata_socket_dir(ctx) / "metadata_proxy"),
                     "metadata_proxy_user": name, "metadata_proxy_group": name,

@@ -66,8 +66,18 @@ def serves_metadata(site: Site) -> bool:
     return ovs.in_use(site)
 
 
+# The metadata API listens on loopback only: the controller's own agent and HAProxy
+# reach it there; agents on other hosts through HAProxy's mutual TLS (ADR 0025).
+METADATA_LISTEN = "127.0.0.1"
+
+
 def metadata_url(ctx: ServiceContext) -> str:
-    return f"http://{ctx.address}:{ctx.ports.infra('nova-metadata')}/"
+    return f"http://{METADATA_LISTEN}:{ctx.ports.infra('nova-metadata')}/"
+
+
+def metadata_over_tls(site: Site) -> bool:
+    """Agents on hosts other than the controller ask for metadata through HAProxy."""
+    return serves_metadata(site) and any(h.name != site.controller.name for h in ovs.hosts(site))
 
 
 def _metadata_settings(ctx: ServiceContext) -> oslo.Ini:
@@ -124,6 +134,7 @@ def _conf(ctx: ServiceContext) -> str:
         "oslo_concurrency": oslo.lock_path(ctx, name),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},
+        "oslo_middleware": oslo.behind_proxy(),
     }, _compute_settings(ctx), _metadata_settings(ctx), rabbitmq.client_settings(ctx)))
 
 
@@ -132,7 +143,7 @@ def config(ctx: ServiceContext) -> dict[Path, str]:
     files = {etc / "nova.conf": _conf(ctx),
              uwsgi.ini_path(ctx, name, ctx.color(name)): uwsgi.ini(ctx, name, API_MODULE)}
     if serves_metadata(ctx.site):
-        listen = f"{ctx.address}:{ctx.ports.infra('nova-metadata')}"
+        listen = f"{METADATA_LISTEN}:{ctx.ports.infra('nova-metadata')}"
         files[metadata_ini_path(ctx)] = uwsgi.ini(
             ctx, name, METADATA_MODULE, processes=1, listen=listen,
             extra={"procname-prefix": f"{METADATA_API}-"})

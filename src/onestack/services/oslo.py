@@ -81,6 +81,12 @@ def common_default(ctx: ServiceContext, service: str) -> dict[str, str]:
     }
 
 
+def behind_proxy() -> dict[str, str]:
+    """``[oslo_middleware]`` of an API behind HAProxy: links it returns use the scheme
+    the client used (https), which HAProxy sends as X-Forwarded-Proto."""
+    return {"enable_proxy_headers_parsing": "true"}
+
+
 def cache(ctx: ServiceContext) -> dict[str, str]:
     return {"enabled": "true", "backend": "oslo_cache.memcache_pool",
             "memcache_servers": memcached.servers(ctx)}

@@ -37,6 +37,7 @@ def _conf(ctx: ServiceContext) -> str:
         "api": {"auth_strategy": "keystone"},
         "keystone_authtoken": oslo.authtoken(ctx, "placement"),
         "oslo_policy": {"enforce_new_defaults": "true", "enforce_scope": "true"},
+        "oslo_middleware": oslo.behind_proxy(),
     })
 
 

@@ -97,8 +97,8 @@ def test_the_agents_on_other_chassis_get_their_release_and_roll_after_neutrons_s
     configs = {(s.host, s.id.rsplit("/", 1)[1]) for s in upgrade
                if "/prepare/neutron/" in s.id and s.host != "ctl1"}
     assert configs == {(h, f"config:{f}") for h in ("cmp1", "cmp2")
-                       for f in ("ovn_agent.ini", "rootwrap.conf", "ovn-sb-key.pem",
-                                 "ovn-sb-cert.pem", "ovn-ca.pem")}
+                       for f in ("ovn_agent.ini", "rootwrap.conf", "host-key.pem",
+                                 "host-cert.pem", "internal-ca.pem")}
     p = "upgrade-2026.2/roll/neutron"
     local = _index(upgrade, f"{p}/restart:neutron-ovn-agent")
     cmp1 = [_index(upgrade, f"{p}/cmp1/{n}") for n in
