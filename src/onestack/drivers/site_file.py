@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 from onestack.catalog.architectures import architecture_documents
 from onestack.drivers import tls
@@ -97,9 +99,10 @@ def read_site_file(path: Path, releases: Collection[str] | None = None, *,
     return site
 
 
-def shipped_architectures() -> dict[str, Architecture]:
-    """The reference architectures of the catalog, by name (ADR 0024)."""
-    return parse_architectures(architecture_documents())
+@lru_cache(maxsize=1)
+def shipped_architectures() -> Mapping[str, Architecture]:
+    """The reference architectures of the catalog, by name (ADR 0024; read once)."""
+    return MappingProxyType(parse_architectures(architecture_documents()))
 
 
 def architecture_of(site: Site) -> Architecture:

@@ -115,6 +115,13 @@ class Architecture(_Strict):
     roles: dict[Role, RoleRule]
     components: tuple[Component, ...] = Field(min_length=1)
 
+    def component(self, name: str) -> Component:
+        """The component of that name (a KeyError names it and the architecture)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise KeyError(f"architecture {self.name} has no component {name}")
+
 
 def parse_architecture(document: Any, source: str) -> Architecture:
     """A catalog document as an architecture; CatalogError naming the file if invalid."""

@@ -7,13 +7,14 @@ adding one module and listing it in :mod:`onestack.services.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from onestack.core.digest import digest
 from onestack.core.step import Step
+from onestack.drivers import site_file
 from onestack.drivers.openstack import CatalogEntry
 from onestack.drivers.probes import HttpProbe, Probe
 from onestack.drivers.supervisor import Program, render_program
@@ -109,7 +110,7 @@ class ServiceModule(Protocol):
     kind: str  # "infra" or "openstack"
 
     def hosts(self, site: Site) -> list[Host]:
-        """The hosts it runs on, by role (``on_controller`` for the control plane)."""
+        """The hosts it runs on (``placed`` for the control plane's, by architecture)."""
         ...
 
     def steps(self, ctx: ServiceContext) -> list[Step]:
@@ -159,9 +160,13 @@ class OpenStackService(ServiceModule, Protocol):
     def contract(self, ctx: ServiceContext) -> list[tuple[str, tuple[str, ...]]]: ...
 
 
-def on_controller(site: Site) -> list[Host]:
-    """The control plane's hosts: the first controller (HA spreads them later)."""
-    return [site.controller]
+def placed(component: str) -> Callable[[Site], list[Host]]:
+    """A service's ``hosts``: where the site's architecture places ``component``
+    (ADR 0024: the all-in-one's controller; ``ha``'s three)."""
+    def hosts(site: Site) -> list[Host]:
+        return site_file.architecture_of(site).component(component).hosts(site)
+    hosts.__doc__ = f"The hosts the site's architecture places {component} on."
+    return hosts
 
 
 def api_probes(ctx: ServiceContext, service: str) -> tuple[Probe, ...]:

@@ -16,7 +16,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
-    on_controller,
+    placed,
     program_steps,
     step,
 )
@@ -24,7 +24,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "glance"
 kind = "openstack"
-hosts = on_controller  # the control plane
+hosts = placed("glance-api")
 PACKAGE = "glance"
 API_MODULE = "glance.wsgi.api:application"
 

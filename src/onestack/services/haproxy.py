@@ -16,7 +16,7 @@ from onestack.services.base import (
     Check,
     ServiceContext,
     config_steps,
-    on_controller,
+    placed,
     program_steps,
     step,
 )
@@ -24,7 +24,7 @@ from onestack.steps.actions import EnsureDirs, WriteFile
 
 name = "haproxy"
 kind = "infra"
-hosts = on_controller  # the control plane
+hosts = placed("haproxy")
 PACKAGES = ("haproxy",)
 
 # How long a request waits at HAProxy for an API instance that takes traffic (a

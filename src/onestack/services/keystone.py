@@ -16,7 +16,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
-    on_controller,
+    placed,
     program_steps,
     step,
 )
@@ -24,7 +24,7 @@ from onestack.steps.actions import EnsureDirs, RunOnce
 
 name = "keystone"
 kind = "openstack"
-hosts = on_controller  # the control plane
+hosts = placed("keystone-api")
 PACKAGE = "keystone"
 API_MODULE = "keystone.wsgi.api:application"
 

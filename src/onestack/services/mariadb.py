@@ -16,7 +16,7 @@ from onestack.services.base import (
     Check,
     ServiceContext,
     config_steps,
-    on_controller,
+    placed,
     program_steps,
     site_member_step,
     step,
@@ -26,7 +26,7 @@ from onestack.steps.context import HostContext
 
 name = "mariadb"
 kind = "infra"
-hosts = on_controller  # the control plane
+hosts = placed("mariadb")
 PACKAGES = ("mariadb-server", "mariadb-client")
 
 # service database name -> database user (secret "db.<user>")

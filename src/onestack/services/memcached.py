@@ -15,7 +15,7 @@ from onestack.drivers.supervisor import Program
 from onestack.services.base import (
     Check,
     ServiceContext,
-    on_controller,
+    placed,
     program_steps,
     site_member_step,
     step,
@@ -24,7 +24,7 @@ from onestack.steps.actions import EnsureDirs
 
 name = "memcached"
 kind = "infra"
-hosts = on_controller  # the control plane
+hosts = placed("memcached")
 PACKAGES = ("memcached",)
 # Debian's memcached package creates the user; its group is the socket's, and the
 # services that cache (every API, keystone's and nova's oslo.cache) are its members.

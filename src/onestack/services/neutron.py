@@ -31,7 +31,7 @@ from onestack.services.base import (
     as_service,
     config_steps,
     host_step,
-    on_controller,
+    placed,
     program_steps,
     step,
     sudoers_path,
@@ -48,7 +48,7 @@ from onestack.steps.context import HostContext
 
 name = "neutron"
 kind = "openstack"
-hosts = on_controller  # the control plane
+hosts = placed("neutron-server")
 PACKAGE = "neutron"
 API_MODULE = "neutron.wsgi.api:application"
 # neutron's OVN agent with its metadata extension, on every chassis (ADR 0020): per

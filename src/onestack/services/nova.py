@@ -25,6 +25,7 @@ from onestack.services.base import (
     as_service,
     config_steps,
     host_step,
+    placed,
     program_steps,
     step,
 )
@@ -47,9 +48,15 @@ METADATA_SECRET = "nova.metadata-proxy"
 COMPUTE_FANOUT = "nova-compute"  # every compute host's steps at once
 
 
+_CONTROL_PLANE = placed("nova-api")
+
+
 def hosts(site: Site) -> list[Host]:
-    """API, conductor and scheduler on the controller; nova-compute on every compute."""
-    return [site.controller, *(h for h in site.computes if h.name != site.controller.name)]
+    """API, conductor and scheduler where the architecture places them; nova-compute
+    on every compute."""
+    control = _CONTROL_PLANE(site)
+    names = {h.name for h in control}
+    return [*control, *(h for h in site.computes if h.name not in names)]
 
 
 def remote_computes(ctx: ServiceContext) -> list[Host]:

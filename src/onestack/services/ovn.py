@@ -28,6 +28,7 @@ from onestack.services.base import (
     ServiceContext,
     host_step,
     host_tls_files,
+    placed,
     program_steps,
     tls_steps,
 )
@@ -53,12 +54,15 @@ ENCAP_TYPE = "geneve"
 GATEWAY_OPTION = "enable-chassis-as-gw"
 
 
+_CENTRAL = placed("ovn-northbound-db")
+
+
 def hosts(site: Site) -> list[Host]:
-    """The controller (central databases, northd), then every other chassis (none
-    without the OVN back end)."""
-    if not ovs.in_use(site):
-        return []
-    return [site.controller, *(h for h in ovs.hosts(site) if h.name != site.controller.name)]
+    """The central databases' and northd's hosts (the architecture's), then every
+    other chassis (none without the OVN back end)."""
+    central = _CENTRAL(site)
+    names = {h.name for h in central}
+    return [*central, *(h for h in ovs.hosts(site) if h.name not in names)]
 
 
 def data_dir(ctx: ServiceContext) -> Path:

@@ -16,7 +16,7 @@ from onestack.services.base import (
     api_probes,
     as_service,
     config_steps,
-    on_controller,
+    placed,
     program_steps,
     step,
 )
@@ -24,7 +24,7 @@ from onestack.steps.actions import RunOnce
 
 name = "placement"
 kind = "openstack"
-hosts = on_controller  # the control plane
+hosts = placed("placement-api")
 PACKAGE = "openstack-placement"
 API_MODULE = "placement.wsgi.api:application"
 

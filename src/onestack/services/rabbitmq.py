@@ -15,7 +15,7 @@ from onestack.services.base import (
     ServiceContext,
     config_steps,
     host_tls_files,
-    on_controller,
+    placed,
     program_steps,
     site_member_step,
     step,
@@ -26,7 +26,7 @@ from onestack.steps.context import HostContext
 
 name = "rabbitmq"
 kind = "infra"
-hosts = on_controller  # the control plane
+hosts = placed("rabbitmq")
 PACKAGES = ("rabbitmq-server",)
 USER = "openstack"
 DEFAULT_USER = "guest"

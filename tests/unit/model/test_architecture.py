@@ -36,6 +36,7 @@ from onestack.services import (
     mariadb,
     memcached,
     neutron,
+    nova,
     ovn,
     ovs,
     rabbitmq,
@@ -207,3 +208,17 @@ def test_aio_placement_is_where_the_services_deploy(catalog: dict[str, Architect
     }
     for name, hosts in deployed.items():
         assert where[name] == [h.name for h in hosts], name
+
+
+def test_the_control_plane_services_go_where_the_architecture_places_them() -> None:
+    """issue 22: placement is read from the architecture file, not pinned to the first
+    controller in the services' code: ``ha`` puts every control-plane service on all
+    three controllers, in the site file's order, and nova's computes after them."""
+    site = _ha(GOOD_HA)
+    controllers = ["ctl1", "ctl2", "ctl3"]
+    for module in (haproxy, mariadb, rabbitmq, memcached, keystone, neutron):
+        assert [h.name for h in module.hosts(site)] == controllers, module.__name__
+    assert [h.name for h in nova.hosts(site)] == [*controllers, "cmp1", "cmp2"]
+    assert [h.name for h in ovn.hosts(site)] == [*controllers, "cmp1", "cmp2"]
+    aio = site.model_copy(update={"architecture": "aio"})
+    assert [h.name for h in keystone.hosts(aio)] == ["ctl1"]
