@@ -296,7 +296,7 @@ def test_a_chassis_reaches_the_metadata_api_only_over_tls_with_its_certificate()
                              HOME / "sites" / SITE / "known_hosts"))
     etc = HOME / "sites" / SITE / "etc" / "2026.1" / "neutron"
     try:
-        out = host.run(["python3", "-c", METADATA_PROBE, CONTROLLER, str(18775 + 400),
+        out = host.run(["python3", "-c", METADATA_PROBE, CONTROLLER, str(18776 + 400),
                         str(etc)])
     finally:
         host.close()

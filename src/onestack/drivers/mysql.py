@@ -1,4 +1,7 @@
-"""MariaDB administration over the site instance's unix socket (as its root)."""
+"""MariaDB administration on the database's host: the mariadb client over the site
+instance's unix socket, as its root, run through the host's connection (the machine
+onestack runs on, or a controller over SSH). SQL goes to the client's stdin, never on
+a command line."""
 
 from __future__ import annotations
 
@@ -7,56 +10,61 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pymysql
-
 from onestack.core.host import HostConnection
 from onestack.drivers.host import LocalHost
 from onestack.errors import CommandError
 
 
-def _connect(socket_path: Path) -> pymysql.connections.Connection:
+def _client(socket_path: Path, database: str = "") -> list[str]:
+    return ["mariadb", f"--socket={socket_path}", "--user=root", "--batch",
+            "--skip-column-names", *([f"--database={database}"] if database else [])]
+
+
+def query(host: HostConnection, socket_path: Path, sql: str, what: str, *,
+          database: str = "", secrets: Sequence[str] = (),
+          timeout: float = 60) -> list[list[str]]:
+    """Run a script on ``host``; its rows (tab-separated columns). A failure is a
+    CommandError about ``what``, with every value of ``secrets`` masked."""
     try:
-        return pymysql.connect(unix_socket=str(socket_path), user="root", autocommit=True)
-    except pymysql.err.MySQLError as exc:
-        raise CommandError(f"connect to MariaDB at {socket_path}", 1, str(exc)) from None
+        out = host.run(_client(socket_path, database), input=sql, timeout=timeout)
+    except CommandError as exc:
+        raise CommandError(what, exc.returncode, _masked(exc.output, secrets)) from None
+    return [line.split("\t") for line in out.splitlines() if line]
 
 
-def ensure_database(socket_path: Path, database: str, user: str, password: str,
-                    client_hosts: Sequence[str]) -> None:
+def _masked(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def ensure_database(host: HostConnection, socket_path: Path, database: str, user: str,
+                    password: str, client_hosts: Sequence[str]) -> None:
     """Create a database and a user with all privileges on it, for exactly the client
     hosts given (idempotent): the user's accounts for any other host are dropped.
 
-    The password is sent as a bound parameter and never appears in errors.
+    The password goes to the client's stdin and never appears in errors.
     """
-    conn = _connect(socket_path)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
-            cur.execute("SELECT Host FROM mysql.user WHERE User = %s", (user,))
-            for (host,) in cur.fetchall():
-                if host not in client_hosts:
-                    cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
-            for host in client_hosts:
-                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
-                            (user, host, password))
-                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
-                cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO %s@%s", (user, host))
-    except pymysql.err.MySQLError as exc:
-        raise CommandError(f"create database {database}", 1, str(exc.args[-1])) from None
-    finally:
-        conn.close()
+    what = f"create database {database} and its user {user}"
+    known = query(host, socket_path, f"SELECT Host FROM mysql.user WHERE User = "
+                  f"{literal(user)}", what)
+    account = "{}@{}".format
+    script = [f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;"]
+    script += [f"DROP USER IF EXISTS {account(literal(user), literal(row[0]))};"
+               for row in known if row[0] not in client_hosts]
+    for client in client_hosts:
+        who, secret = account(literal(user), literal(client)), literal(password)
+        script += [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY {secret};",
+                   f"ALTER USER {who} IDENTIFIED BY {secret};",
+                   f"GRANT ALL PRIVILEGES ON `{database}`.* TO {who};"]
+    query(host, socket_path, "\n".join(script), what, secrets=(password, secret))
 
 
-def ping(socket_path: Path) -> str:
+def ping(host: HostConnection, socket_path: Path) -> str:
     """``SELECT VERSION()``: a real query against the server."""
-    conn = _connect(socket_path)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT VERSION()")
-            row = cur.fetchone()
-            return str(row[0]) if row else ""
-    finally:
-        conn.close()
+    rows = query(host, socket_path, "SELECT VERSION()", f"query MariaDB at {socket_path}")
+    return rows[0][0] if rows else ""
 
 
 def dump_all(socket_path: Path, dest: Path, databases: list[str]) -> int:
@@ -116,18 +124,13 @@ def restore_all(socket_path: Path, source: Path) -> None:
         raise CommandError(what, proc.returncode, out)
 
 
-def execute(socket_path: Path, database: str, statement: str,
-            params: tuple[object, ...] = ()) -> int:
-    """Run one statement in a database as root; return the number of rows it changed."""
-    conn = _connect(socket_path)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"USE `{database}`")
-            return int(cur.execute(statement, params))
-    except pymysql.err.MySQLError as exc:
-        raise CommandError(f"{statement} on {database}", 1, str(exc.args[-1])) from None
-    finally:
-        conn.close()
+def execute(host: HostConnection, socket_path: Path, database: str,
+            statement: str) -> int:
+    """Run one statement in a database as root on ``host``; the number of rows it
+    changed (values in ``statement`` are literals made by ``literal``)."""
+    rows = query(host, socket_path, f"{statement.rstrip(';')};\nSELECT ROW_COUNT();",
+                 f"{statement} on {database}", database=database)
+    return int(rows[-1][0]) if rows and rows[-1][0].lstrip("-").isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -160,38 +163,18 @@ class ServiceReportProbe:
     def _query(self) -> str:
         return (f"SELECT TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
                 f"UTC_TIMESTAMP()) FROM `{self.database}`.services WHERE "
-                f"`binary`={_literal(self.binary)} AND host={_literal(self.host)} "
+                f"`binary`={literal(self.binary)} AND host={literal(self.host)} "
                 "AND deleted=0")
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
-        if self.via is not None:
-            return self._judge(*self._age_there(self.via, timeout))
+        host = self.via or LocalHost()
         try:
-            conn = _connect(self.socket_path)
+            rows = query(host, self.socket_path, self._query(), f"{self.binary}@{self.host}",
+                         timeout=max(timeout, 5))
         except CommandError as exc:
-            return False, str(exc)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
-                            f"UTC_TIMESTAMP()) FROM `{self.database}`.services WHERE "
-                            "`binary`=%s AND host=%s AND deleted=0", (self.binary, self.host))
-                row = cur.fetchone()
-        except pymysql.err.MySQLError as exc:
-            return False, f"{self.binary}@{self.host}: {exc.args[-1]}"
-        finally:
-            conn.close()
-        return self._judge(None if row is None or row[0] is None else int(row[0]), "")
-
-    def _age_there(self, host: HostConnection, timeout: float) -> tuple[int | None, str]:
-        """The heartbeat's age, by the mariadb client on the database's host."""
-        try:
-            out = host.run(["mariadb", f"--socket={self.socket_path}", "--user=root",
-                            "--batch", "--skip-column-names", "-e", self._query()],
-                           timeout=max(timeout, 5))
-        except CommandError as exc:
-            return None, f"{self.binary}@{self.host}: {exc.output.strip()[-200:]}"
-        word = out.strip().split("\n")[0] if out.strip() else ""
-        return (int(word) if word.lstrip("-").isdigit() else None), ""
+            return False, f"{self.binary}@{self.host}: {exc.output.strip()[-200:]}"
+        word = rows[0][0] if rows else ""
+        return self._judge(int(word) if word.lstrip("-").isdigit() else None, "")
 
     def _judge(self, age: int | None, error: str) -> tuple[bool, str]:
         if error:
@@ -215,23 +198,22 @@ class HashRingProbe:
     group: str
     touch_interval: int
     alive: int
+    runs_on: str = ""  # the database's host (empty: this machine)
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
+
+    def through(self, host: HostConnection) -> HashRingProbe:
+        """The same probe, run on ``host`` (its ``runs_on``) through its connection."""
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
+        sql = (f"SELECT hostname, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) "
+               f"FROM `{self.database}`.ovn_hash_ring WHERE group_name={literal(self.group)}")
         try:
-            conn = _connect(self.socket_path)
+            rows = query(self.via or LocalHost(), self.socket_path, sql, "OVN hash ring",
+                         timeout=max(timeout, 5))
         except CommandError as exc:
-            return False, str(exc)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT hostname, TIMESTAMPDIFF(SECOND, updated_at, "
-                            f"UTC_TIMESTAMP()) FROM `{self.database}`.ovn_hash_ring "
-                            "WHERE group_name=%s", (self.group,))
-                nodes = [(str(h), int(age)) for h, age in cur.fetchall()]
-        except pymysql.err.MySQLError as exc:
-            return False, f"OVN hash ring: {exc.args[-1]}"
-        finally:
-            conn.close()
-        return self.judge(nodes)
+            return False, f"OVN hash ring: {exc.output.strip()[-200:]}"
+        return self.judge([(row[0], int(row[1])) for row in rows if len(row) == 2])
 
     def judge(self, nodes: list[tuple[str, int]]) -> tuple[bool, str]:
         """(host, seconds since its last touch) of every node -> (healthy, detail)."""
@@ -246,6 +228,6 @@ class HashRingProbe:
         return True, f"OVN hash ring: {len(live)} live worker(s) ({', '.join(live)})"
 
 
-def _literal(value: str) -> str:
+def literal(value: str) -> str:
     """A SQL string literal (for the mariadb client, which takes no bound parameters)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

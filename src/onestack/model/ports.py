@@ -39,9 +39,11 @@ INFRA_PORTS: dict[str, int] = {
     # at the controller's address by neutron and by every chassis's ovn-controller.
     "ovn-nb": 16641,
     "ovn-sb": 16642,
-    # nova's metadata API (upstream 8775), which neutron's metadata proxies reach at
-    # the controller's address with the shared secret.
+    # nova's metadata API (upstream 8775) on the controller's loopback, which neutron's
+    # OVN agents reach with the shared secret: the controller's own there, other
+    # hosts' through HAProxy's frontend on the controller's address, over mutual TLS.
     "nova-metadata": 18775,
+    "nova-metadata-tls": 18776,
 }
 
 

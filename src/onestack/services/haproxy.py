@@ -82,14 +82,14 @@ def _metadata_frontend(ctx: ServiceContext) -> str:
     listener (ADR 0025)."""
     if not nova.metadata_over_tls(ctx.site):
         return ""
-    port, ca = ctx.ports.infra("nova-metadata"), ctx.paths.internal_ca_cert
+    port, ca = ctx.ports.infra("nova-metadata-tls"), ctx.paths.internal_ca_cert
     return f"""
 frontend nova-metadata
     bind {ctx.address}:{port} ssl crt {internal_pem_path(ctx)} ca-file {ca} verify required
     default_backend nova-metadata
 
 backend nova-metadata
-    server nova-metadata {nova.METADATA_LISTEN}:{port}
+    server nova-metadata {nova.METADATA_LISTEN}:{ctx.ports.infra("nova-metadata")}
 """
 
 

@@ -94,9 +94,9 @@ def _create_databases(ctx: ServiceContext) -> CallOnce:
     wanted = {db: (user, ctx.secret(f"db.{user}")) for db, user in DATABASES.items()}
     clients = client_hosts(ctx)
 
-    def run(_: HostContext) -> None:
+    def run(hc: HostContext) -> None:
         for db, (user, password) in wanted.items():
-            mysql.ensure_database(sock, db, user, password, clients)
+            mysql.ensure_database(hc.host, sock, db, user, password, clients)
 
     # The password digests are inputs: new secrets mean the users must be updated.
     inputs = digest(repr((sorted((db, user, digest(pw)) for db, (user, pw) in wanted.items()),

@@ -210,11 +210,12 @@ def _metadata_api(ctx: ServiceContext, host: Host,
                   tls: tuple[Path, Path, Path] | None) -> dict[str, str]:
     """Where the agent reaches nova's metadata API: on the controller, its loopback
     listener; from another host, HAProxy on the controller over mutual TLS."""
-    port = str(ctx.ports.infra("nova-metadata"))
     if tls is None:
-        return {"nova_metadata_host": nova.METADATA_LISTEN, "nova_metadata_port": port}
+        return {"nova_metadata_host": nova.METADATA_LISTEN,
+                "nova_metadata_port": str(ctx.ports.infra("nova-metadata"))}
     key, cert, ca = tls
-    return {"nova_metadata_host": str(ctx.controller.address), "nova_metadata_port": port,
+    return {"nova_metadata_host": str(ctx.controller.address),
+            "nova_metadata_port": str(ctx.ports.infra("nova-metadata-tls")),
             "nova_metadata_protocol": "https", "auth_ca_cert": str(ca),
             "nova_client_cert": str(cert), "nova_client_priv_key": str(key)}
 
@@ -308,7 +309,8 @@ def checks(ctx: ServiceContext) -> list[Check]:
     if not ovs.in_use(ctx.site):
         return [Check("neutron-api", api)]
     ring = HashRingProbe(mariadb.socket_path(ctx), name, HASH_RING_GROUP,
-                         HASH_RING_TOUCH_INTERVAL, HASH_RING_NODE_TIMEOUT)
+                         HASH_RING_TOUCH_INTERVAL, HASH_RING_NODE_TIMEOUT,
+                         runs_on=ctx.controller.name)
     agent = [Check(AGENT, agent_probe(ctx))] if _agent_here(ctx) else []
     remote = [Check(f"{AGENT}/{h.name}", agent_probe(ctx, h)) for h in remote_agents(ctx)]
     return [Check("neutron-api", AllOf((api, ring))), *agent, *remote]
@@ -454,8 +456,9 @@ def leave_hash_ring(ctx: ServiceContext, color: str) -> CallOnce:
     host, sock = ring_host(ctx, color), mariadb.socket_path(ctx)
 
     def run(hc: HostContext) -> None:
-        left = mysql.execute(sock, name, "DELETE FROM ovn_hash_ring WHERE hostname=%s AND "
-                             "group_name=%s", (host, HASH_RING_GROUP))
+        left = mysql.execute(hc.host, sock, name, f"DELETE FROM ovn_hash_ring WHERE hostname="
+                             f"{mysql.literal(host)} AND group_name="
+                             f"{mysql.literal(HASH_RING_GROUP)}")
         wait = HASH_RING_CACHE_TIMEOUT + 5
         hc.progress.message(f"neutron: {left} worker(s) of {host} left the OVN hash ring; "
                             f"{wait}s for the other workers to reload it")

@@ -272,8 +272,8 @@ def before_downgrade(ctx: ServiceContext, program: Program) -> CallOnce:
     def run(hc: HostContext) -> None:
         version = _release_facts(hc, python)[0]
         for database in ("nova", "nova_cell0"):
-            mysql.execute(sock, database, "UPDATE services SET version=%s WHERE `binary`=%s "
-                          "AND version>%s", (version, binary, version))
+            mysql.execute(hc.host, sock, database, f"UPDATE services SET version={version} "
+                          f"WHERE `binary`={mysql.literal(binary)} AND version>{version}")
 
     return CallOnce(f"reset {binary} service version", run, inputs=ctx.series)
 

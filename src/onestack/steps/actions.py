@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from onestack.core.digest import digest
 from onestack.drivers import apt, processes
 from onestack.drivers.host import chown_spec
-from onestack.drivers.probes import Probe, wait_until_healthy
+from onestack.drivers.probes import AllOf, Probe, wait_until_healthy
 from onestack.drivers.supervisor import program_marker
 from onestack.errors import CommandError, ServiceStartError
 from onestack.steps.context import HostContext
@@ -337,6 +337,8 @@ _ALIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 def where(probe: Probe, ctx: HostContext) -> Probe:
     """A probe as it must run: one naming a host of the site (``runs_on``, e.g. the
     database's) goes through that host's connection, not this machine."""
+    if isinstance(probe, AllOf):
+        return AllOf(tuple(where(p, ctx) for p in probe.probes))
     runs_on = getattr(probe, "runs_on", "")
     through = getattr(probe, "through", None)
     if runs_on and through is not None and runs_on in ctx.hosts:

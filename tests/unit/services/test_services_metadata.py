@@ -68,13 +68,13 @@ def test_agents_of_other_hosts_reach_the_metadata_api_over_mutual_tls(
     internal = InternalTls("CA", {"ctl1": HostCertificate("C-ctl1\n", "K-ctl1\n"),
                                   "cmp1": HostCertificate("C-cmp1", "K-cmp1")})
     ctx = dataclasses.replace(make_service_context(site_of(1)), internal_tls=internal)
-    port = ctx.ports.infra("nova-metadata")
+    port, api = ctx.ports.infra("nova-metadata-tls"), ctx.ports.infra("nova-metadata")
     assert nova.metadata_over_tls(ctx.site)
     cfg = haproxy.render(ctx)
     pem = ctx.etc_infra("haproxy") / "internal.pem"
     assert (f"frontend nova-metadata\n    bind 198.18.20.10:{port} ssl crt {pem} "
             f"ca-file {ctx.paths.internal_ca_cert} verify required\n") in cfg
-    assert f"server nova-metadata 127.0.0.1:{port}\n" in cfg
+    assert f"server nova-metadata 127.0.0.1:{api}\n" in cfg
     steps = {s.id: s.action for s in haproxy.steps(ctx)}
     written = steps["haproxy/certificate:internal"]
     assert isinstance(written, WriteFile) and written.owner == "root"
