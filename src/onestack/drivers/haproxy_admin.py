@@ -1,4 +1,7 @@
-"""HAProxy's runtime API over its admin socket: move traffic between API instances."""
+"""HAProxy's runtime API over its admin socket: move traffic between API instances.
+
+The socket is on HAProxy's host: asked directly on the machine onestack runs on, and
+through the host's connection (a small Python client run there) on any other."""
 
 from __future__ import annotations
 
@@ -7,7 +10,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onestack.errors import OnestackError
+from onestack.core.host import HostConnection
+from onestack.drivers.host import LocalHost
+from onestack.errors import CommandError, OnestackError
+
+# The runtime API's client on another host: the command on stdin, the answer out.
+REMOTE_CLIENT = """import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(sys.stdin.buffer.read())
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    sys.stdout.buffer.write(chunk)
+"""
 
 
 @dataclass
@@ -24,10 +42,25 @@ class HaproxyError(OnestackError):
 class HaproxyAdmin:
     """Commands on one HAProxy instance's admin socket."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, host: HostConnection | None = None) -> None:
         self.socket_path = socket_path
+        self.host = None if isinstance(host, LocalHost) else host
 
     def command(self, text: str) -> str:
+        answer = self._here(text) if self.host is None else self._there(self.host, text)
+        if answer.startswith(("Unknown", "No such", "Require")):
+            raise HaproxyError(text, answer.strip())
+        return answer
+
+    def _there(self, host: HostConnection, text: str) -> str:
+        try:
+            return host.run(["python3", "-c", REMOTE_CLIENT, str(self.socket_path)],
+                            input=text + "\n", timeout=15)
+        except CommandError as exc:
+            reason = exc.output.strip().splitlines()[-1:] or [f"exit {exc.returncode}"]
+            raise HaproxyError(text, f"{host.name}:{self.socket_path}: {reason[0]}") from None
+
+    def _here(self, text: str) -> str:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(5)
@@ -38,10 +71,7 @@ class HaproxyAdmin:
                     chunks.append(chunk)
         except OSError as exc:
             raise HaproxyError(text, f"{self.socket_path}: {exc.strerror or exc}") from None
-        answer = b"".join(chunks).decode(errors="replace")
-        if answer.startswith(("Unknown", "No such", "Require")):
-            raise HaproxyError(text, answer.strip())
-        return answer
+        return b"".join(chunks).decode(errors="replace")
 
     def server_stats(self, backend: str) -> dict[str, dict[str, str]]:
         """Server name -> its ``show stat`` fields (status, scur, ...)."""

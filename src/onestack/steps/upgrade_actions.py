@@ -137,7 +137,7 @@ class SwapApi:
 
     def probe(self, ctx: HostContext) -> Any:
         try:
-            stats = HaproxyAdmin(self.haproxy_socket).server_stats(self.backend)
+            stats = HaproxyAdmin(self.haproxy_socket, ctx.host).server_stats(self.backend)
         except OnestackError:
             return None
         return [ctx.supervisor.state(self.to_program),
@@ -150,7 +150,7 @@ class SwapApi:
             or fact[2] != "MAINT"
 
     def apply(self, ctx: HostContext) -> None:
-        admin = HaproxyAdmin(self.haproxy_socket)
+        admin = HaproxyAdmin(self.haproxy_socket, ctx.host)
         self._start_new(ctx)
         if self.between is None:
             self._take_traffic(admin)
