@@ -2,78 +2,109 @@
 
 from __future__ import annotations
 
-import socket
-import ssl
+import inspect
+import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from onestack.core.host import HostConnection
+from onestack.drivers import probe_checks
 from onestack.drivers.host import LocalHost
 from onestack.errors import CommandError
 
 
+def _there(host: HostConnection, check: str, kwargs: dict[str, Any],
+           timeout: float) -> tuple[bool, str]:
+    """A check of ``probe_checks`` run on another host by its python3 (the module's
+    source and the arguments on stdin, the verdict back as JSON)."""
+    request = json.dumps({"check": check, "kwargs": kwargs})
+    try:
+        out = host.run(["python3", "-c", _REMOTE_RUNNER], input=_CHECKS_SOURCE + "\n#--\n"
+                       + request, timeout=timeout + 10)
+        ok, detail = json.loads(out.strip().splitlines()[-1])
+    except CommandError as exc:
+        return False, f"{host.name}: {exc.output.strip()[-200:] or f'exit {exc.returncode}'}"
+    except (ValueError, IndexError):
+        return False, f"{host.name}: no verdict from the check"
+    return bool(ok), f"{detail} (from {host.name})"
+
+
+# Reads the checks' source and the request from stdin, runs the named check.
+_REMOTE_RUNNER = """import json, sys
+source, request = sys.stdin.read().split("\\n#--\\n", 1)
+scope = {"__name__": "probe_checks"}
+exec(compile(source, "probe_checks", "exec"), scope)
+request = json.loads(request)
+kwargs = request["kwargs"]
+for key in ("request", "expect"):
+    if key in kwargs:
+        kwargs[key] = kwargs[key].encode("latin-1")
+print(json.dumps(list(scope[request["check"]](**kwargs))))
+"""
+_CHECKS_SOURCE = inspect.getsource(probe_checks)
+
+
 @dataclass(frozen=True)
 class HttpProbe:
-    """Healthy when an HTTP GET answers with one of the expected statuses."""
+    """Healthy when an HTTP GET answers with one of the expected statuses (asked on
+    this machine, or on the host it is bound to: ``through``)."""
 
     url: str
     ok_statuses: tuple[int, ...] = (200, 300)
     cafile: str = ""  # the CA an https URL's certificate must chain to
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
+
+    def through(self, host: HostConnection) -> HttpProbe:
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
-        context = ssl.create_default_context(cafile=self.cafile) if self.cafile else None
-        try:
-            with urllib.request.urlopen(self.url, timeout=timeout,  # noqa: S310
-                                        context=context) as resp:
-                status = resp.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (urllib.error.URLError, OSError) as exc:
-            return False, f"GET {self.url}: {getattr(exc, 'reason', exc)}"
-        return status in self.ok_statuses, f"GET {self.url} -> {status}"
+        kwargs = {"url": self.url, "ok_statuses": list(self.ok_statuses),
+                  "cafile": self.cafile, "timeout": timeout}
+        if self.via is not None:
+            return _there(self.via, "http_check", kwargs, timeout)
+        return probe_checks.http_check(**kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class TcpProbe:
-    """Healthy when a TCP connection is accepted."""
+    """Healthy when a TCP connection is accepted (here, or on the bound host)."""
 
     host: str
     port: int
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
+
+    def through(self, host: HostConnection) -> TcpProbe:
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 2.0) -> tuple[bool, str]:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=timeout):
-                return True, f"tcp {self.host}:{self.port} accepts"
-        except OSError as exc:
-            return False, f"tcp {self.host}:{self.port}: {exc.strerror or exc}"
+        if self.via is not None:
+            return _there(self.via, "tcp_check", {"host": self.host, "port": self.port,
+                                                  "timeout": timeout}, timeout)
+        return probe_checks.tcp_check(self.host, self.port, timeout)
 
 
 @dataclass(frozen=True)
 class UnixSocketProbe:
     """Healthy when a unix socket accepts a connection and answers ``request`` with a
-    reply starting with ``expect`` (on this machine)."""
+    reply starting with ``expect`` (on this machine, or on the bound host)."""
 
     path: Path
     request: bytes
     expect: bytes
+    via: HostConnection | None = field(default=None, compare=False, repr=False)
+
+    def through(self, host: HostConnection) -> UnixSocketProbe:
+        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 2.0) -> tuple[bool, str]:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect(str(self.path))
-                sock.sendall(self.request)
-                reply = sock.recv(256)
-        except OSError as exc:
-            return False, f"unix {self.path}: {exc.strerror or exc}"
-        if reply.startswith(self.expect):
-            return True, f"unix {self.path} answers"
-        return False, f"unix {self.path}: unexpected reply {reply[:40]!r}"
+        if self.via is not None:
+            return _there(self.via, "unix_check", {
+                "path": str(self.path), "request": self.request.decode("latin-1"),
+                "expect": self.expect.decode("latin-1"), "timeout": timeout}, timeout)
+        return probe_checks.unix_check(str(self.path), self.request, self.expect, timeout)
 
 
 @dataclass(frozen=True)

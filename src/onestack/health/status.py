@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,11 +66,13 @@ def _address(probe: object) -> str:
     return ""
 
 
-def _versions(ctx: ServiceContext) -> dict[str, str]:
-    host = LocalHost()
-    versions = {}
-    for module in registry.INFRASTRUCTURE:
-        versions[module.name] = apt.version(host, module.PACKAGES[0]) or "not installed"
+def _versions(host: HostConnection, ctx: ServiceContext) -> dict[str, str]:
+    """Versions on the controller: its Debian packages', and its OpenStack services'
+    (read from the environment here, from the bundle's lock on another machine)."""
+    versions = {module.name: apt.version(host, module.PACKAGES[0]) or "not installed"
+                for module in registry.INFRASTRUCTURE}
+    if not isinstance(host, LocalHost):
+        return {**versions, **_remote_versions(host, ctx)}
     venv = installed_versions(ctx.venv) if ctx.venv.exists() else {}
     for service in registry.OPENSTACK:
         versions[service.name] = venv.get(service.PACKAGE, "not installed")
@@ -96,10 +99,11 @@ def collect(handle: SiteHandle) -> dict[str, Any]:
         by_host.setdefault(host, []).append((service, program))
     rows: list[ComponentStatus] = []
     reached: dict[str, str] = {}
+    connect = _connections(handle)
     for site_host in handle.site.hosts:
         if site_host.name in by_host:
             rows += _host_rows(handle, ctx, site_host, by_host[site_host.name], checks,
-                               reached)
+                               reached, connect)
     certificates = _certificates(checks)
     return {"site": handle.site.name, "release": series_of(handle),
             "supervisor": reached.get(ctx.host, "stopped"), "hosts": reached,
@@ -122,16 +126,17 @@ def _certificates(checks: dict[str, Probe]) -> list[dict[str, Any]]:
 
 def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
                programs: list[tuple[str, str]], checks: dict[str, Probe],
-               reached: dict[str, str]) -> list[ComponentStatus]:
+               reached: dict[str, str],
+               connect: Callable[[str], HostConnection | None]) -> list[ComponentStatus]:
     """The rows of one host's programs (``reached``: what its supervisor is, or why
     the host could not be reached)."""
     name, controller = site_host.name, site_host.name == ctx.host
-    host = handle.connection(site_host)
+    host = connect(name) or handle.connection(site_host)
     try:
         supervisor = handle.supervisor_on(host)
         states = supervisor.states()
         crashes = supervisor.unexpected_exits(time.time() - CRASH_WINDOW) if states else {}
-        versions = _versions(ctx) if controller else _remote_versions(host, ctx)
+        versions = _versions(host, ctx) if controller else _remote_versions(host, ctx)
         parent_of = processes.parents(host)
     except HostError as exc:
         reached[name] = f"unreachable: {exc}"
@@ -141,7 +146,7 @@ def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
     rows = []
     for service, program in programs:
         probe = checks.get(program if controller else f"{program}/{name}")
-        probe = _on_its_host(probe, name, host) if probe is not None else None
+        probe = _on_its_host(probe, host, connect) if probe is not None else None
         info = states.get(program, {})
         row = _row(service, program, info, versions.get(service, "not installed"), probe)
         row.host = name
@@ -151,16 +156,33 @@ def _host_rows(handle: SiteHandle, ctx: ServiceContext, site_host: Host,
     return rows
 
 
-def _on_its_host(probe: Probe, name: str, host: HostConnection) -> Probe:
-    """A probe that must run on host ``name`` (its ``runs_on``) bound to the host's
-    connection, like the steps bind theirs; unbound it would ask this machine."""
+def _on_its_host(probe: Probe, host: HostConnection,
+                 connect: Callable[[str], HostConnection | None]) -> Probe:
+    """A probe bound to where it must run, like the steps bind theirs: the host it
+    names (``runs_on``), else the host of its program (``host``); unbound it would
+    ask this machine."""
     if isinstance(probe, AllOf):
-        return AllOf(tuple(_on_its_host(p, name, host) for p in probe.probes))
+        return AllOf(tuple(_on_its_host(p, host, connect) for p in probe.probes))
     through = getattr(probe, "through", None)
-    if getattr(probe, "runs_on", "") == name and through is not None:
-        bound: Probe = through(host)
-        return bound
-    return probe
+    runs_on = getattr(probe, "runs_on", "")
+    target = connect(runs_on) if runs_on else host
+    if through is None or target is None:
+        return probe
+    bound: Probe = through(target)
+    return bound
+
+
+def _connections(handle: SiteHandle) -> Callable[[str], HostConnection | None]:
+    """The connection of the site's host of a name (None: no such host), each made
+    once for the whole status."""
+    hosts = {h.name: h for h in handle.site.hosts}
+    made: dict[str, HostConnection] = {}
+
+    def connect(name: str) -> HostConnection | None:
+        if name not in made and name in hosts:
+            made[name] = handle.connection(hosts[name])
+        return made.get(name)
+    return connect
 
 
 def _row(service: str, program: str, info: dict[str, Any], version: str,

@@ -335,16 +335,18 @@ _ALIVE = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 
 
 def where(probe: Probe, ctx: HostContext) -> Probe:
-    """A probe as it must run: one naming a host of the site (``runs_on``, e.g. the
-    database's) goes through that host's connection, not this machine."""
+    """A probe as it must run: on the host it names (``runs_on``, e.g. the database's),
+    else on the step's own host, through that host's connection (never this machine
+    for a component of another host)."""
     if isinstance(probe, AllOf):
         return AllOf(tuple(where(p, ctx) for p in probe.probes))
-    runs_on = getattr(probe, "runs_on", "")
     through = getattr(probe, "through", None)
-    if runs_on and through is not None and runs_on in ctx.hosts:
-        bound: Probe = through(ctx.hosts[runs_on])
-        return bound
-    return probe
+    runs_on = getattr(probe, "runs_on", "")
+    target = ctx.hosts.get(runs_on) if runs_on else ctx.host
+    if through is None or target is None:
+        return probe
+    bound: Probe = through(target)
+    return bound
 
 
 def since_restart(probe: Probe, started: float) -> Probe:

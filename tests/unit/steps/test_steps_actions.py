@@ -468,9 +468,11 @@ class DatabaseHost:
     def __init__(self, answer: str) -> None:
         self.answer = answer
         self.commands: list[list[str]] = []
+        self.sql: list[str] = []
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> str:
         self.commands.append(list(argv))
+        self.sql.append(kwargs.get("input") or "")
         return self.answer
 
 
@@ -486,7 +488,7 @@ def test_the_heartbeat_probe_runs_on_the_database_host(tmp_path: Path) -> None:
     assert where(probe, ctx).check() == (True, "nova-compute@cmp1 reported 4s ago")
     argv = db.commands[0]
     assert argv[:2] == ["mariadb", f"--socket={REMOTE / 'mysqld.sock'}"]
-    assert "host='cmp1'" in argv[-1] and "`binary`='nova-compute'" in argv[-1]
+    assert "host='cmp1'" in db.sql[0] and "`binary`='nova-compute'" in db.sql[0]
     db.answer = ""
     assert where(probe, ctx).check() == (False, "nova-compute@cmp1 has not registered")
     db.answer = "400\n"
