@@ -5,6 +5,7 @@ a command line."""
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -67,8 +68,10 @@ def ping(host: HostConnection, socket_path: Path) -> str:
     return rows[0][0] if rows else ""
 
 
-def dump_all(socket_path: Path, dest: Path, databases: list[str]) -> int:
-    """Consistent dump of the given databases (routines, triggers, events), gzip-compressed.
+def dump_all(host: HostConnection, socket_path: Path, dest: Path,
+             databases: list[str]) -> int:
+    """Consistent dump of the given databases (routines, triggers, events), compressed,
+    on the database's host.
 
     Each database is dropped and re-created on restore, so a restore returns it
     exactly, without tables a later release added.
@@ -76,52 +79,31 @@ def dump_all(socket_path: Path, dest: Path, databases: list[str]) -> int:
     Written to a temporary name and renamed when complete, so a crash never leaves a
     truncated backup that looks whole. Returns the compressed size in bytes.
     """
-    import gzip
-    import os
-    import shutil
-    import subprocess
-
     tmp = dest.with_name(f".{dest.name}.partial")
-    cmd = ["mariadb-dump", f"--socket={socket_path}", "--user=root", "--add-drop-database",
-           "--routines", "--triggers", "--events", "--single-transaction", "--hex-blob",
-           "--databases", *databases]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        with gzip.open(tmp, "wb", compresslevel=3) as out:
-            shutil.copyfileobj(proc.stdout, out, 1 << 20)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise CommandError(" ".join(cmd), proc.returncode, err)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, dest)
-    return dest.stat().st_size
+    dump = shlex.join(["mariadb-dump", f"--socket={socket_path}", "--user=root",
+                       "--add-drop-database", "--routines", "--triggers", "--events",
+                       "--single-transaction", "--hex-blob", "--databases", *databases])
+    script = (f"set -o pipefail; umask 077; {dump} | gzip -3 > {shlex.quote(str(tmp))} && "
+              f"sync {shlex.quote(str(tmp))} && mv {shlex.quote(str(tmp))} "
+              f"{shlex.quote(str(dest))} && stat -c %s {shlex.quote(str(dest))}")
+    try:
+        out = host.run(["bash", "-c", script], timeout=3600)
+    except CommandError as exc:
+        host.run(["rm", "-f", str(tmp)], check=False)
+        raise CommandError(f"dump {', '.join(databases)} to {dest}", exc.returncode,
+                           exc.output) from None
+    return int(out.split()[-1])
 
 
-def restore_all(socket_path: Path, source: Path) -> None:
+def restore_all(host: HostConnection, socket_path: Path, source: Path) -> None:
     """Load a dump made by :func:`dump_all` (replaces every database in it)."""
-    import gzip
-    import shutil
-    import subprocess
-
-    cmd = ["mariadb", f"--socket={socket_path}", "--user=root"]
-    what = f"load {source} into the database at {socket_path}"
-    if shutil.which(cmd[0]) is None:
-        raise CommandError(what, 127, "the mariadb client is not installed")
-    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as proc:
-        assert proc.stdin is not None
-        try:
-            with gzip.open(source, "rb") as src:
-                shutil.copyfileobj(src, proc.stdin, 1 << 20)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the client stopped reading (it failed): its output says why
-        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-    if proc.returncode != 0:
-        raise CommandError(what, proc.returncode, out)
+    load = shlex.join(["mariadb", f"--socket={socket_path}", "--user=root"])
+    script = f"set -o pipefail; gzip -dc {shlex.quote(str(source))} | {load}"
+    try:
+        host.run(["bash", "-c", script], timeout=3600)
+    except CommandError as exc:
+        raise CommandError(f"load {source} into the database at {socket_path}",
+                           exc.returncode, exc.output) from None
 
 
 def execute(host: HostConnection, socket_path: Path, database: str,

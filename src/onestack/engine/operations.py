@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from onestack.core.host import HostConnection
 from onestack.core.progress import Progress
 from onestack.core.step import Plan, Step, make_plan
 from onestack.drivers.host import LocalHost
@@ -33,9 +34,10 @@ from onestack.steps.context import HostContext
 
 
 def host_context(handle: SiteHandle, progress: Progress) -> HostContext:
-    """The controller's context (operations that act on the controller alone)."""
-    return HostContext(LocalHost(handle.site.controller.name), handle.paths,
-                       handle.supervisor(), progress)
+    """The controller's context (operations that act on the controller alone), with
+    every host's connection for probes that run elsewhere."""
+    contexts = host_contexts(handle, progress)
+    return contexts[handle.site.controller.name]
 
 
 def host_contexts(handle: SiteHandle, progress: Progress) -> dict[str, HostContext]:
@@ -230,17 +232,22 @@ def down(handle: SiteHandle, progress: Progress, purge: bool = False) -> None:
     with site_lock(handle.paths.site, handle.site.name, "down"):
         if purge:
             _remove_guests(handle, progress)
+        controller = handle.site.controller
         for host in handle.site.hosts:
-            if not host.is_local:
+            if host.name != controller.name:
                 _down_remote(handle, host, progress, purge)
-        sup = handle.supervisor()
+        sup = handle.controller_supervisor()
         if sup.is_running():
             _stop_in_order(handle, sup, progress)
             sup.shutdown()
         _stop_metadata_proxies(handle, progress, purge)
-        _stop_epmd_if_unused(progress)
+        _stop_epmd_if_unused(handle.controller(), progress)
         if purge:
             _remove_host_leftovers(handle, progress)
+            if not controller.is_local:  # its copy of the site; this machine's below
+                _on_hosts(handle, [controller], progress, "removing the site's folders",
+                          lambda conn: [conn.remove(handle.paths.site),
+                                        conn.remove(handle.paths.sockets)])
     for folder in (handle.paths.site, handle.paths.sockets):
         if purge and folder.exists():
             progress.message(f"removing {folder}")
@@ -339,8 +346,7 @@ def _stop_in_order(handle: SiteHandle, sup: SiteSupervisor, progress: Progress) 
             sup.stop_many(names)
 
 
-def _stop_epmd_if_unused(progress: Progress) -> None:
-    host = LocalHost()
+def _stop_epmd_if_unused(host: HostConnection, progress: Progress) -> None:
     if host.which("epmd") is None:
         return
     names = host.run(["epmd", "-names"], check=False)

@@ -161,17 +161,18 @@ def to_gib(n: int) -> str:
 def _upstream_checks(handle: SiteHandle, to: str) -> list[dict[str, Any]]:
     """Run each service's status check with the newest code installed on the host."""
     from onestack.drivers import upgradecheck
-    from onestack.drivers.host import LocalHost
     from onestack.errors import CommandError
 
+    controller = handle.controller()
     new_ctx = service_context(handle, to, generate=False)
-    use_new = (new_ctx.venv / "bin" / "python").exists() and new_ctx.etc("nova").exists()
+    use_new = controller.file_mode(new_ctx.venv / "bin" / "python") is not None \
+        and controller.is_dir(new_ctx.etc("nova"))
     ctx = new_ctx if use_new else service_context(handle, generate=False)
     results = []
     for module in registry.OPENSTACK:
         label = f"{module.name} upgrade check ({ctx.series} code)"
         try:
-            LocalHost().run(module.upgrade_check(ctx), timeout=300)
+            controller.run(module.upgrade_check(ctx), timeout=300)
             results.append(_check(label, True, "passed"))
         except CommandError as exc:
             warning = exc.returncode == 1
@@ -428,7 +429,7 @@ def _ensure_database_running(handle: SiteHandle, ctx: ServiceContext,
     """A stopped site (after `down`, or a reboot) gets its MariaDB started to load into."""
     from onestack.steps.actions import StartProgram
 
-    sup = handle.supervisor()
+    sup = handle.controller_supervisor()
     if not sup.is_running():
         sup.start_daemon()
     if sup.state("mariadb") == "RUNNING":
@@ -457,7 +458,7 @@ def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str,
         raise UpgradeRefused(f"no backup {backup_id} (see `onestack upgrade backups`)")
     colors = dict(kv.split("=") for kv in backup.get("colors", "").split(",") if "=" in kv)
     with site_lock(handle.paths.site, handle.site.name, "restore"):
-        sup = handle.supervisor()
+        sup = handle.controller_supervisor()
         openstack = [name for name in sup.states()
                      if not any(name == p.name for m in registry.INFRASTRUCTURE
                                 for p in m.programs(service_context(handle, generate=False)))]
@@ -467,8 +468,8 @@ def restore(handle: SiteHandle, backup_id: str, progress: Progress) -> dict[str,
         ctx = service_context(handle, generate=False)
         _ensure_database_running(handle, ctx, progress)
         progress.message(f"loading databases from backup {backup_id}")
-        mysql.restore_all(mariadb.socket_path(ctx), _backup_dir(handle, backup_id) /
-                          backup["file"])
+        mysql.restore_all(handle.controller(), mariadb.socket_path(ctx),
+                          _backup_dir(handle, backup_id) / backup["file"])
         journal = handle.journal()
         try:
             journal.set_fact("release", backup["from"])

@@ -54,6 +54,14 @@ class SiteHandle:
         return HostSupervisor(host, self.paths.run / "supervisord.conf",
                               self.paths.run / "supervisor.sock")
 
+    def controller(self) -> HostConnection:
+        """The connection of the site's (first) controller: this machine's or SSH."""
+        return self.connection(self.site.controller)
+
+    def controller_supervisor(self) -> SiteSupervisor:
+        """The site's supervisord on its controller, wherever that is."""
+        return self.supervisor_on(self.controller())
+
     def connection(self, host: Host) -> HostConnection:
         """How onestack reaches one host of the site: LocalHost, or SSH with the host's
         user, port and key (default: the site's) and the site's known_hosts."""

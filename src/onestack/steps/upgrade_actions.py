@@ -55,7 +55,7 @@ class BackupDatabases:
 
     def apply(self, ctx: HostContext) -> None:
         ctx.host.ensure_dir(self.backup_dir, mode=0o700)
-        size = mysql.dump_all(self.socket_path, self.dump, list(self.databases))
+        size = mysql.dump_all(ctx.host, self.socket_path, self.dump, list(self.databases))
         info = {**dict(self.meta), "created": time.time(), "size": size,
                 "databases": list(self.databases),
                 "file": self.dump.name}
