@@ -18,9 +18,8 @@ import re
 import shutil
 import socket
 import tempfile
-import urllib.request
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,41 +80,73 @@ def fingerprint(key_blob: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
 
 
-def ssh_answers(address: str, port: int = 22, timeout: float = 3.0) -> bool:
+# How a TCP connection to a guest is made: directly from this machine, or through a
+# host that reaches floating IPs (``SshHost.open_tunnel``). Returns a socket-like
+# object (send, recv, settimeout, close); raises OSError when refused.
+Dial = Callable[[str, int, float], Any]
+
+
+def direct(address: str, port: int, timeout: float) -> Any:
+    return socket.create_connection((address, port), timeout=timeout)
+
+
+def ssh_answers(address: str, port: int = 22, timeout: float = 3.0,
+                dial: Dial = direct) -> bool:
     """Does an SSH server answer at ``address`` (its ``SSH-`` banner within timeout)?"""
     try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
+        with closing(dial(address, port, timeout)) as sock:
             sock.settimeout(timeout)
-            return sock.recv(4) == b"SSH-"
+            return bool(sock.recv(4) == b"SSH-")
     except OSError:
         return False
 
 
-def tcp_connects(address: str, port: int, timeout: float = 3.0) -> bool:
+def tcp_connects(address: str, port: int, timeout: float = 3.0, dial: Dial = direct) -> bool:
     """Is a TCP connection to ``address:port`` accepted within ``timeout``?"""
     try:
-        with socket.create_connection((address, port), timeout=timeout):
+        with closing(dial(address, port, timeout)):
             return True
     except OSError:
         return False
 
 
-def http_text(address: str, port: int, timeout: float = 5.0) -> str:
+def http_text(address: str, port: int, timeout: float = 5.0, dial: Dial = direct) -> str:
     """The body of ``GET /`` at ``address:port`` (the guest's busybox httpd)."""
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=timeout) as reply:
-            return str(reply.read(4096).decode(errors="replace"))
+        with closing(dial(address, port, timeout)) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
+            reply = _read_all(sock, MAX_HTTP_REPLY)
     except OSError as exc:
         raise GuestSshError(address, f"GET / on port {port}: {exc}") from None
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if not re.match(r"HTTP/1\.[01] 2\d\d", status):
+        raise GuestSshError(address, f"GET / on port {port}: {status or 'no answer'}")
+    return body[:4096].decode(errors="replace")
+
+
+MAX_HTTP_REPLY = 65536
+
+
+def _read_all(sock: Any, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = sock.recv(min(4096, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class GuestShell:
     """One SSH session to a guest as ``user`` with a :class:`GuestKey`."""
 
     def __init__(self, address: str, user: str, key: GuestKey, trusted: set[str],
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, dial: Dial = direct) -> None:
         self.address = address
-        self.client = _connect(address, user, key, trusted, timeout)
+        self.client = _connect(address, user, key, trusted, timeout, dial=dial)
 
     def run(self, command: str, timeout: float = 30.0) -> CommandResult:
         """Run a shell command; its output and exit status, within ``timeout``."""
@@ -138,9 +169,9 @@ class GuestShell:
 
 @contextmanager
 def guest_shell(address: str, user: str, key: GuestKey, trusted: set[str],
-                timeout: float = 15.0) -> Iterator[GuestShell]:
+                timeout: float = 15.0, dial: Dial = direct) -> Iterator[GuestShell]:
     """A :class:`GuestShell`, closed afterwards."""
-    shell = GuestShell(address, user, key, trusted, timeout)
+    shell = GuestShell(address, user, key, trusted, timeout, dial)
     try:
         yield shell
     finally:
@@ -148,14 +179,16 @@ def guest_shell(address: str, user: str, key: GuestKey, trusted: set[str],
 
 
 def _connect(address: str, user: str, key: GuestKey, trusted: set[str],
-             timeout: float, port: int = 22) -> Any:
+             timeout: float, port: int = 22, dial: Dial = direct) -> Any:
     import paramiko
 
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(_console_policy(trusted))
     try:
         pkey = paramiko.Ed25519Key(filename=str(key.private_path))
+        sock = None if dial is direct else dial(address, port, timeout)
         client.connect(address, port=port, username=user, pkey=pkey, timeout=timeout,
+                       sock=sock,
                        banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
                        allow_agent=False)
         return client
@@ -186,17 +219,21 @@ def _console_policy(trusted: set[str]) -> Any:
 
 
 class GuestAccess:
-    """This machine's ways to reach guests, as one object (tests replace it)."""
+    """The ways to reach guests, as one object (tests replace it): from this machine,
+    or through a host that reaches floating IPs (``dial``)."""
+
+    def __init__(self, dial: Dial = direct) -> None:
+        self.dial = dial
 
     def ssh_answers(self, address: str) -> bool:
-        return ssh_answers(address)
+        return ssh_answers(address, dial=self.dial)
 
     def tcp_connects(self, address: str, port: int, timeout: float) -> bool:
-        return tcp_connects(address, port, timeout)
+        return tcp_connects(address, port, timeout, dial=self.dial)
 
     def http_text(self, address: str, port: int) -> str:
-        return http_text(address, port)
+        return http_text(address, port, dial=self.dial)
 
     def shell(self, address: str, user: str, key: GuestKey,
               trusted: set[str]) -> AbstractContextManager[GuestShell]:
-        return guest_shell(address, user, key, trusted)
+        return guest_shell(address, user, key, trusted, dial=self.dial)

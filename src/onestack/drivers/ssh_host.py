@@ -197,6 +197,22 @@ class SshHost:
             raise
         return host
 
+    def open_tunnel(self, address: str, port: int, timeout: float) -> Any:
+        """A TCP connection from this host to ``address:port`` (SSH's direct-tcpip
+        channel): a socket-like channel for what is reached only from there, such as
+        floating IPs behind a remote network host's bridge. OSError if refused."""
+        host = self._session()
+        transport = _transport(host)
+        if transport is None or not transport.is_active():
+            raise OSError(f"{self.name}: no SSH session to open a tunnel in")
+        try:
+            channel = transport.open_channel("direct-tcpip", (address, port),
+                                             ("127.0.0.1", 0), timeout=timeout)
+        except Exception as exc:  # paramiko's ChannelException, SSHException, EOFError
+            raise OSError(f"through {self.name}: {type(exc).__name__}: {exc}") from None
+        channel.settimeout(timeout)
+        return channel
+
     def _check_files(self) -> None:
         """The key and known_hosts files are onestack's own: missing, they are a
         setup problem of this host entry, not a pyinfra error."""

@@ -146,20 +146,30 @@ def run(handle: SiteHandle, timeout: float = 120, *, instances: bool = False,
         if instances:
             settings = InstanceSettings(active_timeout=timeout, ssh_timeout=ssh_timeout,
                                         computes=placement(ctx.site))
-            results += instance_checks(conn, ctx.site, settings, progress or SilentProgress())
+            results += instance_checks(conn, ctx.site, settings, progress or SilentProgress(),
+                                       _guest_access(handle))
     return {"site": handle.site.name, "passed": all(r.passed for r in results),
             "checks": [asdict(r) for r in results]}
 
 
 def instance_checks(conn: Any, site: Site, settings: InstanceSettings,
-                    progress: Progress) -> list[CheckResult]:
+                    progress: Progress, access: GuestAccess | None = None) -> list[CheckResult]:
     """The real-instance rows: run when the site runs real guests on OVN, else one
     skipped row naming what the site lacks."""
     reason = skip_reason(site)
     if reason:
         return [skipped_row(reason)]
     cloud = InstanceCloud(conn)
-    return InstanceChecks(cloud, GuestAccess(), progress, settings).run()
+    return InstanceChecks(cloud, access or GuestAccess(), progress, settings).run()
+
+
+def _guest_access(handle: SiteHandle) -> GuestAccess:
+    """Guests' floating IPs are reached from the controller (its bridge holds the
+    provider network's gateway address): directly when it is this machine, else
+    through its SSH connection."""
+    controller = handle.controller()
+    tunnel = getattr(controller, "open_tunnel", None)
+    return GuestAccess(tunnel) if tunnel is not None else GuestAccess()
 
 
 def _connect_detail(ctx: Any) -> str:
