@@ -16,7 +16,7 @@ def _lab(ctx: click.Context, bridge: str | None = None, network: str | None = No
     cli: CliContext = ctx.find_root().obj
     return Lab.open(lab_home(cli.home_path), bridge, network,
                     say=lambda msg: click.echo(msg, err=True),
-                    packages=registry.remote_host_packages())
+                    packages=registry.lab_host_packages())
 
 
 def lab_home(home: Path) -> Path:

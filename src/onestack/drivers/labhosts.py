@@ -81,7 +81,7 @@ class Lab:
     def __init__(self, spec: LabSpec, say: Say | None = None,
                  packages: Sequence[str] = ()) -> None:
         """``packages``: the Debian packages a site's roles install on its hosts
-        (``services.registry.remote_host_packages``): lab hosts share this machine's
+        (``services.registry.lab_host_packages``): lab hosts share this machine's
         /usr and have no uplink, so this machine installs them for them."""
         self.spec = spec
         self.local = LocalHost("lab")

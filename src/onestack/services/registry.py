@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from onestack.drivers.supervisor import WRAPPER_PACKAGES
+from onestack.drivers.supervisor import SUPERVISOR_PACKAGE, WRAPPER_PACKAGES
 from onestack.model.site import Host, Site
 from onestack.services import (
     glance,
@@ -56,12 +56,15 @@ def tls_hosts(site: Site) -> list[Host]:
         else []
 
 
-def remote_host_packages() -> tuple[str, ...]:
-    """Debian packages a host other than the controller installs, whatever its roles:
+def lab_host_packages() -> tuple[str, ...]:
+    """Debian packages a host may install whatever roles a site gives it: a
+    controller's infrastructure (issue 22: controllers are lab hosts too), supervisord,
     the switch, ovn-controller, the OVN agent's tools, libvirt and QEMU with the
     bindings. The lab installs them on this machine for its hosts (they share its /usr
     and have no uplink, drivers.labhosts)."""
-    return tuple(dict.fromkeys(ovs.PACKAGES + ovn.CHASSIS_PACKAGES + neutron.AGENT_PACKAGES
+    infra = tuple(p for module in INFRASTRUCTURE for p in module.PACKAGES)
+    return tuple(dict.fromkeys(WRAPPER_PACKAGES + RELEASE_PYTHON + (SUPERVISOR_PACKAGE,)
+                               + infra + ovn.CHASSIS_PACKAGES + neutron.AGENT_PACKAGES
                                + libvirt.PACKAGES + libvirt.BINDINGS))
 
 

@@ -88,8 +88,9 @@ def test_the_labs_known_hosts_is_written_0600(tmp_path: Path, before: int | None
 
 def test_the_lab_installs_what_a_sites_roles_install_on_its_hosts(tmp_path: Path) -> None:
     from onestack.services import registry  # the CLI's list (lab hosts have no uplink)
-    lab = Lab.open(tmp_path / "lab", packages=registry.remote_host_packages())
+    lab = Lab.open(tmp_path / "lab", packages=registry.lab_host_packages())
     for package in ("openssh-server", "openvswitch-switch", "ovn-host", "qemu-system-x86",
-                    "libvirt-daemon", "python3-libvirt", "haproxy"):
+                    "libvirt-daemon", "python3-libvirt", "haproxy", "mariadb-server",
+                    "rabbitmq-server", "memcached", "ovn-central", "supervisor"):
         assert package in lab.packages
     assert len(set(lab.packages)) == len(lab.packages)
