@@ -89,13 +89,6 @@ def read_site_file(path: Path, releases: Collection[str] | None = None, *,
     _check_known_hosts(site, text, path, home)
     _check_tls(site, text, path)
     _check_tunnels(site, text, path)
-    controller = site.controller
-    # An architecture this version cannot deploy is still read: `plan` shows its
-    # placement and single points of failure, `up` refuses it.
-    if not controller.is_local and architectures[site.architecture].deployable:
-        index = site.hosts.index(controller)
-        raise SiteFileError(str(path), _line_of(text, f"name: {controller.name}"),
-                            f"hosts.{index}.connection", NOT_YET_REMOTE_CONTROLLER)
     return site
 
 
@@ -199,9 +192,5 @@ def _line_of(text: str, start: str) -> int | None:
 NOT_A_KNOWN_HOSTS_FILE = ("not a regular file (a symbolic link, directory or device): "
                           "name the file itself; onestack writes host keys into it")
 
-# onestack runs on the controller: the database's setup and backups (its socket), the
-# HAProxy runtime API of a blue/green swap and the release build are still reached on
-# this machine, not through the controller's connection.
-NOT_YET_REMOTE_CONTROLLER = ("the controller must be the machine onestack runs on "
-                             "(connection: local); other hosts may be reached over SSH")
+
 

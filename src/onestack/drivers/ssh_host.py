@@ -69,6 +69,20 @@ from onestack.errors import (
 # own log lines ("Connected", host key warnings) would only repeat them.
 logging.getLogger("pyinfra").addHandler(logging.NullHandler())
 logging.getLogger("pyinfra").propagate = False
+
+
+class _TunnelNoise(logging.Filter):
+    """paramiko logs a refused or late-confirmed tunnel (``open_tunnel``) as an error
+    on stderr; onestack reports a refusal itself (OSError), and a late confirmation
+    is a channel it stopped waiting for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Secsh channel") and "open FAILED" in text
+                    or text.startswith("Success for unrequested channel"))
+
+
+logging.getLogger("paramiko.transport").addFilter(_TunnelNoise())
 _log = logging.getLogger(__name__)
 
 TIMEOUT_EXIT = 124  # coreutils timeout(1): the command ran out of time

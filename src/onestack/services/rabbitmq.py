@@ -110,11 +110,17 @@ def environment(ctx: ServiceContext) -> dict[str, str]:
     }
 
 
+# The broker runs in a PID namespace of its own (ADR 0010) over the host's /proc: its
+# default memory strategy (rss) reads /proc/<its own pid>, which is another process's
+# there, or none (a lab host: the broker failed to start). Erlang's allocators know.
+MEMORY_STRATEGY = "vm_memory_calculation_strategy = allocated\n"
+
+
 def _config(ctx: ServiceContext) -> dict[Path, str]:
     return {
         ctx.etc_infra(name) / "rabbitmq.conf": ("disk_free_limit.absolute = 200MB\n"
                                                 "vm_memory_high_watermark.relative = 0.2\n"
-                                                + _tls_config(ctx)),
+                                                + MEMORY_STRATEGY + _tls_config(ctx)),
         ctx.etc_infra(name) / "enabled_plugins": "[].\n",
     }
 

@@ -35,18 +35,14 @@ def test_the_fake_driver_is_read(tmp_path: Path) -> None:
     assert read_site_file(path, home=tmp_path).compute_driver.value == "fake"
 
 
-def test_a_controller_over_ssh_is_refused_naming_its_entry(tmp_path: Path) -> None:
-    from onestack.drivers.site_file import NOT_YET_REMOTE_CONTROLLER
-
+def test_a_controller_over_ssh_is_read(tmp_path: Path) -> None:
+    # issue 22: onestack runs from a deploy host; the controller is reached over SSH.
     path = tmp_path / "site.yaml"
-    path.write_text('name: s1\nrelease: "2026.1"\nhosts:\n  - name: cmp1\n'
-                    '    address: 198.18.0.11\n    roles: [compute]\n    connection: ssh\n'
-                    '  - name: ctl1\n    address: 198.18.0.12\n    roles: [controller]\n'
+    path.write_text('name: s1\nrelease: "2026.1"\nhosts:\n  - name: ctl1\n'
+                    '    address: 198.18.0.12\n    roles: [controller, compute, network]\n'
                     '    connection: ssh\n')
-    with pytest.raises(SiteFileError) as err:
-        read_site_file(path, home=tmp_path)
-    assert (err.value.line, err.value.field_path, err.value.problem) == \
-        (8, "hosts.1.connection", NOT_YET_REMOTE_CONTROLLER)
+    site = read_site_file(path, home=tmp_path)
+    assert not site.controller.is_local and site.controller.name == "ctl1"
 
 
 SSH_SITE = BASE + ('    tunnel: {interface: eth1, address: 198.18.1.1/24}\n'

@@ -45,6 +45,14 @@ def test_rabbitmq_guest_is_not_let_in_from_anywhere(ctx: ServiceContext) -> None
     assert "loopback_users" not in conf  # the default keeps guest loopback-only
 
 
+def test_rabbitmq_measures_its_memory_without_reading_another_pids_proc(
+        ctx: ServiceContext) -> None:
+    # In its own PID namespace over the host's /proc, /proc/<its pid> is someone
+    # else's; on a lab host there was none and the broker would not start (issue 22).
+    conf = next(c for p, c in rabbitmq._config(ctx).items() if p.name == "rabbitmq.conf")
+    assert "vm_memory_calculation_strategy = allocated\n" in conf
+
+
 class _RecordingHost:
     name = "aio"
 
