@@ -1,7 +1,9 @@
-"""A multi-host site over SSH with the default drivers (libvirt/QEMU and OVN): one
-controller (this machine, on the lab bridge; the network host, gateway of routers
-and floating IPs) and compute hosts built with ``onestack lab hosts create``
-(namespaces, own sshd), each chassis tunnelling through its own cable (ADR 0023).
+"""A multi-host site over SSH with the default drivers (libvirt/QEMU and OVN), run
+from this machine as its deploy host (issue 22): every host is a lab host built with
+``onestack lab hosts create`` (namespaces, own sshd) and reached over SSH, the
+controller too (lab1: the network host, gateway of routers and floating IPs, which
+this machine reaches through lab1's SSH connection); each chassis tunnels through its
+own cable (ADR 0023).
 
 Deployed once for the module; the tests run in order: every host in status, verify
 with real instances on two computes (floating IPs, SSH, metadata, ping across the
@@ -28,8 +30,6 @@ from typing import Any
 
 import pytest
 
-from onestack.drivers.lab_layout import LabSpec
-
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(os.geteuid() != 0, reason="lab hosts need root"),
@@ -42,23 +42,18 @@ SITE = "mh"
 BRIDGE = os.environ.get("ONESTACK_TEST_MH_BRIDGE", "ostk-mh0")
 NETWORK = os.environ.get("ONESTACK_TEST_MH_NETWORK", "198.18.50.0/24")
 _NET = NETWORK.rsplit(".", 1)[0]
-CONTROLLER = f"{_NET}.1"  # the bridge's own address: this machine on the lab network
+CONTROLLER = f"{_NET}.11"  # lab1: the controller, reached over SSH from this machine
 TUNNELS = os.environ.get("ONESTACK_TEST_MH_TUNNEL_NETWORK", "198.18.51.0/24")
 _TUN = TUNNELS.rsplit(".", 1)[0]
 SITE_FILE = HOME / "mh-site.yaml"
 LAB = HOME / "lab"
-# This machine's tunnel cable into the lab's bridge (``lab hosts create`` makes it).
-CONTROLLER_CABLE = LabSpec(LAB, BRIDGE, NETWORK).tunnel_cable
 
 
-def _site_yaml(computes: int | list[int]) -> str:
-    """The site with computes lab1..labN (or the lab hosts numbered in a list)."""
-    numbers = list(range(1, computes + 1)) if isinstance(computes, int) else computes
-    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400", "hosts:",
-             "  - name: ctl1", f"    address: {CONTROLLER}", "    roles: [controller, network]",
-             f"    tunnel: {{interface: {CONTROLLER_CABLE}, address: {_TUN}.1/24}}"]
-    for i in numbers:
-        lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", "    roles: [compute]",
+def _site_yaml(computes: list[int]) -> str:
+    """The site: controller lab1 (also the network host), computes lab<N> for N listed."""
+    lines = [f"name: {SITE}", 'release: "2026.1"', "port_offset: 400", "hosts:"]
+    for i, roles in [(1, "[controller, network]"), *((i, "[compute]") for i in computes)]:
+        lines += [f"  - name: lab{i}", f"    address: {_NET}.{10 + i}", f"    roles: {roles}",
                   "    connection: ssh", f"    ssh_key: {LAB / 'id_ed25519'}",
                   f"    failure_domain: rack{i}",
                   f"    tunnel: {{interface: eth1, address: {_TUN}.{10 + i}/24}}"]
@@ -123,12 +118,12 @@ def deployed() -> Iterator[None]:
     _cleanup()
     HOME.mkdir(parents=True)
     try:
-        lab("hosts", "create", "2")
-        SITE_FILE.write_text(_site_yaml(2))
+        lab("hosts", "create", "3")
+        SITE_FILE.write_text(_site_yaml([2, 3]))
         refused = site_cmd("plan", check=False)  # no host key recorded yet
         assert refused.returncode != 0 and "lab1" in refused.stderr, refused.stderr
-        assert trust() == {"lab1": "recorded", "lab2": "recorded"}
-        assert trust("lab1") == {"lab1": "already trusted"}
+        assert trust() == {"lab1": "recorded", "lab2": "recorded", "lab3": "recorded"}
+        assert trust("lab2") == {"lab2": "already trusted"}
         site_cmd("up")
         yield
     finally:
@@ -138,26 +133,26 @@ def deployed() -> Iterator[None]:
 def test_every_host_is_deployed_and_in_status() -> None:
     data = status()
     assert data["healthy"], data
-    assert set(data["hosts"]) == {"ctl1", "lab1", "lab2"}
+    assert set(data["hosts"]) == {"lab1", "lab2", "lab3"}
     by = rows(data)
     on_computes = {"nova-compute", "libvirtd", "virtlogd", "ovsdb-server", "ovs-vswitchd",
                    "ovn-controller", "neutron-ovn-agent"}
-    for host in ("lab1", "lab2"):
+    for host in ("lab2", "lab3"):
         for process in on_computes:
             row = by[(host, process)]
             assert row["state"] == "RUNNING" and row["healthy"], row
-    assert {c["process"] for c in data["components"] if c["host"] != "ctl1"} == on_computes
+    assert {c["process"] for c in data["components"] if c["host"] != "lab1"} == on_computes
 
 
 def test_verify_runs_real_instances_across_two_computes() -> None:
-    """Two servers forced onto lab1 and lab2: each reached over SSH through its floating
+    """Two servers forced onto lab2 and lab3: each reached over SSH through its floating
     IP (the controller's gateway chassis), each given its metadata by its own chassis's
     agent, each pinging the other across the Geneve tunnel. Nothing skipped."""
     proc = site_cmd("verify", "--instances", "--json")
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert not [c for c in checks.values() if c["skipped"] or not c["passed"]], checks
-    assert " on lab1" in checks["instances ACTIVE (2 servers)"]["detail"]
     assert " on lab2" in checks["instances ACTIVE (2 servers)"]["detail"]
+    assert " on lab3" in checks["instances ACTIVE (2 servers)"]["detail"]
     assert checks["instance metadata service"]["detail"].count("gave its own uuid") == 2
     assert checks["instance to instance ping"]["detail"].count("0% packet loss") == 2
 
@@ -175,7 +170,7 @@ def test_servers_land_on_both_computes() -> None:
                                                       image_id=image.id, networks="none"))
             done = conn.compute.wait_for_server(servers[-1], status="ACTIVE", wait=120)
             hosts.append(done.compute_host)
-        assert set(hosts) == {"lab1", "lab2"}, hosts
+        assert set(hosts) == {"lab2", "lab3"}, hosts
     finally:
         for server in servers:
             conn.compute.delete_server(server, ignore_missing=True)
@@ -187,7 +182,7 @@ def test_servers_land_on_both_computes() -> None:
 def test_a_computes_configuration_names_the_controller_not_loopback() -> None:
     from onestack.drivers.ssh_host import SshHost, SshTarget
 
-    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+    host = SshHost(SshTarget("lab2", f"{_NET}.12", LAB / "id_ed25519",
                              HOME / "sites" / SITE / "known_hosts"))
     try:
         conf = host.read_file(HOME / "sites" / SITE / "etc" / "2026.1" / "nova" / "nova.conf")
@@ -219,7 +214,7 @@ with context.wrap_socket(socket.create_connection((address, port), 5),
 def test_a_compute_reaches_the_broker_over_tls_only() -> None:
     from onestack.drivers.ssh_host import SshHost, SshTarget
 
-    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+    host = SshHost(SshTarget("lab2", f"{_NET}.12", LAB / "id_ed25519",
                              HOME / "sites" / SITE / "known_hosts"))
     try:
         out = host.run(["python3", "-c", AMQP_PROBE, CONTROLLER, str(5682 + 400),
@@ -233,13 +228,13 @@ def test_a_compute_reaches_the_broker_over_tls_only() -> None:
 
 def test_a_chassis_reaches_the_southbound_only_over_tls_and_changes_only_its_own_rows(
         ) -> None:
-    """issue 21 (ADR 0025): from lab1, plain TCP to either OVN database gets nothing;
-    TLS with lab1's certificate may change lab1's chassis, never lab2's nor the
+    """issue 21 (ADR 0025): from lab2, plain TCP to either OVN database gets nothing;
+    TLS with lab2's certificate may change lab2's chassis, never lab3's nor the
     database's global settings (RBAC role ovn-controller)."""
     from onestack.drivers.ssh_host import SshHost, SshTarget
     from onestack.errors import CommandError
 
-    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+    host = SshHost(SshTarget("lab2", f"{_NET}.12", LAB / "id_ed25519",
                              HOME / "sites" / SITE / "known_hosts"))
     tls = HOME / "sites" / SITE / "etc" / "infra" / "ovn" / "tls"
     ssl = [f"--db=ssl:{CONTROLLER}:{16642 + 400}", f"--private-key={tls}/key.pem",
@@ -249,14 +244,14 @@ def test_a_chassis_reaches_the_southbound_only_over_tls_and_changes_only_its_own
             with pytest.raises(CommandError):
                 host.run([tool, f"--db=tcp:{CONTROLLER}:{port + 400}", "--timeout=5",
                           "--no-leader-only", "list", "Connection"], timeout=60)
-        host.run(["ovn-sbctl", *ssl, "set", "Chassis", "lab1", "external_ids:rbac-check=1"])
-        host.run(["ovn-sbctl", *ssl, "remove", "Chassis", "lab1", "external_ids", "rbac-check"])
-        for target in (["Chassis", "lab2"], ["SB_Global", "."]):
+        host.run(["ovn-sbctl", *ssl, "set", "Chassis", "lab2", "external_ids:rbac-check=1"])
+        host.run(["ovn-sbctl", *ssl, "remove", "Chassis", "lab2", "external_ids", "rbac-check"])
+        for target in (["Chassis", "lab3"], ["SB_Global", "."]):
             with pytest.raises(CommandError) as refused:
                 host.run(["ovn-sbctl", *ssl, "set", *target, "external_ids:rbac-check=1"])
             assert "RBAC" in refused.value.output, refused.value.output
         chassis = host.run(["ovn-sbctl", *ssl, "--bare", "--columns=name", "list", "Chassis"])
-        assert set(chassis.split()) == {"ctl1", "lab1", "lab2"}  # reading is allowed
+        assert set(chassis.split()) == {"lab1", "lab2", "lab3"}  # reading is allowed
     finally:
         host.close()
 
@@ -292,7 +287,7 @@ def test_a_chassis_reaches_the_metadata_api_only_over_tls_with_its_certificate()
     CA. Plain HTTP and TLS without a client certificate get no answer from nova."""
     from onestack.drivers.ssh_host import SshHost, SshTarget
 
-    host = SshHost(SshTarget("lab1", f"{_NET}.11", LAB / "id_ed25519",
+    host = SshHost(SshTarget("lab2", f"{_NET}.12", LAB / "id_ed25519",
                              HOME / "sites" / SITE / "known_hosts"))
     etc = HOME / "sites" / SITE / "etc" / "2026.1" / "neutron"
     try:
@@ -311,13 +306,13 @@ def _pids(data: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int]]:
 
 def test_a_third_compute_is_added_without_restarting_anything_else() -> None:
     before = _pids(status())
-    lab("hosts", "create", "3")
-    SITE_FILE.write_text(_site_yaml(3))
-    trust("lab3")
+    lab("hosts", "create", "4")
+    SITE_FILE.write_text(_site_yaml([2, 3, 4]))
+    trust("lab4")
     planned = json.loads(site_cmd("plan", "--json").stdout)
     needed = [s for s in planned["steps"] if s["needed"]]
-    assert needed and {s["host"] for s in needed} == {"lab3", "ctl1"}, needed
-    assert [s["id"] for s in needed if s["host"] == "ctl1"] == ["nova/lab3/discover-hosts"]
+    assert needed and {s["host"] for s in needed} == {"lab4", "lab1"}, needed
+    assert [s["id"] for s in needed if s["host"] == "lab1"] == ["nova/lab4/discover-hosts"]
     started = time.monotonic()
     site_cmd("up")
     sys.stdout.write(f"third compute added in {time.monotonic() - started:.1f}s\n")
@@ -325,64 +320,64 @@ def test_a_third_compute_is_added_without_restarting_anything_else() -> None:
     assert data["healthy"], data
     after = _pids(data)
     assert {k: after[k] for k in before} == before  # nothing restarted anywhere else
-    assert rows(data)[("lab3", "nova-compute")]["state"] == "RUNNING"
-    assert {h.name for h in cloud().compute.hypervisors()} == {"lab1", "lab2", "lab3"}
+    assert rows(data)[("lab4", "nova-compute")]["state"] == "RUNNING"
+    assert {h.name for h in cloud().compute.hypervisors()} == {"lab2", "lab3", "lab4"}
 
 
 def test_a_compute_powered_off_mid_up_is_shown_and_finished_after_power_on() -> None:
-    lab("hosts", "create", "4")
-    SITE_FILE.write_text(_site_yaml(4))
-    trust("lab4")
+    lab("hosts", "create", "5")
+    SITE_FILE.write_text(_site_yaml([2, 3, 4, 5]))
+    trust("lab5")
     cmd = [str(REPO / "onestack"), "--home", str(HOME), "up", "--site-file", str(SITE_FILE)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:  # power lab4 off once it is being given its release
+    for line in proc.stdout:  # power lab5 off once it is being given its release
         seen.append(line)
-        if "lab4 host" in line and "install release" in line:
+        if "lab5 host" in line and "install release" in line:
             time.sleep(2)
-            lab("host", "poweroff", "lab4")
+            lab("host", "poweroff", "lab5")
             break
     output = "".join(seen) + proc.stdout.read()
     assert proc.wait(timeout=600) != 0, output
     sys.stdout.write(output[-4000:])
-    assert "lab4" in output.splitlines()[-1] or "lab4" in output[-2000:], output[-2000:]
+    assert "lab5" in output.splitlines()[-1] or "lab5" in output[-2000:], output[-2000:]
     data = status()
     assert not data["healthy"]
-    assert data["hosts"]["lab4"].startswith("unreachable"), data["hosts"]
-    assert rows(data)[("lab4", "nova-compute")]["state"] == "UNREACHABLE"
-    assert rows(data)[("lab1", "nova-compute")]["healthy"]  # the others are untouched
-    lab("host", "poweron", "lab4")
+    assert data["hosts"]["lab5"].startswith("unreachable"), data["hosts"]
+    assert rows(data)[("lab5", "nova-compute")]["state"] == "UNREACHABLE"
+    assert rows(data)[("lab2", "nova-compute")]["healthy"]  # the others are untouched
+    lab("host", "poweron", "lab5")
     site_cmd("up")
     data = status()
     assert data["healthy"], data
-    assert rows(data)[("lab4", "nova-compute")]["state"] == "RUNNING"
+    assert rows(data)[("lab5", "nova-compute")]["state"] == "RUNNING"
     assert len(list(cloud().compute.hypervisors())) == 4
 
 
 def test_a_compute_with_a_server_is_refused_removal_then_leaves_cleanly() -> None:
     conn = cloud()
     flavor = conn.compute.find_flavor("m1.nano")  # Day-1 content
-    image = conn.image.create_image(name="mh-lab3", data=b"\2" * 65536, disk_format="raw",
+    image = conn.image.create_image(name="mh-lab4", data=b"\2" * 65536, disk_format="raw",
                                     container_format="bare")
-    server = conn.compute.create_server(name="mh-on-lab3", flavor_id=flavor.id,
+    server = conn.compute.create_server(name="mh-on-lab4", flavor_id=flavor.id,
                                         image_id=image.id, networks="none",
-                                        availability_zone="nova:lab3")
+                                        availability_zone="nova:lab4")
     conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
-    refused = onestack("--site", SITE, "host", "remove", "lab3", check=False)
-    assert refused.returncode == 1 and "mh-on-lab3" in refused.stderr, refused.stderr
-    service = next(conn.compute.services(binary="nova-compute", host="lab3"))
+    refused = onestack("--site", SITE, "host", "remove", "lab4", check=False)
+    assert refused.returncode == 1 and "mh-on-lab4" in refused.stderr, refused.stderr
+    service = next(conn.compute.services(binary="nova-compute", host="lab4"))
     assert service.status == "disabled"  # nothing new lands there meanwhile
     conn.compute.delete_server(server)
     conn.compute.wait_for_delete(server, wait=120)
     conn.image.delete_image(image)
-    onestack("--site", SITE, "host", "remove", "lab3")
-    assert not list(conn.compute.services(binary="nova-compute", host="lab3"))
-    assert {h.name for h in conn.compute.hypervisors()} == {"lab1", "lab2", "lab4"}
-    assert "lab3" not in {p.name for p in conn.placement.resource_providers()}
-    SITE_FILE.write_text(_site_yaml([1, 2, 4]))  # the operator's file follows
+    onestack("--site", SITE, "host", "remove", "lab4")
+    assert not list(conn.compute.services(binary="nova-compute", host="lab4"))
+    assert {h.name for h in conn.compute.hypervisors()} == {"lab2", "lab3", "lab5"}
+    assert "lab4" not in {p.name for p in conn.placement.resource_providers()}
+    SITE_FILE.write_text(_site_yaml([2, 3, 5]))  # the operator's file follows
     data = status()
-    assert data["healthy"] and "lab3" not in data["hosts"], data
+    assert data["healthy"] and "lab4" not in data["hosts"], data
     planned = json.loads(site_cmd("plan", "--json").stdout)
     assert planned["changes"] == 0, [(s["host"], s["id"]) for s in planned["steps"]
                                      if s["needed"]]
@@ -414,22 +409,31 @@ def _under_load(*args: str, fault: str | None = None) -> tuple[subprocess.Comple
 
 
 def _ssh_banner(address: str, wait: float = 120) -> str:
-    """The first bytes a guest's SSH server sends on its floating IP (bounded wait)."""
-    import socket
+    """The first bytes a guest's SSH server sends on its floating IP (bounded wait),
+    asked from the controller (its bridge holds the provider network's gateway)."""
+    from onestack.drivers.ssh_host import SshHost, SshTarget
 
+    controller = SshHost(SshTarget("lab1", CONTROLLER, LAB / "id_ed25519",
+                                   HOME / "sites" / SITE / "known_hosts"))
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            with socket.create_connection((address, 22), timeout=5) as sock:
-                return sock.recv(64).decode(errors="replace")
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
+    try:
+        while True:
+            try:
+                channel = controller.open_tunnel(address, 22, 5)
+                try:
+                    return bytes(channel.recv(64)).decode(errors="replace")
+                finally:
+                    channel.close()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+    finally:
+        controller.close()
 
 
 def _reachable_server(conn: Any) -> tuple[Any, str]:
-    """A server of the test image on lab2, with a floating IP and SSH allowed."""
+    """A server of the test image on lab3, with a floating IP and SSH allowed."""
     group = conn.network.create_security_group(name="mh-kept")
     conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
                                             protocol="tcp", port_range_min=22,
@@ -438,7 +442,7 @@ def _reachable_server(conn: Any) -> tuple[Any, str]:
         name="mh-reached", flavor_id=conn.compute.find_flavor("m1.nano").id,
         image_id=conn.image.find_image("onestack-guest").id,
         networks=[{"uuid": conn.network.find_network("private").id}],
-        security_groups=[{"name": "mh-kept"}], availability_zone="nova:lab2")
+        security_groups=[{"name": "mh-kept"}], availability_zone="nova:lab3")
     server = conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
     port = next(conn.network.ports(device_id=server.id))
     fip = conn.network.create_ip(floating_network_id=conn.network.find_network("public").id,
@@ -463,7 +467,7 @@ def test_upgrade_rolled_back_then_applied_across_hosts_under_load() -> None:
                                  fault="fail:upgrade-2026.2/verify/site/smoke-tests")
     assert proc.returncode != 0 and "rolled back" in proc.stderr, proc.stderr[-3000:]
     moved = re.findall(r"(lab\d) nova +restart nova-compute on 2026\.(\d)", proc.stderr)
-    assert {("lab1", "2"), ("lab2", "2"), ("lab1", "1"), ("lab2", "1")} <= set(moved), moved
+    assert {("lab2", "2"), ("lab3", "2"), ("lab2", "1"), ("lab3", "1")} <= set(moved), moved
     assert failures == {}
     assert set(_versions_by_host().values()) == {"33.0.2"}  # nova 2026.1 everywhere
     data = status()
