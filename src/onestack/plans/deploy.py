@@ -34,6 +34,7 @@ from onestack.steps.actions import (
     StartProgram,
     StopSiteOnHost,
     WriteFile,
+    WriteOperatorFile,
 )
 from onestack.steps.context import HostContext
 
@@ -242,8 +243,9 @@ def deploy_steps(ctx: ServiceContext, wheelhouse: Path | None = None,
         lanes += _in_lane(lane, SERVICES_FANOUT, service.name)
         after += rest
     steps += [*users, *infra, *lanes, *after, *content_steps(ctx)]
-    steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml}",
-                      WriteFile(ctx.paths.clouds_yaml, clouds_yaml(ctx), mode=0o600)))
+    steps.append(step(ctx, "host", "clouds-yaml", f"write {ctx.paths.clouds_yaml} (on the "
+                      "machine onestack runs on: the operator's credentials)",
+                      WriteOperatorFile(ctx.paths.clouds_yaml, clouds_yaml(ctx))))
     return steps + [s for host in retired for s in retire_steps(ctx, host)]
 
 

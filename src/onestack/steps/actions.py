@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from onestack.core.digest import digest
 from onestack.drivers import apt, processes
-from onestack.drivers.host import chown_spec
+from onestack.drivers.host import LocalHost, chown_spec
 from onestack.drivers.probes import AllOf, Probe, wait_until_healthy
 from onestack.drivers.supervisor import program_marker
 from onestack.errors import CommandError, ServiceStartError
@@ -46,6 +46,30 @@ class WriteFile:
         ctx.host.write_file(self.path, self.content, mode=self.mode, owner=self.owner)
         if self.owner:  # an unchanged file written before it had this owner
             ctx.host.run(["chown", chown_spec(self.owner), str(self.path)])
+
+
+@dataclass(frozen=True)
+class WriteOperatorFile:
+    """A file for the operator on the deploy host (the machine onestack runs on),
+    whatever host its step is shown on: clients' credentials (clouds.yaml). ADR 0027."""
+
+    path: Path
+    content: str = field(repr=False)
+    mode: int = 0o600
+    kind: str = "file"
+
+    def fingerprint(self) -> str:
+        return digest(f"{self.path}|{self.mode:o}|None|{digest(self.content)}")
+
+    def probe(self, ctx: HostContext) -> Any:
+        here = LocalHost()
+        return [here.file_digest(self.path), here.file_mode(self.path)]
+
+    def needed(self, fact: Any, done: str | None) -> bool:
+        return not isinstance(fact, list) or fact != [digest(self.content), self.mode]
+
+    def apply(self, ctx: HostContext) -> None:
+        LocalHost().write_file(self.path, self.content, mode=self.mode)
 
 
 def owner_matches(actual: str | None, wanted: str) -> bool:

@@ -18,7 +18,13 @@ from onestack.model.site import default_lab_site
 from onestack.plans.deploy import CLOUD_NAME, deploy_steps, required_secrets
 from onestack.services import registry
 from onestack.services.base import ServiceContext
-from onestack.steps.actions import EnsureDirs, EnsureSystemGroup, EnsureSystemUser, WriteFile
+from onestack.steps.actions import (
+    EnsureDirs,
+    EnsureSystemGroup,
+    EnsureSystemUser,
+    WriteFile,
+    WriteOperatorFile,
+)
 from onestack.steps.context import HostContext
 from support.sites import fast
 
@@ -48,8 +54,10 @@ def _last(steps: list[Step], service: str) -> int:
     return max(i for i, s in enumerate(steps) if s.service == service)
 
 
-def _files(steps: list[Step]) -> dict[str, WriteFile]:
-    return {s.id: s.action for s in steps if isinstance(s.action, WriteFile)}
+def _files(steps: list[Step]) -> dict[str, WriteFile | WriteOperatorFile]:
+    """Every file a plan writes: on its hosts, and the operator's on this machine."""
+    return {s.id: s.action for s in steps
+            if isinstance(s.action, (WriteFile, WriteOperatorFile))}
 
 
 def _ini(text: str) -> configparser.ConfigParser:

@@ -504,3 +504,18 @@ def test_on_this_machine_the_probe_is_unchanged(tmp_path: Path) -> None:
     ctx.hosts = {"aio": ctx.host}
     assert where(probe, ctx) is probe
     assert where(probe, _ctx(tmp_path)) is probe  # no hosts known: as before
+
+
+def test_the_operators_credentials_are_written_where_onestack_runs(tmp_path: Path) -> None:
+    # issue 22 (ADR 0027): a controller reached over SSH got clouds.yaml, and the
+    # deploy host, where the operator and the next plan look, had none.
+    from onestack.steps.actions import WriteOperatorFile
+
+    controller = MemoryHost()
+    ctx = _ctx(tmp_path, controller)
+    action = WriteOperatorFile(tmp_path / "sites" / "s1" / "clouds.yaml", "clouds: {}\n")
+    assert action.needed(action.probe(ctx), None)
+    action.apply(ctx)
+    assert action.path.read_text() == "clouds: {}\n"
+    assert action.path.stat().st_mode & 0o777 == 0o600
+    assert not controller.files and not action.needed(action.probe(ctx), "done")
