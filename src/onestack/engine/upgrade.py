@@ -8,7 +8,7 @@ rollback-failed, restored). Every step is journaled, so ``upgrade apply`` resume
 
 from __future__ import annotations
 
-import shutil
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,11 +145,15 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
 
 
 def _disk_check(handle: SiteHandle) -> dict[str, Any]:
-    data = handle.paths.data / "mariadb"
-    db_bytes = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data.exists() \
-        else 0
+    """Room on the controller (where the dump and the new release go) for both."""
+    host = handle.controller()
+    data, home = handle.paths.data / "mariadb", handle.paths.home
+    script = (f"du -sb {shlex.quote(str(data))} 2>/dev/null | cut -f1; "
+              f"df -B1 --output=avail {shlex.quote(str(home))} | tail -n 1")
+    lines = host.run(["sh", "-c", script], check=False).split()
+    db_bytes = int(lines[0]) if len(lines) > 1 and lines[0].isdigit() else 0
+    free = int(lines[-1]) if lines and lines[-1].isdigit() else 0
     need = db_bytes + 1_500 * 2**20  # dump (uncompressed, worst case) + a release env
-    free = shutil.disk_usage(handle.paths.home).free
     return _check("disk space", free > need, f"{free / 2**30:.1f} GiB free, "
                   f"{need / 2**30:.1f} GiB needed (backup + {to_gib(1_500 * 2**20)} env)")
 
@@ -265,9 +269,7 @@ def _refuse_if_unhealthy(handle: SiteHandle) -> None:
 
 def _taken_ports(handle: SiteHandle, new_colors: dict[str, str]) -> list[str]:
     """The new API instances' ports that something else already holds."""
-    from onestack.drivers.host import LocalHost
-
-    host = LocalHost(handle.site.controller.name)
+    host = handle.controller()
     taken = []
     for label, port in Ports(handle.site.port_offset).backends(new_colors).items():
         holder = host.port_holder(port)
@@ -441,12 +443,16 @@ def _ensure_database_running(handle: SiteHandle, ctx: ServiceContext,
 
 
 def list_backups(handle: SiteHandle) -> list[dict[str, Any]]:
+    """The database backups, each with its ``backup.json``: on the controller, where
+    they were made (read through its connection, ADR 0027)."""
     import json
 
-    root = handle.paths.site / "backups"
+    host, root = handle.controller(), handle.paths.site / "backups"
     backups = []
-    for meta in sorted(root.glob("*/backup.json")) if root.exists() else []:
-        backups.append({"id": meta.parent.name, **json.loads(meta.read_text())})
+    for name in host.list_dir(root):
+        text = host.read_file(root / name / "backup.json")
+        if text:
+            backups.append({"id": name, **json.loads(text)})
     return backups
 
 
