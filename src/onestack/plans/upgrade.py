@@ -99,7 +99,7 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
             ("colors", ",".join(f"{k}={v}" for k, v in sorted(old.colors.items()))))
     steps = [
         _step(p, "prepare", "host", "release-env", f"install release {new.series} side by side",
-              new, CreateReleaseEnv(new.series, new.venv, wheelhouse)),
+              new, _release_env(new, wheelhouse)),
         _step(p, "prepare", "mariadb", "backup", f"back up every database to {backup_dir}",
               new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta,
                                    tuple(sorted(mariadb.DATABASES)))),
@@ -117,6 +117,13 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
     return steps
+
+
+def _release_env(new: ServiceContext, wheelhouse: Path | None) -> object:
+    """The new release on the controller: built here when it is this machine, else
+    built here and sent to it (ADR 0014, ADR 0027)."""
+    kind = CreateReleaseEnv if new.site.controller.is_local else ShipReleaseEnv
+    return kind(new.series, new.venv, wheelhouse)
 
 
 def remote_hosts(ctx: ServiceContext) -> list[Host]:

@@ -131,3 +131,24 @@ def test_every_compute_is_restarted_once_more_after_the_conductor_settles(
     computes = [_index(upgrade, f"{p}/{h}/settle:nova-compute") for h in ("cmp1", "cmp2")]
     assert conductor < scheduler < computes[0] < computes[1]
     assert [upgrade[i].host for i in computes] == ["cmp1", "cmp2"]
+
+
+def test_a_controller_over_ssh_is_sent_the_new_release(
+        make_service_context: ContextFactory, tmp_path: Path) -> None:
+    # issue 22 (ADR 0027): the new release was built on the deploy host only, and
+    # the remote controller's next steps found no 2026.2 environment there.
+    from onestack.model.site import ConnectionKind
+    from onestack.steps.actions import CreateReleaseEnv
+
+    old, new = _releases(make_service_context, real=False)
+    assert isinstance(next(s.action for s in upgrade_steps(old, new, tmp_path, None, _noop,
+                                                            _noop)
+                           if s.id == "upgrade-2026.2/prepare/host/release-env"),
+                      CreateReleaseEnv)  # the controller is this machine
+    hosts = [h.model_copy(update={"connection": ConnectionKind.SSH}) if i == 0 else h
+             for i, h in enumerate(old.site.hosts)]
+    site = old.site.model_copy(update={"hosts": hosts})
+    old, new = (dataclasses.replace(c, site=site) for c in (old, new))
+    step = next(s for s in upgrade_steps(old, new, tmp_path, None, _noop, _noop)
+                if s.id == "upgrade-2026.2/prepare/host/release-env")
+    assert isinstance(step.action, ShipReleaseEnv) and step.host == "ctl1"
