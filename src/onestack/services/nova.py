@@ -317,7 +317,9 @@ def before_rollback(newer: ServiceContext, older: ServiceContext) -> CallOnce:
 
     def run(hc: HostContext) -> None:
         manifest = _release_facts(hc, older.bin("python"))[1]
-        result = hc.host.run([newer.bin("python"), str(script)],
+        # The script's text goes with the command (``python -``): the controller may
+        # be another machine, without onestack's source (ADR 0027).
+        result = hc.host.run([newer.bin("python"), "-"], input=script.read_text(),
                              env={**env, "ONESTACK_NOVA_MANIFEST": manifest})
         hc.progress.message(f"nova objects made readable by {older.series}: "
                             f"{result.strip().splitlines()[-1]}")

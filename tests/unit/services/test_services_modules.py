@@ -142,3 +142,35 @@ def test_other_site_name_gives_other_rabbitmq_node(make_service_context: Context
     ctx = make_service_context(default_lab_site("lab2"))
     assert rabbitmq.node_name(ctx) == "onestack-lab2@localhost"
     assert ctx.paths.site.name == "lab2"
+
+
+def test_nova_backport_script_travels_with_its_command(
+        make_service_context: ContextFactory, tmp_path: Path) -> None:
+    # issue 22 (ADR 0027): the script was named by its path in onestack's source on
+    # the deploy host, which a controller reached over SSH does not have.
+    from typing import Any
+
+    from onestack.core.progress import SilentProgress
+    from onestack.services import nova
+    from onestack.steps.context import HostContext
+
+    older = make_service_context(series="2026.1")
+    newer = make_service_context(series="2026.2")
+    nova._RELEASE_FACTS[older.bin("python")] = (72, "{}")
+    seen: list[tuple[list[str], str | None, dict[str, str]]] = []
+
+    class Controller:
+        name = "ctl1"
+
+        def run(self, argv: Any, *, env: Any = None, input: str | None = None,
+                **_: Any) -> str:
+            seen.append((list(argv), input, dict(env or {})))
+            return "backported 0 objects\n"
+
+    action = nova.before_rollback(newer, older)
+    action.apply(HostContext(Controller(), older.paths, None, SilentProgress()))  # type: ignore[arg-type]
+    argv, text, env = seen[0]
+    assert argv == [newer.bin("python"), "-"]
+    assert text is not None and "ONESTACK_NOVA_MANIFEST" in text
+    assert env["ONESTACK_NOVA_MANIFEST"] == "{}"
+    assert not any("scripts" in a for a in argv)
