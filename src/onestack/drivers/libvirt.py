@@ -6,11 +6,12 @@ the same on this machine and on a compute host reached over SSH.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onestack.core.host import HostConnection
 from onestack.drivers.host import LocalHost
+from onestack.drivers.probes import RunsOnAHost
 from onestack.drivers.processes import MARKER_VARIABLE
 from onestack.errors import CommandError
 
@@ -35,7 +36,7 @@ VIRTLOGD_ADMIN_URI = "virtlogd:///system"
 
 
 @dataclass(frozen=True)
-class LibvirtProbe:
+class LibvirtProbe(RunsOnAHost):
     """Healthy when libvirtd answers on its socket with the QEMU driver loaded (``virsh
     uri``: a qemu:/// connection opens only then; ``virsh version`` would wait for
     libvirt's probe of QEMU's capabilities, 4-12 s at each start on a busy 2-core
@@ -46,10 +47,6 @@ class LibvirtProbe:
     admin: bool = False
     runs_on: str = ""  # the compute host it is on (empty: this machine)
     via: HostConnection | None = field(default=None, compare=False, repr=False)
-
-    def through(self, host: HostConnection) -> LibvirtProbe:
-        """The same probe, run on its host through the host's connection."""
-        return replace(self, via=host)
 
     def check(self, timeout: float = 5.0) -> tuple[bool, str]:
         host = self.via or LocalHost()

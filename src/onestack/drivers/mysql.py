@@ -13,6 +13,7 @@ from pathlib import Path
 
 from onestack.core.host import HostConnection
 from onestack.drivers.host import LocalHost
+from onestack.drivers.probes import RunsOnAHost
 from onestack.errors import CommandError
 
 
@@ -116,7 +117,7 @@ def execute(host: HostConnection, socket_path: Path, database: str,
 
 
 @dataclass(frozen=True)
-class ServiceReportProbe:
+class ServiceReportProbe(RunsOnAHost):
     """Healthy when a nova service has reported its state recently (its heartbeat in
     the cell database), i.e. the scheduler will consider it up."""
 
@@ -138,9 +139,6 @@ class ServiceReportProbe:
         """The same probe, satisfied only by a report made after ``moment`` (a restart)."""
         return replace(self, not_before=moment)
 
-    def through(self, host: HostConnection) -> ServiceReportProbe:
-        """The same probe, run on ``host`` (its ``runs_on``) through its connection."""
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def _query(self) -> str:
         return (f"SELECT TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
@@ -169,7 +167,7 @@ class ServiceReportProbe:
 
 
 @dataclass(frozen=True)
-class HashRingProbe:
+class HashRingProbe(RunsOnAHost):
     """Healthy when neutron's OVN hash ring (``ovn_hash_ring``) holds live workers only:
     at least one touched within two touch intervals, and none that neutron still
     counts as alive (touched within ``alive``) but that stopped touching: events
@@ -183,9 +181,6 @@ class HashRingProbe:
     runs_on: str = ""  # the database's host (empty: this machine)
     via: HostConnection | None = field(default=None, compare=False, repr=False)
 
-    def through(self, host: HostConnection) -> HashRingProbe:
-        """The same probe, run on ``host`` (its ``runs_on``) through its connection."""
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         sql = (f"SELECT hostname, TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP()) "

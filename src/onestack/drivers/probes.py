@@ -8,12 +8,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from onestack.core.host import HostConnection
 from onestack.drivers import probe_checks
 from onestack.drivers.host import LocalHost
 from onestack.errors import CommandError
+
+
+class RunsOnAHost:
+    """A probe that can be bound to a host of the site (its ``via`` field): bound, it
+    runs there through the host's connection; unbound, or bound to this machine, here."""
+
+    def through(self, host: HostConnection) -> Self:
+        """The same probe, run on ``host`` through its connection."""
+        return self if isinstance(host, LocalHost) else replace(self, via=host)  # type: ignore[type-var]
 
 
 def _there(host: HostConnection, check: str, kwargs: dict[str, Any],
@@ -48,7 +57,7 @@ _CHECKS_SOURCE = inspect.getsource(probe_checks)
 
 
 @dataclass(frozen=True)
-class HttpProbe:
+class HttpProbe(RunsOnAHost):
     """Healthy when an HTTP GET answers with one of the expected statuses (asked on
     this machine, or on the host it is bound to: ``through``)."""
 
@@ -57,8 +66,6 @@ class HttpProbe:
     cafile: str = ""  # the CA an https URL's certificate must chain to
     via: HostConnection | None = field(default=None, compare=False, repr=False)
 
-    def through(self, host: HostConnection) -> HttpProbe:
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         kwargs = {"url": self.url, "ok_statuses": list(self.ok_statuses),
@@ -69,15 +76,13 @@ class HttpProbe:
 
 
 @dataclass(frozen=True)
-class TcpProbe:
+class TcpProbe(RunsOnAHost):
     """Healthy when a TCP connection is accepted (here, or on the bound host)."""
 
     host: str
     port: int
     via: HostConnection | None = field(default=None, compare=False, repr=False)
 
-    def through(self, host: HostConnection) -> TcpProbe:
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 2.0) -> tuple[bool, str]:
         if self.via is not None:
@@ -87,7 +92,7 @@ class TcpProbe:
 
 
 @dataclass(frozen=True)
-class UnixSocketProbe:
+class UnixSocketProbe(RunsOnAHost):
     """Healthy when a unix socket accepts a connection and answers ``request`` with a
     reply starting with ``expect`` (on this machine, or on the bound host)."""
 
@@ -96,8 +101,6 @@ class UnixSocketProbe:
     expect: bytes
     via: HostConnection | None = field(default=None, compare=False, repr=False)
 
-    def through(self, host: HostConnection) -> UnixSocketProbe:
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 2.0) -> tuple[bool, str]:
         if self.via is not None:
@@ -108,7 +111,7 @@ class UnixSocketProbe:
 
 
 @dataclass(frozen=True)
-class CommandProbe:
+class CommandProbe(RunsOnAHost):
     """Healthy when a read-only command exits 0 and one line of its output starts with
     ``expect`` (a daemon's control socket or database answering, e.g. ``ovsdb-client
     list-dbs`` naming its database).
@@ -124,9 +127,6 @@ class CommandProbe:
     via: HostConnection | None = field(default=None, compare=False, repr=False)
     label: str = ""  # what the result names (default: the command's first words)
 
-    def through(self, host: HostConnection) -> CommandProbe:
-        """The same probe, run on ``host`` through its connection."""
-        return self if isinstance(host, LocalHost) else replace(self, via=host)
 
     def check(self, timeout: float = 3.0) -> tuple[bool, str]:
         host = self.via or LocalHost()

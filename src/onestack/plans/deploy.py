@@ -128,9 +128,15 @@ def _release_step(ctx: ServiceContext, host: Host, wheelhouse: Path | None) -> S
     """The release environment of a host: built here, or sent from here (ADR 0014)."""
     return host_step(ctx, host, "host", "release-env",
                      f"install release {ctx.series} into {ctx.venv}",
-                     (CreateReleaseEnv if host.is_local else ShipReleaseEnv)(
-                         ctx.series, ctx.venv, wheelhouse),
-                     fanout=INFRA_FANOUT)
+                     release_env(ctx, host, wheelhouse), fanout=INFRA_FANOUT)
+
+
+def release_env(ctx: ServiceContext, host: Host,
+                wheelhouse: Path | None) -> CreateReleaseEnv | ShipReleaseEnv:
+    """``ctx``'s release on ``host``: built here when it is this machine, else built
+    here and sent to it (ADR 0014, ADR 0027)."""
+    kind = CreateReleaseEnv if host.is_local else ShipReleaseEnv
+    return kind(ctx.series, ctx.venv, wheelhouse)
 
 
 def retire_steps(ctx: ServiceContext, host: Host) -> list[Step]:

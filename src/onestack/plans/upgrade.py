@@ -26,12 +26,11 @@ from onestack.drivers.probes import Probe, wait_until_healthy
 from onestack.drivers.supervisor import Program, render_program, supervised_command
 from onestack.errors import ServiceStartError
 from onestack.model.site import Host
-from onestack.plans.deploy import placed_programs
+from onestack.plans.deploy import placed_programs, release_env
 from onestack.services import haproxy, mariadb, neutron, nova, registry
 from onestack.services.base import OpenStackService, ServiceContext, api_probes
 from onestack.steps.actions import (
     CallOnce,
-    CreateReleaseEnv,
     RunOnce,
     ShipReleaseEnv,
     UpdateSupervisor,
@@ -99,7 +98,7 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
             ("colors", ",".join(f"{k}={v}" for k, v in sorted(old.colors.items()))))
     steps = [
         _step(p, "prepare", "host", "release-env", f"install release {new.series} side by side",
-              new, _release_env(new, wheelhouse)),
+              new, release_env(new, new.site.controller, wheelhouse)),
         _step(p, "prepare", "mariadb", "backup", f"back up every database to {backup_dir}",
               new, BackupDatabases(mariadb.socket_path(old), backup_dir, meta,
                                    tuple(sorted(mariadb.DATABASES)))),
@@ -117,13 +116,6 @@ def _prepare(old: ServiceContext, new: ServiceContext, backup_dir: Path,
                                f"{module.name}: {name.replace('-', ' ')}", new,
                                RunOnce(argv, inputs=new.series)))
     return steps
-
-
-def _release_env(new: ServiceContext, wheelhouse: Path | None) -> object:
-    """The new release on the controller: built here when it is this machine, else
-    built here and sent to it (ADR 0014, ADR 0027)."""
-    kind = CreateReleaseEnv if new.site.controller.is_local else ShipReleaseEnv
-    return kind(new.series, new.venv, wheelhouse)
 
 
 def remote_hosts(ctx: ServiceContext) -> list[Host]:

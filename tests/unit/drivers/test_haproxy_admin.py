@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from onestack.drivers.haproxy_admin import HaproxyAdmin, HaproxyError
-from onestack.drivers.host import LocalHost
+from support.hosts import OtherHost
 
 STAT = ("# pxname,svname,status,scur\nnova,FRONTEND,OPEN,0\nnova,nova-blue,UP,2\n"
         "nova,nova-green,MAINT,0\nnova,BACKEND,UP,2\n")
-
-
-class OtherHost:
-    """A connection that is not this machine's (as an SSH host is): commands run
-    through it, here by the local shell."""
-
-    name = "ctl2"
-
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 600, check: bool = True,
-            input: str | None = None) -> str:
-        return LocalHost().run(argv, env=env, cwd=cwd, timeout=timeout, check=check,
-                               input=input)
 
 
 @pytest.fixture

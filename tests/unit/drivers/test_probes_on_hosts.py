@@ -6,30 +6,14 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from onestack.drivers.host import LocalHost
 from onestack.drivers.probes import HttpProbe, TcpProbe, UnixSocketProbe
-
-
-class OtherHost:
-    """A connection that is not this machine's, as an SSH host's is (commands run by
-    the local shell, so the check really runs in a separate python3)."""
-
-    name = "ctl2"
-
-    def __init__(self) -> None:
-        self.commands: list[list[str]] = []
-
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 600, check: bool = True,
-            input: str | None = None) -> str:
-        self.commands.append(list(argv))
-        return LocalHost().run(argv, env=env, cwd=cwd, timeout=timeout, check=check,
-                               input=input)
+from support.hosts import OtherHost
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
